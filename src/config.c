@@ -1,0 +1,651 @@
+/*
+ * config.c - the configuration file: defaults, one table of directives, and
+ * the line parser that applies them to a struct config.
+ *
+ * Every directive is one row of the table below: its name, the kind of value
+ * it takes, where the value goes (an offset into struct config, or into the
+ * current struct listener_conf for listener-scoped rows) and its limits. The
+ * parser splits a line into words, finds the row, converts the one value the
+ * row's kind describes and stores it. Only "listener", "log_dest" and
+ * "log_type" need more than that and have setter functions. Adding a
+ * directive is adding a row; there is no chain of string comparisons.
+ *
+ * A value is exactly one word, so paths and prefixes cannot contain blanks;
+ * a second word is an error rather than silently ignored, as is a number with
+ * junk after it ("10x"), a value out of range and a directive nobody knows.
+ * A bad line stops start-up, so every message names the file and the line.
+ *
+ * Strings: config_defaults() never allocates. Its default strings point at
+ * static arrays, which the setters and config_free() recognise and never
+ * free; anything a directive sets is a mem_strdup() copy the config owns.
+ * On an error the config holds whatever was applied before the bad line; the
+ * caller still owns it and releases it with config_free().
+ *
+ * config_load() reads with getc() into a fixed buffer rather than getline()
+ * so that all memory goes through mem.h and a runaway line is refused at the
+ * limit instead of being read whole.
+ */
+#include "config.h"
+#include "mem.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#define LINE_MAX_BYTES 4096 /* content, not counting the line ending */
+#define MAX_WORDS 4 /* name + the most values any directive takes + one extra */
+
+/* The largest MQTT packet: 1 byte fixed header, 4 length bytes, 268435455 of body. */
+#define PACKET_SIZE_MAX 268435460
+
+/* Default strings; never freed (see the essay). */
+static char default_auto_id_prefix[] = "auto-";
+static char dest_stderr[] = "stderr";
+static char dest_stdout[] = "stdout";
+static char dest_file[] = "file";
+
+/* What one config_load() (or one config_parse_line()) is doing. */
+struct parser {
+	struct config *c;
+	const char *file;
+	int lineno;
+	char *err;
+	size_t errlen;
+	bool log_type_seen; /* a later log_type may only raise the level */
+};
+
+enum kind {
+	K_BOOL, /* true | false */
+	K_NUM, /* integer, optionally with a unit suffix */
+	K_STRING, /* one word, copied */
+	K_ENUM, /* one of a list of words */
+	K_CALL, /* a setter function does it all */
+};
+
+/* A suffix and what it multiplies by; the first row describes the format. */
+struct unit {
+	char suffix;
+	int64_t factor;
+};
+
+struct unit_set {
+	const char *what; /* for "expected WHAT, got 'x'" */
+	struct unit units[8]; /* ends at suffix 0 */
+};
+
+struct word {
+	const char *word;
+	int value;
+};
+
+struct directive;
+typedef int (*setter_fn)(struct parser *p, const struct directive *d, char **argv, int argc);
+
+struct directive {
+	const char *name;
+	enum kind kind;
+	bool listener; /* off is into the latest struct listener_conf */
+	size_t off;
+	size_t width; /* sizeof the field, for K_NUM and K_ENUM */
+	int64_t min, max; /* K_NUM; for K_STRING the length */
+	bool zero_ok; /* K_NUM: 0 allowed besides min..max */
+	const char *range; /* K_NUM: how to describe min..max when it needs words */
+	const struct unit_set *units; /* K_NUM: NULL = plain number */
+	const struct word *words; /* K_ENUM: ends at word NULL */
+	setter_fn set; /* K_CALL */
+	int max_args; /* K_CALL: values it takes at most (at least 1) */
+};
+
+static const struct unit_set plain_number = { "a number", { { 0, 0 } } };
+
+/* Sizes count in 1024s: "64k" is 65536 bytes. */
+static const struct unit_set size_units = {
+	"a size in bytes (e.g. 512, 64k, 16M, 1G)",
+	{ { 'k', 1024 },
+	  { 'K', 1024 },
+	  { 'M', 1024 * 1024 },
+	  { 'G', 1024 * 1024 * 1024 },
+	  { 0, 0 } },
+};
+
+/* mosquitto's duration units; a month is 30 days and a year 365. */
+static const struct unit_set duration_units = {
+	"a duration (e.g. 3600, 90s, 2h, 14d, 1w, 1m, 1y)",
+	{ { 's', 1 },
+	  { 'h', 3600 },
+	  { 'd', 86400 },
+	  { 'w', 7 * 86400 },
+	  { 'm', 30 * 86400 },
+	  { 'y', 365 * 86400 },
+	  { 0, 0 } },
+};
+
+static const struct word protocol_words[] = {
+	{ "mqtt", LISTENER_MQTT },
+	{ "websockets", LISTENER_WEBSOCKETS },
+	{ NULL, 0 },
+};
+
+static const struct word domain_words[] = {
+	{ "ipv4", 4 },
+	{ "ipv6", 6 },
+	{ NULL, 0 },
+};
+
+static const struct word qos_words[] = {
+	{ "0", 0 },
+	{ "1", 1 },
+	{ "2", 2 },
+	{ NULL, 0 },
+};
+
+static const struct word level_words[] = {
+	{ "error", LOG_ERR },
+	{ "warning", LOG_WARNING },
+	{ "notice", LOG_NOTICE },
+	{ "information", LOG_INFO },
+	{ "debug", LOG_DEBUG },
+	{ "all", LOG_DEBUG },
+	{ NULL, 0 },
+};
+
+static int set_listener(struct parser *p, const struct directive *d, char **argv, int argc);
+static int set_log_dest(struct parser *p, const struct directive *d, char **argv, int argc);
+static int set_log_type(struct parser *p, const struct directive *d, char **argv, int argc);
+
+#define CFG(field) \
+	.off = offsetof(struct config, field), .width = sizeof(((struct config *)0)->field)
+#define LST(field)                                                     \
+	.listener = true, .off = offsetof(struct listener_conf, field), \
+	.width = sizeof(((struct listener_conf *)0)->field)
+#define NUM(field, lo, hi) .kind = K_NUM, CFG(field), .min = (lo), .max = (hi)
+
+static const struct directive directives[] = {
+	/* listeners */
+	{ .name = "listener", .kind = K_CALL, .set = set_listener, .max_args = 2 },
+	{ .name = "protocol", .kind = K_ENUM, LST(protocol), .words = protocol_words },
+	{ .name = "bind_address", .kind = K_STRING, LST(bind_address), .min = 1, .max = 255 },
+	{ .name = "socket_domain", .kind = K_ENUM, LST(socket_domain), .words = domain_words },
+	{ .name = "http_dir", .kind = K_STRING, LST(http_dir), .min = 1, .max = PATH_MAX - 1 },
+
+	/* sessions and queues */
+	{ .name = "max_queued_messages", NUM(max_queued_messages, 0, UINT32_MAX) },
+	{ .name = "max_queued_bytes",
+	  NUM(max_queued_bytes, 0, INT64_MAX),
+	  .units = &size_units },
+	{ .name = "max_inflight_messages",
+	  NUM(max_inflight_messages, 1, 65535),
+	  .range = "1..65535 (0 = unlimited is not supported)" },
+	{ .name = "queue_qos0_messages", .kind = K_BOOL, CFG(queue_qos0_messages) },
+	{ .name = "persistent_client_expiration",
+	  NUM(persistent_client_expiration, 0, UINT32_MAX),
+	  .units = &duration_units },
+
+	/* protocol limits */
+	{ .name = "max_packet_size",
+	  NUM(max_packet_size, 20, PACKET_SIZE_MAX),
+	  .zero_ok = true,
+	  .range = "0 (protocol maximum) or 20..268435460",
+	  .units = &size_units },
+	{ .name = "max_keepalive", NUM(max_keepalive, 0, 65535) },
+	{ .name = "max_topic_alias", NUM(max_topic_alias, 0, 65535) },
+	{ .name = "max_qos", .kind = K_ENUM, CFG(max_qos), .words = qos_words },
+	{ .name = "retain_available", .kind = K_BOOL, CFG(retain_available) },
+	{ .name = "allow_zero_length_clientid", .kind = K_BOOL, CFG(allow_zero_length_clientid) },
+	{ .name = "auto_id_prefix", .kind = K_STRING, CFG(auto_id_prefix), .min = 1, .max = 64 },
+	{ .name = "connect_timeout", NUM(connect_timeout, 1, 3600) },
+	{ .name = "max_connections",
+	  NUM(max_connections, -1, INT_MAX),
+	  .range = "-1 (unlimited) or 0..2147483647" },
+
+	/* logging and $SYS */
+	{ .name = "sys_interval", NUM(sys_interval, 0, 86400) },
+	{ .name = "log_dest", .kind = K_CALL, .set = set_log_dest, .max_args = 2 },
+	{ .name = "log_type", .kind = K_CALL, .set = set_log_type, .max_args = 1 },
+};
+
+void config_defaults(struct config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->max_queued_messages = 1000;
+	c->max_queued_bytes = 0;
+	c->max_inflight_messages = 20;
+	c->queue_qos0_messages = false;
+	c->persistent_client_expiration = 0;
+	c->max_packet_size = 0;
+	c->max_keepalive = 65535;
+	c->max_topic_alias = 10;
+	c->max_qos = 2;
+	c->retain_available = true;
+	c->allow_zero_length_clientid = true;
+	c->auto_id_prefix = default_auto_id_prefix;
+	c->connect_timeout = 10;
+	c->max_connections = -1;
+	c->sys_interval = 10;
+	c->log_level = LOG_NOTICE;
+	c->log_dest = dest_stderr;
+	c->log_file = NULL;
+}
+
+static bool is_static(const char *s)
+{
+	return s == default_auto_id_prefix || s == dest_stderr || s == dest_stdout ||
+	       s == dest_file;
+}
+
+static void free_string(char **s)
+{
+	if (*s && !is_static(*s))
+		mem_free(*s);
+	*s = NULL;
+}
+
+void config_free(struct config *c)
+{
+	for (size_t i = 0; i < c->n_listeners; i++) {
+		free_string(&c->listeners[i].bind_address);
+		free_string(&c->listeners[i].http_dir);
+	}
+	mem_free(c->listeners);
+	free_string(&c->auto_id_prefix);
+	free_string(&c->log_dest);
+	free_string(&c->log_file);
+	memset(c, 0, sizeof(*c));
+}
+
+struct listener_conf *config_add_listener(struct config *c, int port)
+{
+	struct listener_conf *ls, *l;
+
+	ls = mem_realloc(c->listeners, (c->n_listeners + 1) * sizeof(*ls));
+	if (!ls)
+		return NULL;
+	c->listeners = ls;
+	l = &ls[c->n_listeners++];
+	memset(l, 0, sizeof(*l));
+	l->port = port;
+	l->protocol = LISTENER_MQTT;
+	l->socket_domain = 0;
+	return l;
+}
+
+/* Writes "FILE:LINE: message" into the error buffer; returns -1. */
+__attribute__((format(printf, 2, 3))) static int fail(struct parser *p, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (!p->err || !p->errlen)
+		return -1;
+	n = snprintf(p->err, p->errlen, "%s:%d: ", p->file ? p->file : "-", p->lineno);
+	if (n < 0 || (size_t)n >= p->errlen)
+		return -1;
+	va_start(ap, fmt);
+	vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/*
+ * Converts a decimal integer with an optional leading '-' and at most one
+ * unit suffix from us. Returns 0, -EINVAL (not such a number) or -ERANGE.
+ */
+static int parse_number(const char *s, const struct unit_set *us, int64_t *out)
+{
+	const struct unit *u;
+	bool neg = (*s == '-');
+	uint64_t v = 0;
+
+	if (neg)
+		s++;
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (v > ((uint64_t)INT64_MAX - (uint64_t)(*s - '0')) / 10)
+			return -ERANGE;
+		v = v * 10 + (uint64_t)(*s - '0');
+	}
+	if (*s) {
+		for (u = us->units; u->suffix && u->suffix != *s; u++)
+			;
+		if (!u->suffix || s[1])
+			return -EINVAL;
+		if (v > (uint64_t)INT64_MAX / (uint64_t)u->factor)
+			return -ERANGE;
+		v *= (uint64_t)u->factor;
+	}
+	*out = neg ? -(int64_t)v : (int64_t)v;
+	return 0;
+}
+
+/* Stores v into an integer field of the given width (already range-checked). */
+static void store_int(void *field, size_t width, int64_t v)
+{
+	uint8_t u8 = (uint8_t)v;
+	uint16_t u16 = (uint16_t)v;
+	uint32_t u32 = (uint32_t)v;
+	uint64_t u64 = (uint64_t)v;
+
+	switch (width) {
+	case 1:
+		memcpy(field, &u8, 1);
+		break;
+	case 2:
+		memcpy(field, &u16, 2);
+		break;
+	case 4:
+		memcpy(field, &u32, 4);
+		break;
+	default:
+		memcpy(field, &u64, 8);
+		break;
+	}
+}
+
+static int apply_bool(struct parser *p, const struct directive *d, void *field, const char *v)
+{
+	if (strcmp(v, "true") == 0)
+		*(bool *)field = true;
+	else if (strcmp(v, "false") == 0)
+		*(bool *)field = false;
+	else
+		return fail(p, "%s: expected true or false, got '%s'", d->name, v);
+	return 0;
+}
+
+static int apply_num(struct parser *p, const struct directive *d, void *field, const char *v)
+{
+	const struct unit_set *us = d->units ? d->units : &plain_number;
+	int64_t n;
+	int rc = parse_number(v, us, &n);
+
+	if (rc == -EINVAL)
+		return fail(p, "%s: expected %s, got '%s'", d->name, us->what, v);
+	if (rc == 0 && (n == 0 && d->zero_ok))
+		goto store;
+	if (rc < 0 || n < d->min || n > d->max) {
+		if (d->range)
+			return fail(p, "%s: must be %s, got '%s'", d->name, d->range, v);
+		return fail(p, "%s: must be %lld..%lld, got '%s'", d->name, (long long)d->min,
+			    (long long)d->max, v);
+	}
+store:
+	store_int(field, d->width, n);
+	return 0;
+}
+
+static int apply_string(struct parser *p, const struct directive *d, void *field, const char *v)
+{
+	size_t len = strlen(v);
+	char **slot = field;
+	char *copy;
+
+	if ((int64_t)len < d->min || (int64_t)len > d->max)
+		return fail(p, "%s: must be %lld..%lld bytes long, got %zu", d->name,
+			    (long long)d->min, (long long)d->max, len);
+	copy = mem_strndup(v, len);
+	if (!copy)
+		return fail(p, "%s: out of memory", d->name);
+	free_string(slot);
+	*slot = copy;
+	return 0;
+}
+
+/* "expected mqtt or websockets, got 'x'": the list is built from the table. */
+static int enum_error(struct parser *p, const struct directive *d, const char *v)
+{
+	char list[256] = "";
+	size_t n = 0;
+
+	for (const struct word *w = d->words; w->word; w++) {
+		const char *sep = "";
+
+		if (w != d->words)
+			sep = w[1].word ? ", " : " or ";
+		n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%s", sep, w->word);
+		if (n >= sizeof(list))
+			break;
+	}
+	return fail(p, "%s: expected %s, got '%s'", d->name, list, v);
+}
+
+static const struct word *find_word(const struct word *words, const char *v)
+{
+	for (const struct word *w = words; w->word; w++)
+		if (strcmp(w->word, v) == 0)
+			return w;
+	return NULL;
+}
+
+static int apply_enum(struct parser *p, const struct directive *d, void *field, const char *v)
+{
+	const struct word *w = find_word(d->words, v);
+
+	if (!w)
+		return enum_error(p, d, v);
+	store_int(field, d->width, w->value);
+	return 0;
+}
+
+/* A websockets listener may serve files; an MQTT one has nothing to serve them with. */
+static int check_listener(struct parser *p, const struct directive *d, struct listener_conf *l)
+{
+	if (l->http_dir && l->protocol != LISTENER_WEBSOCKETS)
+		return fail(p, "%s: http_dir needs 'protocol websockets' on this listener"
+			       " (port %d)",
+			    d->name, l->port);
+	return 0;
+}
+
+static int set_listener(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	struct listener_conf *l;
+	int64_t port = 0;
+	int rc = parse_number(argv[1], &plain_number, &port);
+
+	if (rc == -EINVAL)
+		return fail(p, "%s: expected a port number, got '%s'", d->name, argv[1]);
+	if (rc < 0 || port < 1 || port > 65535)
+		return fail(p, "%s: port must be 1..65535, got '%s'", d->name, argv[1]);
+	l = config_add_listener(p->c, (int)port);
+	if (!l)
+		return fail(p, "%s: out of memory", d->name);
+	if (argc > 2 && !(l->bind_address = mem_strdup(argv[2])))
+		return fail(p, "%s: out of memory", d->name);
+	return 0;
+}
+
+static int set_log_dest(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	struct config *c = p->c;
+	char *path;
+
+	if (strcmp(argv[1], "file") == 0) {
+		if (argc < 3)
+			return fail(p, "%s: 'file' needs a path, as in 'log_dest file %s'", d->name,
+				    "/var/log/sluice.log");
+		if (!(path = mem_strdup(argv[2])))
+			return fail(p, "%s: out of memory", d->name);
+		free_string(&c->log_file);
+		c->log_file = path;
+		c->log_dest = dest_file;
+		return 0;
+	}
+	if (strcmp(argv[1], "stderr") != 0 && strcmp(argv[1], "stdout") != 0)
+		return fail(p, "%s: expected stderr, stdout or file PATH, got '%s'", d->name,
+			    argv[1]);
+	if (argc > 2)
+		return fail(p, "%s: unexpected '%s' after '%s'", d->name, argv[2], argv[1]);
+	c->log_dest = strcmp(argv[1], "stderr") == 0 ? dest_stderr : dest_stdout;
+	free_string(&c->log_file);
+	return 0;
+}
+
+/* The first log_type in a file sets the level; later ones may only make it more verbose. */
+static int set_log_type(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	const struct word *w = find_word(level_words, argv[1]);
+
+	if (!w)
+		return fail(p, "%s: expected error, warning, notice, information, debug or all, "
+			       "got '%s'",
+			    d->name, argv[1]);
+	if (!p->log_type_seen || (enum log_level)w->value > p->c->log_level)
+		p->c->log_level = (enum log_level)w->value;
+	p->log_type_seen = true;
+	return 0;
+}
+
+static const struct directive *find_directive(const char *name)
+{
+	for (size_t i = 0; i < sizeof(directives) / sizeof(directives[0]); i++)
+		if (strcmp(directives[i].name, name) == 0)
+			return &directives[i];
+	return NULL;
+}
+
+/* Applies a one-value directive through its kind. */
+static int apply_value(struct parser *p, const struct directive *d, const char *v)
+{
+	struct listener_conf *l = NULL;
+	char *base = (char *)p->c;
+	int rc = -1;
+
+	if (d->listener) {
+		if (!p->c->n_listeners)
+			return fail(p, "%s: no listener yet; put it after a listener line",
+				    d->name);
+		l = &p->c->listeners[p->c->n_listeners - 1];
+		base = (char *)l;
+	}
+	switch (d->kind) {
+	case K_BOOL:
+		rc = apply_bool(p, d, base + d->off, v);
+		break;
+	case K_NUM:
+		rc = apply_num(p, d, base + d->off, v);
+		break;
+	case K_STRING:
+		rc = apply_string(p, d, base + d->off, v);
+		break;
+	case K_ENUM:
+		rc = apply_enum(p, d, base + d->off, v);
+		break;
+	case K_CALL:
+		break;
+	}
+	if (rc == 0 && l)
+		rc = check_listener(p, d, l);
+	return rc;
+}
+
+/* Splits s in place at blanks; returns the number of words, at most MAX_WORDS. */
+static int split_words(char *s, char **argv)
+{
+	int argc = 0;
+
+	while (argc < MAX_WORDS) {
+		s += strspn(s, " \t");
+		if (!*s)
+			break;
+		argv[argc++] = s;
+		s += strcspn(s, " \t");
+		if (*s)
+			*s++ = '\0';
+	}
+	return argc;
+}
+
+static int parse_line(struct parser *p, const char *line)
+{
+	char buf[LINE_MAX_BYTES + 1];
+	char *argv[MAX_WORDS];
+	const struct directive *d;
+	int argc, max_args;
+
+	if (strlen(line) > LINE_MAX_BYTES)
+		return fail(p, "line longer than %d bytes", LINE_MAX_BYTES);
+	strcpy(buf, line);
+	argc = split_words(buf, argv);
+	if (argc == 0 || argv[0][0] == '#')
+		return 0;
+	d = find_directive(argv[0]);
+	if (!d)
+		return fail(p, "unknown directive '%s'", argv[0]);
+	if (argc < 2)
+		return fail(p, "%s: missing value", d->name);
+	max_args = d->kind == K_CALL ? d->max_args : 1;
+	if (argc > max_args + 1)
+		return fail(p, "%s: unexpected '%s' after the value", d->name, argv[max_args + 1]);
+	if (d->kind == K_CALL)
+		return d->set(p, d, argv, argc);
+	return apply_value(p, d, argv[1]);
+}
+
+int config_parse_line(struct config *c, const char *line, const char *file, int lineno,
+		      char *err, size_t errlen)
+{
+	struct parser p = {
+		.c = c, .file = file, .lineno = lineno, .err = err, .errlen = errlen
+	};
+
+	return parse_line(&p, line);
+}
+
+/*
+ * Reads one line without its "\n" or "\r\n" into buf (LINE_MAX_BYTES + 1).
+ * Returns 1 for a line, 0 at end of file, -1 if too long, -2 for a NUL byte.
+ */
+static int read_line(FILE *f, char *buf)
+{
+	size_t n = 0;
+	int ch;
+
+	while ((ch = getc(f)) != EOF && ch != '\n') {
+		if (ch == '\0')
+			return -2;
+		if (n == LINE_MAX_BYTES + 1)
+			return -1; /* room for a '\r' we may strip */
+		buf[n++] = (char)ch;
+	}
+	if (ch == EOF && n == 0)
+		return 0;
+	if (n && buf[n - 1] == '\r')
+		n--;
+	if (n > LINE_MAX_BYTES)
+		return -1;
+	buf[n] = '\0';
+	return 1;
+}
+
+int config_load(struct config *c, const char *path, char *err, size_t errlen)
+{
+	struct parser p = { .c = c, .file = path, .err = err, .errlen = errlen };
+	char line[LINE_MAX_BYTES + 2];
+	FILE *f;
+	int rc = 0, got;
+
+	f = fopen(path, "r");
+	if (!f) {
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	while (rc == 0) {
+		p.lineno++;
+		got = read_line(f, line);
+		if (got == 0)
+			break;
+		if (got == -1)
+			rc = fail(&p, "line longer than %d bytes", LINE_MAX_BYTES);
+		else if (got == -2)
+			rc = fail(&p, "NUL byte in line");
+		else
+			rc = parse_line(&p, line);
+	}
+	if (rc == 0 && ferror(f))
+		rc = fail(&p, "read error: %s", strerror(errno));
+	fclose(f);
+	return rc;
+}

@@ -1,0 +1,86 @@
+/*
+ * config.h - the broker's configuration: defaults, the file parser, and the
+ * resulting immutable struct.
+ *
+ * The file has one directive per line, "name value...", '#' comments and
+ * blank lines; names follow mosquitto where the same thing exists. A bad
+ * line is an error that names the file, the line number and what is wrong.
+ * Listener-scoped directives (protocol, bind_address, socket_domain,
+ * http_dir) apply to the most recent "listener" line.
+ */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum listener_proto {
+	LISTENER_MQTT,
+	LISTENER_WEBSOCKETS,
+};
+
+struct listener_conf {
+	int port; /* 1..65535 */
+	char *bind_address; /* NULL = every address */
+	enum listener_proto protocol;
+	int socket_domain; /* 0 = both, 4 = ipv4 only, 6 = ipv6 only */
+	char *http_dir; /* websockets only: directory served over plain HTTP, or NULL */
+};
+
+enum log_level {
+	LOG_ERR = 0,
+	LOG_WARNING = 1,
+	LOG_NOTICE = 2,
+	LOG_INFO = 3,
+	LOG_DEBUG = 4,
+};
+
+struct config {
+	struct listener_conf *listeners;
+	size_t n_listeners;
+
+	/* sessions and queues */
+	uint32_t max_queued_messages; /* per session; 0 = unlimited */
+	uint64_t max_queued_bytes; /* per session; 0 = unlimited */
+	uint16_t max_inflight_messages; /* outgoing QoS 1/2 window; also our Receive Maximum */
+	bool queue_qos0_messages; /* queue QoS 0 for offline persistent sessions */
+	uint32_t persistent_client_expiration; /* seconds; 0 = never (3.1.1 sessions) */
+
+	/* protocol limits */
+	uint32_t max_packet_size; /* bytes; 0 = protocol maximum */
+	uint16_t max_keepalive; /* seconds; imposed through Server Keep Alive */
+	uint16_t max_topic_alias; /* Topic Alias Maximum we accept from clients */
+	uint8_t max_qos;
+	bool retain_available;
+	bool allow_zero_length_clientid;
+	char *auto_id_prefix;
+	uint32_t connect_timeout; /* seconds a new connection may take to send CONNECT */
+	int max_connections; /* -1 = unlimited */
+
+	/* operation */
+	uint32_t sys_interval; /* seconds; 0 = no $SYS */
+	enum log_level log_level;
+	char *log_dest; /* "stderr", "stdout" or "file" */
+	char *log_file; /* when log_dest is "file" */
+};
+
+/* Fills c with the defaults (no listener: the broker adds 1883 when none is configured). */
+void config_defaults(struct config *c);
+
+/*
+ * Reads path into c (which must hold defaults or an earlier file's values).
+ * On error returns -1 and writes "FILE:LINE: what is wrong" into err.
+ */
+int config_load(struct config *c, const char *path, char *err, size_t errlen);
+
+/* Parses one line as config_load would; for tests and for -p style overrides. */
+int config_parse_line(struct config *c, const char *line, const char *file, int lineno,
+		      char *err, size_t errlen);
+
+/* Adds a listener with defaults; returns it or NULL (OOM). */
+struct listener_conf *config_add_listener(struct config *c, int port);
+
+void config_free(struct config *c);
+
+#endif
