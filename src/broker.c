@@ -1,0 +1,113 @@
+/*
+ * broker.c - start-up, the loop, and shutdown, in dependency order.
+ *
+ * Start: timers, router, $SYS, then the listeners (last, so no client
+ * arrives before the broker can serve it). Stop: close every connection
+ * (MQTT 5 clients hear 0x8B), let the loop flush for a short while, end the
+ * sessions without publishing wills, then free everything.
+ */
+#include "autoconfig.h"
+#include "broker.h"
+
+#include <string.h>
+
+#include "clock.h"
+#include "conn.h"
+#include "listener.h"
+#include "log.h"
+#include "mqtt.h"
+#include "msg.h"
+#include "router.h"
+#include "session.h"
+#include "sys_topics.h"
+
+struct broker broker;
+
+void broker_timer_add(struct timer *t, uint64_t due_ms)
+{
+	uint64_t before = timers_next_due(&broker.timers);
+
+	if (timers_add(&broker.timers, t, due_ms)) {
+		log_err("out of memory arming a timer");
+		return;
+	}
+	if (due_ms < before)
+		listener_timer_changed(due_ms);
+}
+
+void broker_timer_del(struct timer *t)
+{
+	timers_del(&broker.timers, t);
+}
+
+uint64_t broker_timers_run(void)
+{
+	timers_run(&broker.timers, clock_now_ms());
+	return timers_next_due(&broker.timers);
+}
+
+void broker_request_stop(void)
+{
+	broker.stop = 1;
+	listener_wake();
+}
+
+void broker_request_log_reopen(void)
+{
+	broker.reopen_log = 1;
+	listener_wake();
+}
+
+int broker_init(const struct config *cfg)
+{
+	memset(&broker, 0, sizeof(broker));
+	broker.cfg = cfg;
+	broker.start_ms = clock_now_ms();
+	broker.start_wall_ms = clock_wall_ms();
+	timers_init(&broker.timers);
+	buf_init(&broker.scratch);
+	if (router_init()) {
+		log_err("out of memory at start-up");
+		return -1;
+	}
+	if (listener_start(cfg))
+		return -1;
+	sys_topics_start();
+	log_notice("sluice %s running", PACKAGE_VERSION);
+	return 0;
+}
+
+int broker_run(void)
+{
+	while (!broker.stop) {
+		if (listener_service() < 0)
+			break;
+		if (broker.reopen_log) {
+			broker.reopen_log = 0;
+			if (log_reopen())
+				log_err("could not reopen the log file");
+			else
+				log_notice("log file reopened");
+		}
+	}
+	return 0;
+}
+
+void broker_shutdown(void)
+{
+	uint64_t until;
+
+	log_notice("shutting down");
+	sys_topics_stop();
+	conn_close_all(MQTT_RC_SERVER_SHUTTING_DOWN);
+	until = clock_now_ms() + 500;
+	while (conn_count() && clock_now_ms() < until)
+		if (listener_service() < 0)
+			break;
+	listener_stop();
+	session_destroy_all();
+	router_free();
+	timers_free(&broker.timers);
+	buf_free(&broker.scratch);
+	log_notice("stopped");
+}

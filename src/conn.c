@@ -1,0 +1,415 @@
+/*
+ * conn.c - a client connection, independent of its transport.
+ *
+ * Bytes from the listener go through the framer to proto_handle(), one
+ * packet at a time. Replies and deliveries are encoded straight into the
+ * output buffer; the listener is asked for a writable callback once per
+ * batch (write_requested), so a fan-out of many messages to one client
+ * costs one wake-up, not one per message.
+ *
+ * The output buffer keeps `headroom` spare bytes before the first unsent
+ * byte. Bytes before out_off were already written, so the transport may
+ * scribble its frame header over them; the buffer rewinds to the start
+ * whenever it drains.
+ *
+ * One timer per connection serves two purposes in turn: before CONNECT it
+ * is the connect timeout; afterwards it checks keep alive lazily - it fires
+ * at last_rx + 1.5 x keep alive and re-arms itself if bytes came in since,
+ * so reading a packet never touches the timer heap [MQTT-3.1.2-24].
+ */
+#include "conn.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "broker.h"
+#include "clock.h"
+#include "codec.h"
+#include "log.h"
+#include "mem.h"
+#include "msg.h"
+#include "props.h"
+#include "proto.h"
+#include "session.h"
+
+static struct conn *all_conns;
+static size_t n_conns;
+
+/* Compact the output buffer when this much already-sent data sits in front. */
+#define OUT_COMPACT_BYTES (64 * 1024)
+
+static void on_timer(struct timer *t, void *arg);
+
+struct conn *conn_new(const struct conn_ops *ops, void *tctx, bool websocket, const char *peer,
+		      size_t headroom)
+{
+	struct conn *c = mem_calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	buf_init(&c->out);
+	if (buf_reserve(&c->out, headroom + 256)) {
+		mem_free(c);
+		return NULL;
+	}
+	c->out.len = headroom;
+	c->out_off = headroom;
+	c->headroom = headroom;
+	c->ops = ops;
+	c->tctx = tctx;
+	c->websocket = websocket;
+	c->client_id = "";
+	snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "?");
+	framer_init(&c->framer, broker.cfg->max_packet_size);
+	c->last_rx_ms = clock_now_ms();
+	timer_init(&c->timer, on_timer, c);
+	broker_timer_add(&c->timer, c->last_rx_ms + (uint64_t)broker.cfg->connect_timeout * 1000);
+	c->next = all_conns;
+	if (all_conns)
+		all_conns->prev = c;
+	all_conns = c;
+	n_conns++;
+	broker.stats.conns_total++;
+	return c;
+}
+
+static void on_timer(struct timer *t, void *arg)
+{
+	struct conn *c = arg;
+	uint64_t now = clock_now_ms(), limit;
+
+	if (c->state == CONN_NEW) {
+		conn_close(c, -1, "no CONNECT within connect_timeout");
+		return;
+	}
+	if (c->state != CONN_ACTIVE || !c->keep_alive)
+		return;
+	limit = (uint64_t)c->keep_alive * 1500;
+	if (now - c->last_rx_ms >= limit) {
+		conn_close(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep alive timeout");
+		return;
+	}
+	broker_timer_add(&c->timer, c->last_rx_ms + limit);
+}
+
+static int on_packet(void *arg, const uint8_t *pkt, size_t len)
+{
+	struct conn *c = arg;
+
+	if (c->state == CONN_CLOSING)
+		return 1;
+	proto_handle(c, pkt, len);
+	return c->state == CONN_CLOSING ? 1 : 0;
+}
+
+int conn_on_data(struct conn *c, const uint8_t *p, size_t n)
+{
+	int rc;
+
+	if (c->state == CONN_CLOSING)
+		return 0;
+	c->last_rx_ms = clock_now_ms();
+	c->bytes_in += n;
+	broker.stats.bytes_received += n;
+	rc = framer_feed(&c->framer, p, n, on_packet, c);
+	if (rc == FRAMER_ETOOLARGE)
+		conn_close(c, MQTT_RC_PACKET_TOO_LARGE, "packet larger than max_packet_size");
+	else if (rc == FRAMER_EMALFORMED)
+		conn_close(c, MQTT_RC_MALFORMED_PACKET, "malformed remaining length");
+	else if (rc == FRAMER_ENOMEM)
+		conn_close(c, MQTT_RC_SERVER_BUSY, "out of memory reading a packet");
+	return 0;
+}
+
+size_t conn_backlog(const struct conn *c)
+{
+	return c->out.len - c->out_off;
+}
+
+size_t conn_pending(struct conn *c, uint8_t **p)
+{
+	c->write_requested = false;
+	*p = c->out.data + c->out_off;
+	return c->out.len - c->out_off;
+}
+
+void conn_sent(struct conn *c, size_t n)
+{
+	size_t left;
+
+	c->out_off += n;
+	c->bytes_out += n;
+	broker.stats.bytes_sent += n;
+	left = c->out.len - c->out_off;
+	if (!left) {
+		c->out.len = c->headroom;
+		c->out_off = c->headroom;
+	} else if (c->out_off - c->headroom >= OUT_COMPACT_BYTES && left < c->out_off) {
+		memmove(c->out.data + c->headroom, c->out.data + c->out_off, left);
+		c->out.len = c->headroom + left;
+		c->out_off = c->headroom;
+	}
+}
+
+bool conn_done(const struct conn *c)
+{
+	return c->state == CONN_CLOSING && c->out.len == c->out_off;
+}
+
+void conn_flush(struct conn *c)
+{
+	if (c->write_requested || c->out.len == c->out_off)
+		return;
+	c->write_requested = true;
+	c->ops->want_write(c->tctx);
+}
+
+static void send_disconnect(struct conn *c, uint8_t reason, const char *why)
+{
+	struct mqtt_disconnect d;
+	struct buf *props = &broker.scratch;
+
+	memset(&d, 0, sizeof(d));
+	d.reason = reason;
+	buf_reset(props);
+	if (why && c->request_problem_info)
+		props_put_str(props, MQTT_PROP_REASON_STRING, why, strlen(why));
+	d.props.raw = props->data;
+	d.props.raw_len = props->len;
+	codec_encode_disconnect(&c->out, c->version, &d);
+}
+
+void conn_close(struct conn *c, int reason, const char *why)
+{
+	if (c->state == CONN_CLOSING)
+		return;
+	if (reason >= 0x80)
+		log_notice("client '%s' (%s): %s; disconnecting (reason 0x%02x)", c->client_id,
+			   c->peer, why, (unsigned)reason);
+	else
+		log_info("client '%s' (%s): %s", c->client_id, c->peer, why);
+	if (c->state == CONN_ACTIVE && c->version == MQTT_V5 && reason >= 0x80)
+		send_disconnect(c, (uint8_t)reason, why);
+	c->state = CONN_CLOSING;
+	broker_timer_del(&c->timer);
+	c->ops->close(c->tctx);
+}
+
+static void free_aliases(struct conn *c)
+{
+	uint32_t i;
+
+	if (c->alias_in) {
+		for (i = 0; i <= c->alias_in_max; i++)
+			mem_free(c->alias_in[i]);
+		mem_free(c->alias_in);
+	}
+	if (c->alias_out) {
+		for (i = 0; i < c->alias_out_cap; i++)
+			mem_free(c->alias_out[i].topic);
+		mem_free(c->alias_out);
+	}
+}
+
+void conn_on_closed(struct conn *c)
+{
+	broker_timer_del(&c->timer);
+	if (c->session) {
+		struct session *s = c->session;
+
+		c->session = NULL;
+		session_detach(s, c->graceful);
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		all_conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	n_conns--;
+	free_aliases(c);
+	framer_free(&c->framer);
+	buf_free(&c->out);
+	mem_free(c);
+}
+
+size_t conn_count(void)
+{
+	return n_conns;
+}
+
+void conn_close_all(int reason)
+{
+	struct conn *c;
+
+	for (c = all_conns; c; c = c->next)
+		conn_close(c, reason, "broker shutting down");
+}
+
+/* --- topic aliases ------------------------------------------------------- */
+
+int conn_alias_set(struct conn *c, uint16_t alias, const char *topic, size_t len)
+{
+	char *copy;
+
+	if (!alias || alias > c->alias_in_max)
+		return -1;
+	if (!c->alias_in) {
+		c->alias_in = mem_calloc((size_t)c->alias_in_max + 1, sizeof(char *));
+		if (!c->alias_in)
+			return -1;
+	}
+	copy = mem_strndup(topic, len);
+	if (!copy)
+		return -1;
+	mem_free(c->alias_in[alias]);
+	c->alias_in[alias] = copy;
+	return 0;
+}
+
+const char *conn_alias_get(struct conn *c, uint16_t alias)
+{
+	if (!c->alias_in || !alias || alias > c->alias_in_max)
+		return NULL;
+	return c->alias_in[alias];
+}
+
+static uint32_t hash_topic(const char *s, size_t n)
+{
+	uint32_t h = 2166136261u;
+
+	while (n--)
+		h = (h ^ (uint8_t)*s++) * 16777619u;
+	return h;
+}
+
+/*
+ * Outgoing aliases: the broker numbers topics 1, 2, ... up to the client's
+ * Topic Alias Maximum in the order it first sends them, and keeps them for
+ * the life of the connection [MQTT-3.3.2-9]. Returns the alias and sets *fresh
+ * when it is new (then the topic must be sent with it), or 0 for none.
+ */
+static uint16_t alias_lookup(struct conn *c, const char *topic, size_t len, bool *fresh)
+{
+	uint32_t h = hash_topic(topic, len), i, mask;
+	uint16_t want = c->client_alias_max > 1024 ? 1024 : c->client_alias_max;
+
+	*fresh = false;
+	if (!c->alias_out) {
+		uint16_t cap = 16;
+
+		while (cap < want * 2)
+			cap *= 2;
+		c->alias_out = mem_calloc(cap, sizeof(*c->alias_out));
+		if (!c->alias_out)
+			return 0;
+		c->alias_out_cap = cap;
+	}
+	mask = c->alias_out_cap - 1u;
+	for (i = h & mask;; i = (i + 1) & mask) {
+		struct alias_slot *sl = &c->alias_out[i];
+
+		if (!sl->topic)
+			break;
+		if (sl->hash == h && strlen(sl->topic) == len && !memcmp(sl->topic, topic, len))
+			return sl->alias;
+	}
+	if (c->alias_out_used >= want)
+		return 0;
+	c->alias_out[i].topic = mem_strndup(topic, len);
+	if (!c->alias_out[i].topic)
+		return 0;
+	c->alias_out[i].hash = h;
+	c->alias_out[i].alias = ++c->alias_out_used;
+	*fresh = true;
+	return c->alias_out[i].alias;
+}
+
+/* --- output -------------------------------------------------------------- */
+
+/* Seconds left before expiry, rounded up; 0 when expired. */
+static uint32_t expiry_left(const struct msg *m, uint64_t now_wall)
+{
+	if (now_wall >= m->expiry_wall_ms)
+		return 0;
+	return (uint32_t)((m->expiry_wall_ms - now_wall + 999) / 1000);
+}
+
+static int build_publish_props(struct buf *b, const struct out_entry *e, uint32_t expiry)
+{
+	uint16_t i;
+	int rc = buf_put(b, e->msg->props, e->msg->props_len);
+
+	if (e->msg->expiry_wall_ms)
+		rc |= props_put_u32(b, MQTT_PROP_MESSAGE_EXPIRY, expiry);
+	if (e->n_subids)
+		rc |= props_put_varint(b, MQTT_PROP_SUBSCRIPTION_ID, e->subid);
+	for (i = 1; i < e->n_subids; i++)
+		rc |= props_put_varint(b, MQTT_PROP_SUBSCRIPTION_ID, e->more_subids[i - 1]);
+	return rc ? -1 : 0;
+}
+
+int conn_send_publish(struct conn *c, struct out_entry *e, bool dup)
+{
+	const struct msg *m = e->msg;
+	struct buf *props = &broker.scratch;
+	uint32_t expiry = 0;
+	size_t topic_len = m->topic_len, size;
+	uint16_t alias = 0;
+	bool fresh = false;
+
+	if (m->expiry_wall_ms) {
+		expiry = expiry_left(m, clock_wall_ms());
+		if (!expiry) {
+			broker.stats.expired++;
+			return 1;
+		}
+	}
+	buf_reset(props);
+	if (c->version == MQTT_V5 && build_publish_props(props, e, expiry))
+		return -1;
+	/* Checked with the topic sent in full and room for an alias, so a fresh
+	 * alias is never registered for a message that then is not sent. */
+	size = codec_publish_size(c->version, topic_len, e->qos,
+				  props->len + (c->client_alias_max ? 3 : 0), m->payload_len);
+	if (c->client_max_packet && size > c->client_max_packet) {
+		log_info("client '%s': message on '%s' (%zu bytes) exceeds its maximum packet "
+			 "size %u; not sent", c->client_id, m->topic, size, c->client_max_packet);
+		return 1;
+	}
+	if (c->version == MQTT_V5 && c->client_alias_max) {
+		alias = alias_lookup(c, m->topic, m->topic_len, &fresh);
+		if (alias && props_put_u16(props, MQTT_PROP_TOPIC_ALIAS, alias))
+			return -1;
+		if (alias && !fresh)
+			topic_len = 0;
+	}
+	if (codec_encode_publish(&c->out, c->version, m->topic, topic_len, e->qos, e->retain, dup,
+				 e->packet_id, props->data, props->len, m->payload,
+				 m->payload_len))
+		return -1;
+	broker.stats.msgs_sent++;
+	conn_flush(c);
+	return 0;
+}
+
+int conn_send_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason,
+		  const char *reason_string)
+{
+	struct buf *props = &broker.scratch;
+	struct mqtt_ack a;
+
+	memset(&a, 0, sizeof(a));
+	a.packet_id = packet_id;
+	a.reason = reason;
+	buf_reset(props);
+	if (c->version == MQTT_V5 && reason_string && c->request_problem_info)
+		props_put_str(props, MQTT_PROP_REASON_STRING, reason_string,
+			      strlen(reason_string));
+	a.props.raw = props->data;
+	a.props.raw_len = props->len;
+	if (codec_encode_ack(&c->out, c->version, type, &a))
+		return -1;
+	conn_flush(c);
+	return 0;
+}

@@ -1,0 +1,126 @@
+/*
+ * conn.h - one client connection, whatever carries it (TCP or WebSocket).
+ *
+ * The listener owns the socket and calls in with bytes read, when the socket
+ * is writable and when it closed. Everything else - framing, decoding,
+ * keep alive, topic aliases, the output buffer - lives here, so both
+ * transports behave identically.
+ *
+ * Output: encoders append to c->out. The buffer keeps `headroom` bytes in
+ * front of the first unsent byte (the listener needs LWS_PRE there), so the
+ * listener writes straight from it without a copy.
+ *
+ * Closing: conn_close() marks the connection closing, optionally queues a
+ * DISCONNECT, and asks the listener to flush and close. The listener calls
+ * conn_on_closed() exactly once when the transport is gone; that frees c.
+ */
+#ifndef SLUICE_CONN_H
+#define SLUICE_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "framer.h"
+#include "timers.h"
+
+struct session;
+struct out_entry;
+
+struct conn_ops {
+	void (*want_write)(void *tctx); /* call conn_pending when writable */
+	void (*close)(void *tctx); /* flush what is pending (bounded in time), then close */
+};
+
+enum conn_state {
+	CONN_NEW, /* waiting for CONNECT */
+	CONN_ACTIVE, /* CONNACK sent */
+	CONN_CLOSING, /* no more input handled */
+};
+
+struct alias_slot {
+	char *topic; /* NULL when free */
+	uint32_t hash;
+	uint16_t alias;
+};
+
+struct conn {
+	struct conn *next, *prev; /* all connections */
+	const struct conn_ops *ops;
+	void *tctx;
+	enum conn_state state;
+	bool websocket;
+	bool graceful; /* DISCONNECT received without will */
+	bool write_requested;
+	char peer[64];
+
+	struct framer framer;
+	struct buf out;
+	size_t out_off; /* first unsent byte */
+	size_t headroom;
+
+	struct session *session;
+	const char *client_id; /* the session's, for log lines; "" before CONNECT */
+	uint8_t version;
+	uint16_t keep_alive; /* effective, seconds; 0 = none */
+	uint64_t last_rx_ms;
+	struct timer timer; /* connect timeout, then keep alive */
+
+	/* what the client told us (MQTT 5) */
+	uint16_t client_receive_max;
+	uint32_t client_max_packet; /* 0 = no limit */
+	uint16_t client_alias_max;
+	bool request_problem_info;
+
+	/* incoming topic aliases: alias_in[alias] = topic */
+	char **alias_in;
+	uint16_t alias_in_max;
+	/* outgoing topic aliases: open-addressed topic -> alias */
+	struct alias_slot *alias_out;
+	uint16_t alias_out_cap, alias_out_used;
+
+	uint64_t bytes_in, bytes_out;
+};
+
+struct conn *conn_new(const struct conn_ops *ops, void *tctx, bool websocket, const char *peer,
+		      size_t headroom);
+/* Bytes read. Returns 0, or -1 when the connection must close now (nothing to flush). */
+int conn_on_data(struct conn *c, const uint8_t *p, size_t n);
+/* Pending output: *p has c->headroom writable bytes before it. Returns the byte count. */
+size_t conn_pending(struct conn *c, uint8_t **p);
+void conn_sent(struct conn *c, size_t n);
+/* True when closing and everything is flushed: the listener should close now. */
+bool conn_done(const struct conn *c);
+void conn_on_closed(struct conn *c);
+
+/* Asks the listener to write; called after appending to c->out. */
+void conn_flush(struct conn *c);
+/*
+ * Starts closing. For MQTT 5, reason >= 0x80 sends DISCONNECT with that
+ * reason (and reason_string when the client allows problem info).
+ * why is logged with the client id and peer. reason < 0 sends nothing.
+ */
+void conn_close(struct conn *c, int reason, const char *why);
+
+/*
+ * Writes the PUBLISH for e. Returns 0 when written, 1 when it cannot be sent
+ * to this client (expired, larger than the client's maximum packet size),
+ * -1 when out of memory.
+ */
+int conn_send_publish(struct conn *c, struct out_entry *e, bool dup);
+/* PUBACK/PUBREC/PUBREL/PUBCOMP with an optional reason string. */
+int conn_send_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason,
+		  const char *reason_string);
+
+/* Incoming topic alias map (MQTT 5). */
+int conn_alias_set(struct conn *c, uint16_t alias, const char *topic, size_t len);
+const char *conn_alias_get(struct conn *c, uint16_t alias);
+
+/* Output bytes not yet written: what back-pressure decisions look at. */
+size_t conn_backlog(const struct conn *c);
+
+size_t conn_count(void);
+void conn_close_all(int reason);
+
+#endif

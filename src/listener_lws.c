@@ -1,0 +1,312 @@
+/*
+ * listener_lws.c - libwebsockets 4.1.6 as the transport: one context, one
+ * vhost per configured listener, one loop thread. The only file that
+ * includes <libwebsockets.h>.
+ *
+ * MQTT over TCP uses raw-socket vhosts (lws adopts each accepted socket with
+ * the "raw-skt" role); MQTT over WebSocket uses ws vhosts whose protocol list
+ * is "http" first, then "mqtt" (and "mqttv3.1", what 3.1 clients ask for).
+ * Both hand bytes to the same struct conn, so one framer serves both.
+ *
+ * The rules of lws are kept: output is written only from the writable
+ * callback, from a buffer with LWS_PRE bytes of headroom, at most a budget
+ * per callback and only while the socket is not choked; a connection is
+ * closed by returning -1 from its writable callback once its output is
+ * flushed (with a timeout in case the peer never reads); every timer of the
+ * broker rides on one lws_sul scheduled for the earliest due time.
+ */
+#include "listener.h"
+
+#include <libwebsockets.h>
+#include <string.h>
+
+#include "broker.h"
+#include "clock.h"
+#include "conn.h"
+#include "log.h"
+#include "mem.h"
+
+/* Most bytes written to one connection per writable callback (fairness). */
+#define WRITE_BUDGET (256 * 1024)
+/* Seconds a closing connection may take to flush before it is cut. */
+#define CLOSE_FLUSH_SECS 3
+
+struct pss {
+	struct conn *conn;
+};
+
+static struct lws_context *ctx;
+static lws_sorted_usec_list_t sul_timer;
+static struct lws_http_mount *mounts;
+
+static void want_write(void *tctx)
+{
+	lws_callback_on_writable(tctx);
+}
+
+static void close_soon(void *tctx)
+{
+	struct lws *wsi = tctx;
+
+	lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, CLOSE_FLUSH_SECS);
+	lws_callback_on_writable(wsi);
+}
+
+static const struct conn_ops lws_conn_ops = {
+	.want_write = want_write,
+	.close = close_soon,
+};
+
+static int open_conn(struct lws *wsi, struct pss *pss, bool websocket)
+{
+	char peer[64] = "";
+	const struct config *cfg = broker.cfg;
+
+	lws_get_peer_simple(wsi, peer, sizeof(peer));
+	if (cfg->max_connections >= 0 && conn_count() >= (size_t)cfg->max_connections) {
+		log_notice("connection from %s refused: max_connections reached", peer);
+		return -1;
+	}
+	pss->conn = conn_new(&lws_conn_ops, wsi, websocket, peer, LWS_PRE);
+	if (!pss->conn) {
+		log_err("connection from %s refused: out of memory", peer);
+		return -1;
+	}
+	log_info("new connection from %s%s", peer, websocket ? " (websocket)" : "");
+	return 0;
+}
+
+static void close_conn(struct pss *pss)
+{
+	if (!pss || !pss->conn)
+		return;
+	conn_on_closed(pss->conn);
+	pss->conn = NULL;
+}
+
+static int write_out(struct lws *wsi, struct conn *c, enum lws_write_protocol proto)
+{
+	size_t budget = WRITE_BUDGET;
+
+	while (budget) {
+		uint8_t *p;
+		size_t n = conn_pending(c, &p);
+
+		if (!n)
+			break;
+		if (n > budget)
+			n = budget;
+		if (lws_write(wsi, p, n, proto) < (int)n)
+			return -1;
+		conn_sent(c, n);
+		budget -= n;
+		if (lws_send_pipe_choked(wsi))
+			break;
+	}
+	if (conn_done(c))
+		return -1;
+	if (conn_backlog(c)) {
+		c->write_requested = true;
+		lws_callback_on_writable(wsi);
+	}
+	return 0;
+}
+
+static int cb_raw(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		  size_t len)
+{
+	struct pss *pss = user;
+
+	switch (reason) {
+	case LWS_CALLBACK_RAW_ADOPT:
+		return open_conn(wsi, pss, false);
+	case LWS_CALLBACK_RAW_RX:
+		if (pss->conn)
+			conn_on_data(pss->conn, in, len);
+		return 0;
+	case LWS_CALLBACK_RAW_WRITEABLE:
+		return pss->conn ? write_out(wsi, pss->conn, LWS_WRITE_RAW) : -1;
+	case LWS_CALLBACK_RAW_CLOSE:
+		close_conn(pss);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		 size_t len)
+{
+	struct pss *pss = user;
+
+	switch (reason) {
+	case LWS_CALLBACK_ESTABLISHED:
+		return open_conn(wsi, pss, true);
+	case LWS_CALLBACK_RECEIVE:
+		if (!pss->conn)
+			return -1;
+		if (!lws_frame_is_binary(wsi)) {
+			/* [MQTT-6.0.0-1] MQTT travels in binary frames only. */
+			conn_close(pss->conn, -1, "websocket text frame");
+			return -1;
+		}
+		conn_on_data(pss->conn, in, len);
+		return 0;
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+		return pss->conn ? write_out(wsi, pss->conn, LWS_WRITE_BINARY) : -1;
+	case LWS_CALLBACK_CLOSED:
+		close_conn(pss);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * The first protocol of a ws vhost serves plain HTTP (the status page) and
+ * is where lws puts a WebSocket upgrade that names no subprotocol: refuse
+ * those, MQTT needs "mqtt" [MQTT-6.0.0-3].
+ */
+static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		   size_t len)
+{
+	if (reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION ||
+	    reason == LWS_CALLBACK_ESTABLISHED) {
+		log_info("websocket upgrade without the 'mqtt' subprotocol refused");
+		return -1;
+	}
+	return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols raw_protocols[] = {
+	{ "sluice-mqtt-raw", cb_raw, sizeof(struct pss), 0, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+static const struct lws_protocols ws_protocols[] = {
+	{ "http", cb_http, 0, 0, 0, NULL, 0 },
+	{ "mqtt", cb_ws, sizeof(struct pss), 0, 0, NULL, 0 },
+	{ "mqttv3.1", cb_ws, sizeof(struct pss), 0, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+static void on_sul(lws_sorted_usec_list_t *sul)
+{
+	uint64_t next = broker_timers_run();
+
+	if (next != UINT64_MAX)
+		listener_timer_changed(next);
+}
+
+void listener_timer_changed(uint64_t due_ms)
+{
+	uint64_t now = clock_now_ms();
+	lws_usec_t us = due_ms > now ? (lws_usec_t)(due_ms - now) * 1000 : 1;
+
+	if (ctx)
+		lws_sul_schedule(ctx, 0, &sul_timer, on_sul, us);
+}
+
+static void lws_log_emit(int level, const char *line)
+{
+	size_t n = strlen(line);
+
+	while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+		n--;
+	log_msg(level == LLL_ERR ? LOG_ERR : LOG_WARNING, "lws: %.*s", (int)n, line);
+}
+
+static int add_vhost(const struct listener_conf *l, size_t i)
+{
+	struct lws_context_creation_info info;
+	char name[32];
+
+	memset(&info, 0, sizeof(info));
+	snprintf(name, sizeof(name), "listener-%zu", i);
+	info.vhost_name = name;
+	info.port = l->port;
+	info.iface = l->bind_address;
+	if (l->socket_domain == 4)
+		info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+	if (l->socket_domain == 6)
+		info.options |= LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY |
+				LWS_SERVER_OPTION_IPV6_V6ONLY_VALUE;
+	if (l->protocol == LISTENER_MQTT) {
+		info.options |= LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG;
+		info.listen_accept_role = "raw-skt";
+		info.listen_accept_protocol = raw_protocols[0].name;
+		info.protocols = raw_protocols;
+	} else {
+		info.protocols = ws_protocols;
+		info.alpn = "http/1.1";
+		if (l->http_dir) {
+			mounts[i].mountpoint = "/";
+			mounts[i].mountpoint_len = 1;
+			mounts[i].origin = l->http_dir;
+			mounts[i].origin_protocol = LWSMPRO_FILE;
+			mounts[i].def = "index.html";
+			info.mounts = &mounts[i];
+		}
+	}
+	if (!lws_create_vhost(ctx, &info)) {
+		log_err("cannot listen on %s port %d (%s): address in use or not available",
+			l->bind_address ? l->bind_address : "*", l->port,
+			l->protocol == LISTENER_MQTT ? "mqtt" : "websockets");
+		return -1;
+	}
+	log_notice("listening on %s port %d (%s)", l->bind_address ? l->bind_address : "*",
+		   l->port, l->protocol == LISTENER_MQTT ? "mqtt" : "websockets");
+	return 0;
+}
+
+int listener_start(const struct config *cfg)
+{
+	struct lws_context_creation_info info;
+	size_t i;
+
+	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+	memset(&info, 0, sizeof(info));
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	info.port = CONTEXT_PORT_NO_LISTEN;
+	info.pt_serv_buf_size = 64 * 1024;
+	info.fd_limit_per_thread = 0;
+	ctx = lws_create_context(&info);
+	if (!ctx) {
+		log_err("cannot create the libwebsockets context");
+		return -1;
+	}
+	mounts = mem_calloc(cfg->n_listeners, sizeof(*mounts));
+	if (!mounts)
+		goto fail;
+	for (i = 0; i < cfg->n_listeners; i++)
+		if (add_vhost(&cfg->listeners[i], i))
+			goto fail;
+	return 0;
+fail:
+	listener_stop();
+	return -1;
+}
+
+int listener_service(void)
+{
+	if (!ctx)
+		return -1;
+	return lws_service(ctx, 0);
+}
+
+void listener_wake(void)
+{
+	if (ctx)
+		lws_cancel_service(ctx);
+}
+
+void listener_stop(void)
+{
+	if (ctx) {
+		lws_sul_cancel(&sul_timer);
+		lws_context_destroy(ctx);
+	}
+	ctx = NULL;
+	mem_free(mounts);
+	mounts = NULL;
+}

@@ -1,0 +1,53 @@
+/*
+ * msg.h - the published message: immutable once built, refcounted, shared by
+ * every session that receives it (the retained store holds a reference too).
+ *
+ * One allocation holds the struct, the topic (NUL-terminated), the sender's
+ * client id, the forwarded MQTT 5 property block and the payload. A rewrite
+ * (another topic, other properties) builds a new message.
+ */
+#ifndef SLUICE_MSG_H
+#define SLUICE_MSG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct msg {
+	uint32_t refs;
+	uint8_t qos; /* as published */
+	bool retain; /* as published */
+	uint16_t topic_len;
+	uint32_t props_len;
+	uint32_t payload_len;
+	uint64_t expiry_wall_ms; /* message expiry as wall-clock ms; 0 = never */
+	uint64_t id; /* broker-wide sequence number */
+	const char *topic;
+	const char *sender; /* client id of the publisher, "" for the broker itself */
+	const uint8_t *props; /* forwarded properties (props_copy_forward), no length prefix */
+	const uint8_t *payload;
+};
+
+struct msg_spec {
+	const char *topic;
+	size_t topic_len;
+	const void *payload;
+	size_t payload_len;
+	const void *props;
+	size_t props_len;
+	uint8_t qos;
+	bool retain;
+	uint64_t expiry_wall_ms;
+	const char *sender; /* NUL-terminated or NULL */
+};
+
+/* Builds a message with one reference. Returns NULL when out of memory. */
+struct msg *msg_new(const struct msg_spec *spec);
+struct msg *msg_ref(struct msg *m);
+void msg_unref(struct msg *m);
+/* Bytes the message takes in memory, for queue accounting. */
+size_t msg_size(const struct msg *m);
+/* Number of messages alive, for $SYS and leak checks in tests. */
+size_t msg_alive(void);
+
+#endif

@@ -1,0 +1,44 @@
+/*
+ * proto.h - MQTT packet handling: what the broker does with each decoded
+ * packet. conn.c hands every framed packet to proto_handle(); each packet
+ * type is parsed, validated, applied and answered by its own handler.
+ *
+ * Handlers return 0, or -1 after they called conn_close() (the connection
+ * is closing; no further packet of this connection is handled).
+ */
+#ifndef SLUICE_PROTO_H
+#define SLUICE_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+
+struct conn;
+
+int proto_handle(struct conn *c, const uint8_t *pkt, size_t len);
+
+int proto_connect(struct conn *c, const struct mqtt_connect *p);
+/* A CONNECT that did not decode: refuse it the way its version expects. */
+int proto_connect_failed(struct conn *c, const struct mqtt_connect *p, int codec_err);
+int proto_publish(struct conn *c, const struct mqtt_publish *p);
+int proto_puback(struct conn *c, uint8_t type, const struct mqtt_ack *a);
+int proto_subscribe(struct conn *c, const struct mqtt_subscribe *p);
+int proto_unsubscribe(struct conn *c, const struct mqtt_unsubscribe *p);
+int proto_pingreq(struct conn *c);
+int proto_disconnect(struct conn *c, const struct mqtt_disconnect *p);
+int proto_auth(struct conn *c, const struct mqtt_auth *p);
+
+/* Maps a codec error to the MQTT 5 reason code that ends the connection. */
+uint8_t proto_codec_reason(int codec_err);
+struct msg;
+/*
+ * Builds the message to route from a PUBLISH or a will: the forwarded
+ * properties, the expiry as a wall-clock deadline, the sender. NULL on OOM.
+ */
+struct msg *proto_build_msg(const char *sender, const char *topic, size_t topic_len,
+			    const uint8_t *payload, size_t payload_len, uint8_t qos, bool retain,
+			    const struct mqtt_props *props);
+
+#endif

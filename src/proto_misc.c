@@ -1,0 +1,154 @@
+/*
+ * proto_misc.c - the packet dispatcher and the small packets: PINGREQ,
+ * DISCONNECT, AUTH, and the packets a client must never send.
+ *
+ * proto_handle() enforces the connection-level ordering rules (CONNECT
+ * first and only once), decodes, and calls the handler of the type. A
+ * decoding error ends the connection with the reason code the codec error
+ * maps to (MQTT 5) or a plain close (3.1/3.1.1) [MQTT-4.13.1-1].
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "broker.h"
+#include "codec.h"
+#include "conn.h"
+#include "log.h"
+#include "mqtt.h"
+#include "proto.h"
+#include "session.h"
+
+uint8_t proto_codec_reason(int codec_err)
+{
+	switch (codec_err) {
+	case CODEC_EPROTOCOL:
+		return MQTT_RC_PROTOCOL_ERROR;
+	case CODEC_ETOPIC:
+		return MQTT_RC_TOPIC_NAME_INVALID;
+	case CODEC_EFILTER:
+		return MQTT_RC_TOPIC_FILTER_INVALID;
+	case CODEC_EPROTOVER:
+		return MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION;
+	default:
+		return MQTT_RC_MALFORMED_PACKET;
+	}
+}
+
+static const char *type_name(uint8_t type)
+{
+	static const char *const names[16] = {
+		"reserved", "CONNECT", "CONNACK", "PUBLISH", "PUBACK", "PUBREC",
+		"PUBREL", "PUBCOMP", "SUBSCRIBE", "SUBACK", "UNSUBSCRIBE", "UNSUBACK",
+		"PINGREQ", "PINGRESP", "DISCONNECT", "AUTH",
+	};
+
+	return names[type & 15];
+}
+
+static int decode_failed(struct conn *c, uint8_t type, int rc)
+{
+	char why[96];
+
+	snprintf(why, sizeof(why), "%s %s", rc == CODEC_EPROTOCOL ? "protocol error in" : "bad",
+		 type_name(type));
+	if (rc == CODEC_ETOPIC)
+		snprintf(why, sizeof(why), "invalid topic name in PUBLISH");
+	else if (rc == CODEC_EFILTER)
+		snprintf(why, sizeof(why), "invalid topic filter in %s", type_name(type));
+	conn_close(c, proto_codec_reason(rc), why);
+	return -1;
+}
+
+static int dispatch(struct conn *c, const struct mqtt_packet *p)
+{
+	switch (p->type) {
+	case MQTT_CONNECT:
+		return proto_connect(c, &p->u.connect);
+	case MQTT_PUBLISH:
+		return proto_publish(c, &p->u.publish);
+	case MQTT_PUBACK:
+	case MQTT_PUBREC:
+	case MQTT_PUBREL:
+	case MQTT_PUBCOMP:
+		return proto_puback(c, p->type, &p->u.ack);
+	case MQTT_SUBSCRIBE:
+		return proto_subscribe(c, &p->u.subscribe);
+	case MQTT_UNSUBSCRIBE:
+		return proto_unsubscribe(c, &p->u.unsubscribe);
+	case MQTT_PINGREQ:
+		return proto_pingreq(c);
+	case MQTT_DISCONNECT:
+		return proto_disconnect(c, &p->u.disconnect);
+	case MQTT_AUTH:
+		return proto_auth(c, &p->u.auth);
+	default:
+		/* CONNACK, SUBACK, UNSUBACK, PINGRESP only travel server to client. */
+		conn_close(c, MQTT_RC_PROTOCOL_ERROR, "client sent a server-only packet");
+		return -1;
+	}
+}
+
+int proto_handle(struct conn *c, const uint8_t *pkt, size_t len)
+{
+	struct mqtt_packet p;
+	uint8_t type = pkt[0] >> 4;
+	int rc;
+
+	if (c->state == CONN_NEW && type != MQTT_CONNECT) {
+		/* [MQTT-3.1.0-1] the first packet must be CONNECT. */
+		conn_close(c, -1, "first packet is not CONNECT");
+		return -1;
+	}
+	if (c->state != CONN_NEW && type == MQTT_CONNECT) {
+		/* [MQTT-3.1.0-2] a second CONNECT is a protocol violation. */
+		conn_close(c, MQTT_RC_PROTOCOL_ERROR, "second CONNECT");
+		return -1;
+	}
+	if (type == MQTT_AUTH && c->version != MQTT_V5) {
+		conn_close(c, -1, "AUTH is not an MQTT 3.1.1 packet");
+		return -1;
+	}
+	memset(&p, 0, sizeof(p));
+	rc = codec_decode(pkt, len, c->version, &p);
+	if (rc == CODEC_OK)
+		return dispatch(c, &p);
+	if (type == MQTT_CONNECT)
+		return proto_connect_failed(c, &p.u.connect, rc);
+	return decode_failed(c, type, rc);
+}
+
+int proto_pingreq(struct conn *c)
+{
+	if (codec_encode_empty(&c->out, MQTT_PINGRESP))
+		return -1;
+	conn_flush(c);
+	return 0;
+}
+
+int proto_disconnect(struct conn *c, const struct mqtt_disconnect *p)
+{
+	struct session *s = c->session;
+	const struct mqtt_props *pr = &p->props;
+
+	if (c->version == MQTT_V5 && (pr->present & PROP_BIT(MQTT_PROP_SESSION_EXPIRY))) {
+		/* [MQTT-3.14.2-2] expiry 0 at CONNECT cannot be raised at DISCONNECT. */
+		if (s && s->expiry_interval == 0 && pr->session_expiry) {
+			conn_close(c, MQTT_RC_PROTOCOL_ERROR,
+				   "DISCONNECT raised a session expiry of 0");
+			return -1;
+		}
+		if (s)
+			s->expiry_interval = pr->session_expiry;
+	}
+	/* [MQTT-3.14.4-3] a normal DISCONNECT discards the will; 0x04 keeps it. */
+	c->graceful = !(c->version == MQTT_V5 && p->reason == MQTT_RC_DISCONNECT_WITH_WILL);
+	conn_close(c, -1, c->graceful ? "disconnected" : "disconnected with will message");
+	return -1;
+}
+
+int proto_auth(struct conn *c, const struct mqtt_auth *p)
+{
+	/* No authentication method is offered, so AUTH can only be refused. */
+	conn_close(c, MQTT_RC_BAD_AUTH_METHOD, "AUTH without an authentication method");
+	return -1;
+}

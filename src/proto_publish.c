@@ -1,0 +1,215 @@
+/*
+ * proto_publish.c - PUBLISH from a client and the QoS 1/2 acknowledgement
+ * flows in both directions.
+ *
+ * Inbound QoS 2 follows the spec's "method B" [MQTT-4.3.3-?]: the message is
+ * routed when the PUBLISH arrives and its packet id is remembered until
+ * PUBREL; a PUBLISH that repeats a remembered id is answered with PUBREC
+ * again and not routed again, so a resent PUBLISH never duplicates a
+ * delivery [MQTT-4.3.3-10].
+ *
+ * A message is checked in this order: QoS and retain against what the
+ * broker offers, topic alias, payload format, receive maximum, then built
+ * and routed. Problems with the packet end the connection; problems with
+ * the message (payload format) are answered in the acknowledgement.
+ */
+#include <string.h>
+
+#include "broker.h"
+#include "clock.h"
+#include "codec.h"
+#include "conn.h"
+#include "log.h"
+#include "mqtt.h"
+#include "msg.h"
+#include "props.h"
+#include "proto.h"
+#include "router.h"
+#include "session.h"
+#include "utf8.h"
+
+struct msg *proto_build_msg(const char *sender, const char *topic, size_t topic_len,
+			    const uint8_t *payload, size_t payload_len, uint8_t qos, bool retain,
+			    const struct mqtt_props *props)
+{
+	struct buf *fwd = &broker.scratch;
+	struct msg_spec spec;
+
+	buf_reset(fwd);
+	if (props->raw_len && props_copy_forward(fwd, props))
+		return NULL;
+	memset(&spec, 0, sizeof(spec));
+	spec.topic = topic;
+	spec.topic_len = topic_len;
+	spec.payload = payload;
+	spec.payload_len = payload_len;
+	spec.props = fwd->data;
+	spec.props_len = fwd->len;
+	spec.qos = qos;
+	spec.retain = retain;
+	spec.sender = sender;
+	if (props->present & PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY))
+		spec.expiry_wall_ms = clock_wall_ms() + (uint64_t)props->message_expiry * 1000;
+	return msg_new(&spec);
+}
+
+/* Resolves the topic of a PUBLISH through its topic alias [MQTT-3.3.2-12]. */
+static int resolve_topic(struct conn *c, const struct mqtt_publish *p, const char **topic,
+			 size_t *len)
+{
+	uint16_t alias = p->props.topic_alias;
+
+	*topic = p->topic.p;
+	*len = p->topic.len;
+	if (c->version != MQTT_V5 || !(p->props.present & PROP_BIT(MQTT_PROP_TOPIC_ALIAS))) {
+		if (*len)
+			return 0;
+		conn_close(c, MQTT_RC_PROTOCOL_ERROR, "PUBLISH without topic or alias");
+		return -1;
+	}
+	if (!alias || alias > broker.cfg->max_topic_alias) {
+		/* [MQTT-3.3.2-9, -10] alias 0 or above our Topic Alias Maximum. */
+		conn_close(c, MQTT_RC_TOPIC_ALIAS_INVALID, "topic alias out of range");
+		return -1;
+	}
+	if (*len) {
+		if (conn_alias_set(c, alias, *topic, *len)) {
+			conn_close(c, MQTT_RC_SERVER_BUSY, "out of memory for a topic alias");
+			return -1;
+		}
+		return 0;
+	}
+	*topic = conn_alias_get(c, alias);
+	if (!*topic) {
+		conn_close(c, MQTT_RC_PROTOCOL_ERROR, "topic alias used before it was set");
+		return -1;
+	}
+	*len = strlen(*topic);
+	return 0;
+}
+
+static int check_publish(struct conn *c, const struct mqtt_publish *p)
+{
+	if (p->qos > broker.cfg->max_qos) {
+		/* [MQTT-3.2.2-11] QoS above the Maximum QoS we announced. */
+		conn_close(c, MQTT_RC_QOS_NOT_SUPPORTED, "PUBLISH QoS above max_qos");
+		return -1;
+	}
+	if (p->retain && !broker.cfg->retain_available) {
+		/* [MQTT-3.2.2-14] */
+		conn_close(c, MQTT_RC_RETAIN_NOT_SUPPORTED, "retained PUBLISH not available");
+		return -1;
+	}
+	if (c->version == MQTT_V5 && (p->props.present & PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID))) {
+		/* [MQTT-3.3.4-6] only the server sends subscription identifiers. */
+		conn_close(c, MQTT_RC_PROTOCOL_ERROR, "PUBLISH with a subscription identifier");
+		return -1;
+	}
+	if (p->qos == 2 && !session_rx_qos2_has(c->session, p->packet_id) &&
+	    c->session->n_rx_qos2 >= broker.cfg->max_inflight_messages) {
+		/* [MQTT-3.3.4-9] more unacknowledged QoS 2 than our Receive Maximum. */
+		conn_close(c, MQTT_RC_RECEIVE_MAX_EXCEEDED, "receive maximum exceeded");
+		return -1;
+	}
+	return 0;
+}
+
+static bool payload_format_ok(const struct mqtt_publish *p)
+{
+	if (!(p->props.present & PROP_BIT(MQTT_PROP_PAYLOAD_FORMAT)) || p->props.payload_format != 1)
+		return true;
+	return utf8_check((const char *)p->payload, p->payload_len) == 0;
+}
+
+static int ack_publish(struct conn *c, const struct mqtt_publish *p, uint8_t reason,
+		       const char *why)
+{
+	if (p->qos == 1)
+		return conn_send_ack(c, MQTT_PUBACK, p->packet_id, reason, why);
+	if (p->qos == 2) {
+		if (reason < 0x80 && session_rx_qos2_add(c->session, p->packet_id)) {
+			conn_close(c, MQTT_RC_SERVER_BUSY, "out of memory");
+			return -1;
+		}
+		return conn_send_ack(c, MQTT_PUBREC, p->packet_id, reason, why);
+	}
+	return 0;
+}
+
+static int route(struct conn *c, const struct mqtt_publish *p, const char *topic, size_t len)
+{
+	struct msg *m = proto_build_msg(c->client_id, topic, len, p->payload, p->payload_len,
+					p->qos, p->retain, &p->props);
+	int n;
+
+	if (!m) {
+		log_warn("client '%s': message on '%.*s' refused: out of memory", c->client_id,
+			 (int)len, topic);
+		if (c->version == MQTT_V5 && p->qos)
+			return ack_publish(c, p, MQTT_RC_UNSPECIFIED, "out of memory");
+		conn_close(c, -1, "out of memory");
+		return -1;
+	}
+	n = router_publish(m);
+	msg_unref(m);
+	if (n == 0 && c->version == MQTT_V5)
+		return ack_publish(c, p, MQTT_RC_NO_MATCHING_SUBSCRIBERS, NULL);
+	return ack_publish(c, p, MQTT_RC_SUCCESS, NULL);
+}
+
+int proto_publish(struct conn *c, const struct mqtt_publish *p)
+{
+	const char *topic;
+	size_t len;
+
+	if (check_publish(c, p) || resolve_topic(c, p, &topic, &len))
+		return -1;
+	broker.stats.msgs_received++;
+	if (p->qos == 2 && session_rx_qos2_has(c->session, p->packet_id))
+		/* Already routed; the client did not see our PUBREC. */
+		return conn_send_ack(c, MQTT_PUBREC, p->packet_id, MQTT_RC_SUCCESS, NULL);
+	if (!payload_format_ok(p)) {
+		log_notice("client '%s': payload on '%.*s' is not UTF-8 as its format says",
+			   c->client_id, (int)len, topic);
+		if (p->qos)
+			return ack_publish(c, p, MQTT_RC_PAYLOAD_FORMAT_INVALID,
+					   "payload is not valid UTF-8");
+		conn_close(c, MQTT_RC_PAYLOAD_FORMAT_INVALID, "payload is not valid UTF-8");
+		return -1;
+	}
+	return route(c, p, topic, len);
+}
+
+/* PUBACK, PUBREC, PUBREL, PUBCOMP from the client. */
+int proto_puback(struct conn *c, uint8_t type, const struct mqtt_ack *a)
+{
+	struct session *s = c->session;
+	bool v5 = c->version == MQTT_V5;
+
+	switch (type) {
+	case MQTT_PUBACK:
+		if (session_on_puback(s, a->packet_id))
+			log_debug("client '%s': PUBACK for unknown id %u", c->client_id,
+				  a->packet_id);
+		return 0;
+	case MQTT_PUBREC:
+		if (session_on_pubrec(s, a->packet_id, a->reason))
+			/* [MQTT-4.3.3-?] unknown id: release it anyway, saying so. */
+			return conn_send_ack(c, MQTT_PUBREL, a->packet_id,
+					     v5 ? MQTT_RC_PACKET_ID_NOT_FOUND : 0, NULL);
+		if (a->reason >= 0x80)
+			return 0;
+		return conn_send_ack(c, MQTT_PUBREL, a->packet_id, 0, NULL);
+	case MQTT_PUBREL:
+		/* [MQTT-4.3.3-11] PUBCOMP even for a repeated PUBREL. */
+		if (session_rx_qos2_del(s, a->packet_id))
+			return conn_send_ack(c, MQTT_PUBCOMP, a->packet_id,
+					     v5 ? MQTT_RC_PACKET_ID_NOT_FOUND : 0, NULL);
+		return conn_send_ack(c, MQTT_PUBCOMP, a->packet_id, 0, NULL);
+	default:
+		if (session_on_pubcomp(s, a->packet_id))
+			log_debug("client '%s': PUBCOMP for unknown id %u", c->client_id,
+				  a->packet_id);
+		return 0;
+	}
+}

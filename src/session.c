@@ -1,0 +1,651 @@
+/*
+ * session.c - sessions by client id, their outgoing windows and queues.
+ *
+ * The table is a chained hash keyed by client id that doubles when the load
+ * passes one entry per bucket.
+ *
+ * Invariants:
+ * - every QoS 1/2 entry in `inflight` has a packet id unique among them, and
+ *   the list is in the order the PUBLISHes were first sent;
+ * - `queue` holds entries in arrival order; nothing is sent out of it while
+ *   earlier entries wait (QoS 0 entries in it are ones kept for an offline
+ *   session and go out in their turn);
+ * - a session with no connection has conn == NULL and, unless it never
+ *   expires, an armed expiry timer.
+ *
+ * Drops are never silent: each one is counted in broker.stats and a QoS 1/2
+ * drop is logged with the client id.
+ */
+#include "session.h"
+
+#include <string.h>
+
+#include "broker.h"
+#include "clock.h"
+#include "conn.h"
+#include "log.h"
+#include "mem.h"
+#include "mqtt.h"
+#include "router.h"
+
+static struct session **table;
+static size_t table_size, n_sessions;
+
+/* QoS 0 for a live client is dropped while this much output waits for it. */
+#define QOS0_BACKLOG_LIMIT (8u * 1024 * 1024)
+
+static uint32_t hash_id(const char *s)
+{
+	uint32_t h = 2166136261u;
+
+	while (*s)
+		h = (h ^ (uint8_t)*s++) * 16777619u;
+	return h;
+}
+
+static int table_grow(void)
+{
+	size_t size = table_size ? table_size * 2 : 256, i;
+	struct session **t = mem_calloc(size, sizeof(*t));
+
+	if (!t)
+		return -1;
+	for (i = 0; i < table_size; i++) {
+		struct session *s = table[i], *next;
+
+		for (; s; s = next) {
+			size_t b = hash_id(s->client_id) & (size - 1);
+
+			next = s->hnext;
+			s->hnext = t[b];
+			t[b] = s;
+		}
+	}
+	mem_free(table);
+	table = t;
+	table_size = size;
+	return 0;
+}
+
+struct session *session_find(const char *client_id)
+{
+	struct session *s;
+
+	if (!table_size)
+		return NULL;
+	for (s = table[hash_id(client_id) & (table_size - 1)]; s; s = s->hnext)
+		if (!strcmp(s->client_id, client_id))
+			return s;
+	return NULL;
+}
+
+static void on_expiry(struct timer *t, void *arg);
+static void on_will_delay(struct timer *t, void *arg);
+
+struct session *session_create(const char *client_id, uint8_t version)
+{
+	struct session *s;
+	size_t b;
+
+	if (n_sessions >= table_size && table_grow())
+		return NULL;
+	s = mem_calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	s->client_id = mem_strdup(client_id);
+	if (!s->client_id) {
+		mem_free(s);
+		return NULL;
+	}
+	s->version = version;
+	s->next_packet_id = 1;
+	timer_init(&s->expiry_timer, on_expiry, s);
+	timer_init(&s->will_timer, on_will_delay, s);
+	b = hash_id(client_id) & (table_size - 1);
+	s->hnext = table[b];
+	table[b] = s;
+	n_sessions++;
+	return s;
+}
+
+size_t session_count(void)
+{
+	return n_sessions;
+}
+
+/* --- out entries ---------------------------------------------------------- */
+
+static void list_append(struct out_list *l, struct out_entry *e)
+{
+	e->next = NULL;
+	e->prev = l->tail;
+	if (l->tail)
+		l->tail->next = e;
+	else
+		l->head = e;
+	l->tail = e;
+	l->n++;
+}
+
+static void list_remove(struct out_list *l, struct out_entry *e)
+{
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		l->head = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	else
+		l->tail = e->prev;
+	l->n--;
+}
+
+static void entry_free(struct out_entry *e)
+{
+	msg_unref(e->msg);
+	mem_free(e->more_subids);
+	mem_free(e->share);
+	mem_free(e);
+}
+
+static size_t share_len(const char *share)
+{
+	size_t g = strlen(share);
+
+	return g + 1 + strlen(share + g + 1) + 1;
+}
+
+static struct out_entry *entry_new(struct msg *m, uint8_t qos, bool retain,
+				   const uint32_t *subids, size_t n_subids, const char *share)
+{
+	struct out_entry *e = mem_calloc(1, sizeof(*e));
+
+	if (!e)
+		return NULL;
+	if (n_subids > 1) {
+		e->more_subids = mem_alloc((n_subids - 1) * sizeof(uint32_t));
+		if (!e->more_subids)
+			goto fail;
+		memcpy(e->more_subids, subids + 1, (n_subids - 1) * sizeof(uint32_t));
+	}
+	if (share) {
+		size_t n = share_len(share);
+
+		e->share = mem_alloc(n);
+		if (!e->share)
+			goto fail;
+		memcpy(e->share, share, n);
+	}
+	e->subid = n_subids ? subids[0] : 0;
+	e->n_subids = (uint16_t)n_subids;
+	e->msg = msg_ref(m);
+	e->qos = qos;
+	e->retain = retain;
+	e->state = OUT_QUEUED;
+	return e;
+fail:
+	mem_free(e->more_subids);
+	mem_free(e);
+	return NULL;
+}
+
+static uint16_t window(const struct session *s)
+{
+	uint16_t w = broker.cfg->max_inflight_messages;
+
+	if (s->conn && s->conn->client_receive_max < w)
+		w = s->conn->client_receive_max;
+	return w;
+}
+
+static bool packet_id_in_use(const struct session *s, uint16_t id)
+{
+	const struct out_entry *e;
+
+	for (e = s->inflight.head; e; e = e->next)
+		if (e->packet_id == id)
+			return true;
+	return false;
+}
+
+static uint16_t next_packet_id(struct session *s)
+{
+	uint16_t id;
+
+	do {
+		id = s->next_packet_id;
+		s->next_packet_id = id == 65535 ? 1 : id + 1;
+	} while (s->inflight.n && packet_id_in_use(s, id));
+	return id;
+}
+
+static void count_drop(struct session *s, const struct msg *m, uint8_t qos, const char *why)
+{
+	broker.stats.pub_dropped++;
+	if (!qos) {
+		broker.stats.qos0_dropped++;
+		return;
+	}
+	log_warn("client '%s': QoS %u message on '%s' dropped: %s", s->client_id, qos, m->topic,
+		 why);
+}
+
+/* Sends e (a fresh inflight or QoS 0 entry). Returns 0 sent, 1 not sendable. */
+static int send_entry(struct session *s, struct out_entry *e, bool dup)
+{
+	int rc = conn_send_publish(s->conn, e, dup);
+
+	if (rc == 0)
+		e->sent_once = true;
+	return rc ? 1 : 0;
+}
+
+static void start_inflight(struct session *s, struct out_entry *e)
+{
+	e->packet_id = next_packet_id(s);
+	e->state = OUT_PUBLISHED;
+	list_append(&s->inflight, e);
+	if (send_entry(s, e, false)) {
+		list_remove(&s->inflight, e);
+		count_drop(s, e->msg, e->qos, "expired or too large for the client");
+		entry_free(e);
+	}
+}
+
+void session_pump(struct session *s)
+{
+	while (s->conn && s->conn->state == CONN_ACTIVE && s->queue.head) {
+		struct out_entry *e = s->queue.head;
+
+		if (e->qos && s->inflight.n >= window(s))
+			break;
+		list_remove(&s->queue, e);
+		s->queued_bytes -= msg_size(e->msg);
+		if (e->qos) {
+			start_inflight(s, e);
+			continue;
+		}
+		if (send_entry(s, e, false))
+			count_drop(s, e->msg, 0, "expired or too large");
+		entry_free(e);
+	}
+}
+
+static bool queue_full(const struct session *s, const struct msg *m)
+{
+	const struct config *cfg = broker.cfg;
+
+	if (cfg->max_queued_messages && s->queue.n >= cfg->max_queued_messages)
+		return true;
+	return cfg->max_queued_bytes && s->queued_bytes + msg_size(m) > cfg->max_queued_bytes;
+}
+
+static int deliver_qos0(struct session *s, struct msg *m, bool retain, const uint32_t *subids,
+			size_t n_subids)
+{
+	struct out_entry e;
+
+	if (!s->conn || conn_backlog(s->conn) > QOS0_BACKLOG_LIMIT) {
+		count_drop(s, m, 0, "client not keeping up");
+		return 1;
+	}
+	memset(&e, 0, sizeof(e));
+	e.msg = m;
+	e.retain = retain;
+	e.subid = n_subids ? subids[0] : 0;
+	e.n_subids = (uint16_t)n_subids;
+	e.more_subids = (uint32_t *)(n_subids > 1 ? subids + 1 : NULL);
+	if (conn_send_publish(s->conn, &e, false)) {
+		count_drop(s, m, 0, "expired or too large");
+		return 1;
+	}
+	return 0;
+}
+
+int session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
+		    const uint32_t *subids, size_t n_subids, const char *share)
+{
+	bool live = s->conn && s->conn->state == CONN_ACTIVE;
+	struct out_entry *e;
+
+	if (!qos && (live || !broker.cfg->queue_qos0_messages || s->clean)) {
+		if (live && !s->queue.n)
+			return deliver_qos0(s, m, retain, subids, n_subids);
+		if (!live) {
+			count_drop(s, m, 0, "client offline");
+			return 1;
+		}
+	}
+	if (!(live && !s->queue.n && (!qos || s->inflight.n < window(s))) && queue_full(s, m)) {
+		count_drop(s, m, qos, "queue full (max_queued_messages / max_queued_bytes)");
+		return 1;
+	}
+	e = entry_new(m, qos, retain, subids, n_subids, share);
+	if (!e) {
+		count_drop(s, m, qos, "out of memory");
+		return -1;
+	}
+	list_append(&s->queue, e);
+	s->queued_bytes += msg_size(m);
+	session_pump(s);
+	return 0;
+}
+
+/* --- acknowledgements ----------------------------------------------------- */
+
+static struct out_entry *find_inflight(struct session *s, uint16_t packet_id)
+{
+	struct out_entry *e;
+
+	for (e = s->inflight.head; e; e = e->next)
+		if (e->packet_id == packet_id)
+			return e;
+	return NULL;
+}
+
+static void finish(struct session *s, struct out_entry *e)
+{
+	list_remove(&s->inflight, e);
+	entry_free(e);
+	session_pump(s);
+}
+
+int session_on_puback(struct session *s, uint16_t packet_id)
+{
+	struct out_entry *e = find_inflight(s, packet_id);
+
+	if (!e || e->qos != 1 || e->state != OUT_PUBLISHED)
+		return -1;
+	finish(s, e);
+	return 0;
+}
+
+int session_on_pubrec(struct session *s, uint16_t packet_id, uint8_t reason)
+{
+	struct out_entry *e = find_inflight(s, packet_id);
+
+	if (!e || e->qos != 2)
+		return -1;
+	if (reason >= 0x80) {
+		/* The receiver refused it: the exchange ends here [MQTT-4.3.3-?]. */
+		finish(s, e);
+		return 0;
+	}
+	e->state = OUT_RELEASED;
+	return 0;
+}
+
+int session_on_pubcomp(struct session *s, uint16_t packet_id)
+{
+	struct out_entry *e = find_inflight(s, packet_id);
+
+	if (!e || e->state != OUT_RELEASED)
+		return -1;
+	finish(s, e);
+	return 0;
+}
+
+/* --- incoming QoS 2 ------------------------------------------------------- */
+
+bool session_rx_qos2_has(const struct session *s, uint16_t packet_id)
+{
+	uint16_t i;
+
+	for (i = 0; i < s->n_rx_qos2; i++)
+		if (s->rx_qos2[i] == packet_id)
+			return true;
+	return false;
+}
+
+int session_rx_qos2_add(struct session *s, uint16_t packet_id)
+{
+	if (s->n_rx_qos2 == s->cap_rx_qos2) {
+		uint16_t cap = s->cap_rx_qos2 ? (uint16_t)(s->cap_rx_qos2 * 2) : 8;
+		uint16_t *a = mem_realloc(s->rx_qos2, (size_t)cap * sizeof(*a));
+
+		if (!a || cap <= s->cap_rx_qos2)
+			return -1;
+		s->rx_qos2 = a;
+		s->cap_rx_qos2 = cap;
+	}
+	s->rx_qos2[s->n_rx_qos2++] = packet_id;
+	return 0;
+}
+
+int session_rx_qos2_del(struct session *s, uint16_t packet_id)
+{
+	uint16_t i;
+
+	for (i = 0; i < s->n_rx_qos2; i++) {
+		if (s->rx_qos2[i] == packet_id) {
+			s->rx_qos2[i] = s->rx_qos2[--s->n_rx_qos2];
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* --- will ----------------------------------------------------------------- */
+
+void session_set_will(struct session *s, struct msg *will, uint32_t delay)
+{
+	session_clear_will(s);
+	s->will = will;
+	s->will_delay = delay;
+}
+
+void session_clear_will(struct session *s)
+{
+	broker_timer_del(&s->will_timer);
+	msg_unref(s->will);
+	s->will = NULL;
+}
+
+static void publish_will(struct session *s)
+{
+	struct msg *will = s->will;
+
+	if (!will)
+		return;
+	s->will = NULL;
+	broker_timer_del(&s->will_timer);
+	log_info("client '%s': publishing will on '%s'", s->client_id, will->topic);
+	router_publish(will);
+	msg_unref(will);
+}
+
+static void on_will_delay(struct timer *t, void *arg)
+{
+	publish_will(arg);
+}
+
+/* --- lifecycle ------------------------------------------------------------ */
+
+static void resend_inflight(struct session *s)
+{
+	struct out_entry *e, *next;
+
+	for (e = s->inflight.head; e; e = next) {
+		next = e->next;
+		if (e->state == OUT_RELEASED) {
+			conn_send_ack(s->conn, MQTT_PUBREL, e->packet_id, 0, NULL);
+			continue;
+		}
+		/* [MQTT-4.4.0-1] resend unacknowledged PUBLISH with DUP set. */
+		if (send_entry(s, e, e->sent_once)) {
+			list_remove(&s->inflight, e);
+			count_drop(s, e->msg, e->qos, "expired while the client was away");
+			entry_free(e);
+		}
+	}
+}
+
+void session_attach(struct session *s, struct conn *c)
+{
+	s->conn = c;
+	broker_timer_del(&s->expiry_timer);
+	/* A will waiting out its delay is not sent when the client is back [MQTT-3.1.3-9]. */
+	session_clear_will(s);
+	broker.stats.clients_connected++;
+	if (broker.stats.clients_connected > broker.stats.clients_max)
+		broker.stats.clients_max = broker.stats.clients_connected;
+}
+
+/* Called once the CONNACK is out: redeliver, then drain the queue. */
+void session_resume(struct session *s)
+{
+	resend_inflight(s);
+	session_pump(s);
+}
+
+static void on_expiry(struct timer *t, void *arg)
+{
+	struct session *s = arg;
+
+	log_info("client '%s': session expired", s->client_id);
+	session_destroy(s);
+}
+
+void session_detach(struct session *s, bool graceful)
+{
+	uint64_t now = clock_now_ms();
+
+	s->conn = NULL;
+	broker.stats.clients_connected--;
+	if (graceful)
+		session_clear_will(s);
+	if (s->expiry_interval == 0) {
+		session_destroy(s);
+		return;
+	}
+	if (s->will) {
+		uint32_t delay = s->will_delay < s->expiry_interval ? s->will_delay
+								    : s->expiry_interval;
+
+		if (!delay)
+			publish_will(s);
+		else
+			broker_timer_add(&s->will_timer, now + (uint64_t)delay * 1000);
+	}
+	if (s->expiry_interval != UINT32_MAX)
+		broker_timer_add(&s->expiry_timer, now + (uint64_t)s->expiry_interval * 1000);
+}
+
+static void unlink_session(struct session *s)
+{
+	struct session **pp = &table[hash_id(s->client_id) & (table_size - 1)];
+
+	while (*pp && *pp != s)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = s->hnext;
+	n_sessions--;
+}
+
+static void drop_list(struct session *s, struct out_list *l)
+{
+	struct out_entry *e;
+
+	while ((e = l->head)) {
+		list_remove(l, e);
+		if (e->share && e->qos)
+			router_reroute_shared(e->msg, e->qos, e->share, s);
+		entry_free(e);
+	}
+}
+
+void session_destroy(struct session *s)
+{
+	struct sub_rec *r;
+
+	unlink_session(s);
+	broker_timer_del(&s->expiry_timer);
+	/* The session ends: a will still waiting for its delay goes now [MQTT-3.1.3-9]. */
+	publish_will(s);
+	while ((r = s->subs)) {
+		s->subs = r->next;
+		router_unsubscribe(s, r->filter, strlen(r->filter));
+		mem_free(r->filter);
+		mem_free(r);
+	}
+	drop_list(s, &s->inflight);
+	drop_list(s, &s->queue);
+	if (s->conn)
+		s->conn->session = NULL;
+	mem_free(s->rx_qos2);
+	mem_free(s->client_id);
+	mem_free(s);
+}
+
+void session_destroy_all(void)
+{
+	size_t i;
+
+	for (i = 0; i < table_size; i++) {
+		while (table[i]) {
+			struct session *s = table[i];
+
+			/* shutting down: wills of live sessions are not published */
+			session_clear_will(s);
+			session_destroy(s);
+		}
+	}
+	mem_free(table);
+	table = NULL;
+	table_size = 0;
+}
+
+/* --- subscriptions -------------------------------------------------------- */
+
+static struct sub_rec **find_sub(struct session *s, const char *filter, size_t len)
+{
+	struct sub_rec **pp;
+
+	for (pp = &s->subs; *pp; pp = &(*pp)->next)
+		if (strlen((*pp)->filter) == len && !memcmp((*pp)->filter, filter, len))
+			return pp;
+	return NULL;
+}
+
+int session_subscribe(struct session *s, const char *filter, size_t len, uint8_t options,
+		      uint32_t subid, bool *existed)
+{
+	struct sub_rec **pp = find_sub(s, filter, len), *r;
+	int ex = 0;
+
+	if (router_subscribe(s, filter, len, options, subid, &ex))
+		return -1;
+	*existed = ex;
+	if (pp) {
+		(*pp)->options = options;
+		(*pp)->subid = subid;
+		return 0;
+	}
+	r = mem_calloc(1, sizeof(*r));
+	if (!r || !(r->filter = mem_strndup(filter, len))) {
+		mem_free(r);
+		router_unsubscribe(s, filter, len);
+		return -1;
+	}
+	r->options = options;
+	r->subid = subid;
+	r->next = s->subs;
+	s->subs = r;
+	s->n_subs++;
+	return 0;
+}
+
+int session_unsubscribe(struct session *s, const char *filter, size_t len)
+{
+	struct sub_rec **pp = find_sub(s, filter, len), *r;
+
+	if (!pp)
+		return -1;
+	r = *pp;
+	*pp = r->next;
+	s->n_subs--;
+	router_unsubscribe(s, filter, len);
+	mem_free(r->filter);
+	mem_free(r);
+	return 0;
+}
