@@ -17,6 +17,7 @@
 #include "log.h"
 #include "mqtt.h"
 #include "msg.h"
+#include "plugin.h"
 #include "router.h"
 #include "session.h"
 #include "sys_topics.h"
@@ -70,6 +71,9 @@ int broker_init(const struct config *cfg)
 		log_err("out of memory at start-up");
 		return -1;
 	}
+	if (plugin_load_all(cfg))
+		return -1;
+	plugin_start();
 	if (listener_start(cfg))
 		return -1;
 	sys_topics_start();
@@ -98,6 +102,7 @@ void broker_shutdown(void)
 	uint64_t until;
 
 	log_notice("shutting down");
+	broker.stopping = true;
 	sys_topics_stop();
 	conn_close_all(MQTT_RC_SERVER_SHUTTING_DOWN);
 	until = clock_now_ms() + 500;
@@ -105,6 +110,7 @@ void broker_shutdown(void)
 		if (listener_service() < 0)
 			break;
 	listener_stop();
+	plugin_unload_all();
 	session_destroy_all();
 	router_free();
 	timers_free(&broker.timers);

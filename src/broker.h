@@ -33,6 +33,7 @@ struct broker {
 	uint64_t start_ms; /* monotonic */
 	uint64_t start_wall_ms;
 	struct buf scratch; /* reusable encoding space, loop thread only */
+	bool stopping; /* shutdown has begun: connections are going away */
 	volatile sig_atomic_t stop;
 	volatile sig_atomic_t reopen_log;
 };

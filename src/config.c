@@ -96,6 +96,7 @@ struct directive {
 	const struct word *words; /* K_ENUM: ends at word NULL */
 	setter_fn set; /* K_CALL */
 	int max_args; /* K_CALL: values it takes at most (at least 1) */
+	bool prefix; /* name is a prefix: "plugin_opt_" matches plugin_opt_anything */
 };
 
 static const struct unit_set plain_number = { "a number", { { 0, 0 } } };
@@ -154,6 +155,8 @@ static const struct word level_words[] = {
 static int set_listener(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_log_dest(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_log_type(struct parser *p, const struct directive *d, char **argv, int argc);
+static int set_plugin(struct parser *p, const struct directive *d, char **argv, int argc);
+static int set_plugin_opt(struct parser *p, const struct directive *d, char **argv, int argc);
 
 #define CFG(field) \
 	.off = offsetof(struct config, field), .width = sizeof(((struct config *)0)->field)
@@ -199,6 +202,12 @@ static const struct directive directives[] = {
 	{ .name = "max_connections",
 	  NUM(max_connections, -1, INT_MAX),
 	  .range = "-1 (unlimited) or 0..2147483647" },
+
+	/* plugins */
+	{ .name = "plugin", .kind = K_CALL, .set = set_plugin, .max_args = 1 },
+	{ .name = "plugin_opt_", .kind = K_CALL, .set = set_plugin_opt, .max_args = 1,
+	  .prefix = true },
+	{ .name = "plugin_dir", .kind = K_STRING, CFG(plugin_dir), .min = 1, .max = PATH_MAX - 1 },
 
 	/* logging and $SYS */
 	{ .name = "sys_interval", NUM(sys_interval, 0, 86400) },
@@ -249,6 +258,16 @@ void config_free(struct config *c)
 		free_string(&c->listeners[i].http_dir);
 	}
 	mem_free(c->listeners);
+	for (size_t i = 0; i < c->n_plugins; i++) {
+		for (size_t j = 0; j < c->plugins[i].n_opts; j++) {
+			mem_free(c->plugins[i].opts[j].key);
+			mem_free(c->plugins[i].opts[j].value);
+		}
+		mem_free(c->plugins[i].opts);
+		mem_free(c->plugins[i].name);
+	}
+	mem_free(c->plugins);
+	free_string(&c->plugin_dir);
 	free_string(&c->auto_id_prefix);
 	free_string(&c->log_dest);
 	free_string(&c->log_file);
@@ -500,10 +519,55 @@ static int set_log_type(struct parser *p, const struct directive *d, char **argv
 
 static const struct directive *find_directive(const char *name)
 {
-	for (size_t i = 0; i < sizeof(directives) / sizeof(directives[0]); i++)
-		if (strcmp(directives[i].name, name) == 0)
-			return &directives[i];
+	for (size_t i = 0; i < sizeof(directives) / sizeof(directives[0]); i++) {
+		const struct directive *d = &directives[i];
+		size_t n = strlen(d->name);
+
+		if (d->prefix ? strncmp(d->name, name, n) == 0 && name[n] : !strcmp(d->name, name))
+			return d;
+	}
 	return NULL;
+}
+
+static int set_plugin(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	struct config *c = p->c;
+	struct plugin_conf *a = mem_realloc(c->plugins, (c->n_plugins + 1) * sizeof(*a));
+
+	if (!a)
+		return fail(p, "%s: out of memory", d->name);
+	c->plugins = a;
+	memset(&a[c->n_plugins], 0, sizeof(*a));
+	if (!(a[c->n_plugins].name = mem_strdup(argv[1])))
+		return fail(p, "%s: out of memory", d->name);
+	c->n_plugins++;
+	return 0;
+}
+
+/* plugin_opt_KEY VALUE: an option of the plugin loaded by the latest "plugin" line. */
+static int set_plugin_opt(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	struct config *c = p->c;
+	struct plugin_conf *pl;
+	struct plugin_opt_conf *o;
+
+	if (!c->n_plugins)
+		return fail(p, "%s: no plugin yet; put it after a plugin line", argv[0]);
+	pl = &c->plugins[c->n_plugins - 1];
+	o = mem_realloc(pl->opts, (pl->n_opts + 1) * sizeof(*o));
+	if (!o)
+		return fail(p, "%s: out of memory", argv[0]);
+	pl->opts = o;
+	o = &o[pl->n_opts];
+	o->key = mem_strdup(argv[0] + strlen(d->name));
+	o->value = mem_strdup(argv[1]);
+	if (!o->key || !o->value) {
+		mem_free(o->key);
+		mem_free(o->value);
+		return fail(p, "%s: out of memory", argv[0]);
+	}
+	pl->n_opts++;
+	return 0;
 }
 
 /* Applies a one-value directive through its kind. */
@@ -575,10 +639,10 @@ static int parse_line(struct parser *p, const char *line)
 	if (!d)
 		return fail(p, "unknown directive '%s'", argv[0]);
 	if (argc < 2)
-		return fail(p, "%s: missing value", d->name);
+		return fail(p, "%s: missing value", argv[0]);
 	max_args = d->kind == K_CALL ? d->max_args : 1;
 	if (argc > max_args + 1)
-		return fail(p, "%s: unexpected '%s' after the value", d->name, argv[max_args + 1]);
+		return fail(p, "%s: unexpected '%s' after the value", argv[0], argv[max_args + 1]);
 	if (d->kind == K_CALL)
 		return d->set(p, d, argv, argc);
 	return apply_value(p, d, argv[1]);

@@ -6,7 +6,8 @@
  * blank lines; names follow mosquitto where the same thing exists. A bad
  * line is an error that names the file, the line number and what is wrong.
  * Listener-scoped directives (protocol, bind_address, socket_domain,
- * http_dir) apply to the most recent "listener" line.
+ * http_dir) apply to the most recent "listener" line; plugin_opt_KEY lines
+ * apply to the most recent "plugin" line.
  */
 #ifndef SLUICE_CONFIG_H
 #define SLUICE_CONFIG_H
@@ -26,6 +27,17 @@ struct listener_conf {
 	enum listener_proto protocol;
 	int socket_domain; /* 0 = both, 4 = ipv4 only, 6 = ipv6 only */
 	char *http_dir; /* websockets only: directory served over plain HTTP, or NULL */
+};
+
+struct plugin_opt_conf {
+	char *key; /* without the plugin_opt_ prefix */
+	char *value;
+};
+
+struct plugin_conf {
+	char *name; /* as written: a path (with a '/') or a name looked up in plugin_dir */
+	struct plugin_opt_conf *opts;
+	size_t n_opts;
 };
 
 enum log_level {
@@ -57,6 +69,11 @@ struct config {
 	char *auto_id_prefix;
 	uint32_t connect_timeout; /* seconds a new connection may take to send CONNECT */
 	int max_connections; /* -1 = unlimited */
+
+	/* plugins, in load (and callback) order */
+	struct plugin_conf *plugins;
+	size_t n_plugins;
+	char *plugin_dir; /* where "plugin NAME" looks for NAME.so */
 
 	/* operation */
 	uint32_t sys_interval; /* seconds; 0 = no $SYS */

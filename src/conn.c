@@ -37,6 +37,19 @@ static size_t n_conns;
 
 /* Compact the output buffer when this much already-sent data sits in front. */
 #define OUT_COMPACT_BYTES (64 * 1024)
+/*
+ * Back-pressure: a client that does not read its socket stops being read
+ * from once this much output waits for it, and is read again when half of it
+ * has gone. Its acknowledgements then cannot pile up without bound.
+ */
+#define OUT_PAUSE_BYTES (4u * 1024 * 1024)
+
+/* A reason string is sent only when the packet stays within the client's limit. */
+static bool reason_fits(const struct conn *c, const char *why)
+{
+	return why && c->request_problem_info &&
+	       (!c->client_max_packet || strlen(why) + 32 <= c->client_max_packet);
+}
 
 static void on_timer(struct timer *t, void *arg);
 
@@ -98,6 +111,8 @@ static int on_packet(void *arg, const uint8_t *pkt, size_t len)
 
 	if (c->state == CONN_CLOSING)
 		return 1;
+	/* Keep alive counts Control Packets, not bytes [MQTT-3.1.2-24]. */
+	c->last_rx_ms = clock_now_ms();
 	proto_handle(c, pkt, len);
 	return c->state == CONN_CLOSING ? 1 : 0;
 }
@@ -108,7 +123,6 @@ int conn_on_data(struct conn *c, const uint8_t *p, size_t n)
 
 	if (c->state == CONN_CLOSING)
 		return 0;
-	c->last_rx_ms = clock_now_ms();
 	c->bytes_in += n;
 	broker.stats.bytes_received += n;
 	rc = framer_feed(&c->framer, p, n, on_packet, c);
@@ -141,6 +155,10 @@ void conn_sent(struct conn *c, size_t n)
 	c->bytes_out += n;
 	broker.stats.bytes_sent += n;
 	left = c->out.len - c->out_off;
+	if (c->rx_paused && left < OUT_PAUSE_BYTES / 2) {
+		c->rx_paused = false;
+		c->ops->pause_rx(c->tctx, false);
+	}
 	if (!left) {
 		c->out.len = c->headroom;
 		c->out_off = c->headroom;
@@ -158,6 +176,10 @@ bool conn_done(const struct conn *c)
 
 void conn_flush(struct conn *c)
 {
+	if (!c->rx_paused && conn_backlog(c) > OUT_PAUSE_BYTES) {
+		c->rx_paused = true;
+		c->ops->pause_rx(c->tctx, true);
+	}
 	if (c->write_requested || c->out.len == c->out_off)
 		return;
 	c->write_requested = true;
@@ -172,7 +194,7 @@ static void send_disconnect(struct conn *c, uint8_t reason, const char *why)
 	memset(&d, 0, sizeof(d));
 	d.reason = reason;
 	buf_reset(props);
-	if (why && c->request_problem_info)
+	if (reason_fits(c, why))
 		props_put_str(props, MQTT_PROP_REASON_STRING, why, strlen(why));
 	d.props.raw = props->data;
 	d.props.raw_len = props->len;
@@ -325,6 +347,22 @@ static uint16_t alias_lookup(struct conn *c, const char *topic, size_t len, bool
 	return c->alias_out[i].alias;
 }
 
+/* Undoes the alias alias_lookup just created, which the client never saw. */
+static void alias_forget_last(struct conn *c)
+{
+	uint32_t i;
+
+	for (i = 0; i < c->alias_out_cap; i++) {
+		if (c->alias_out[i].topic && c->alias_out[i].alias == c->alias_out_used) {
+			/* The newest entry ends every probe chain it is on: removing it is safe. */
+			mem_free(c->alias_out[i].topic);
+			c->alias_out[i].topic = NULL;
+			c->alias_out_used--;
+			return;
+		}
+	}
+}
+
 /* --- output -------------------------------------------------------------- */
 
 /* Seconds left before expiry, rounded up; 0 when expired. */
@@ -360,10 +398,14 @@ int conn_send_publish(struct conn *c, struct out_entry *e, bool dup)
 
 	if (m->expiry_wall_ms) {
 		expiry = expiry_left(m, clock_wall_ms());
-		if (!expiry) {
+		/* Expiry stops once delivery began: a resend goes out regardless
+		 * [MQTT-4.4.0-1], with the smallest interval left. */
+		if (!expiry && !dup) {
 			broker.stats.expired++;
 			return 1;
 		}
+		if (!expiry)
+			expiry = 1;
 	}
 	buf_reset(props);
 	if (c->version == MQTT_V5 && build_publish_props(props, e, expiry))
@@ -386,8 +428,11 @@ int conn_send_publish(struct conn *c, struct out_entry *e, bool dup)
 	}
 	if (codec_encode_publish(&c->out, c->version, m->topic, topic_len, e->qos, e->retain, dup,
 				 e->packet_id, props->data, props->len, m->payload,
-				 m->payload_len))
+				 m->payload_len)) {
+		if (fresh)
+			alias_forget_last(c);
 		return -1;
+	}
 	broker.stats.msgs_sent++;
 	conn_flush(c);
 	return 0;
@@ -396,6 +441,12 @@ int conn_send_publish(struct conn *c, struct out_entry *e, bool dup)
 int conn_send_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason,
 		  const char *reason_string)
 {
+	return conn_send_ack_props(c, type, packet_id, reason, reason_string, NULL);
+}
+
+int conn_send_ack_props(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason,
+			const char *reason_string, const struct buf *extra)
+{
 	struct buf *props = &broker.scratch;
 	struct mqtt_ack a;
 
@@ -403,9 +454,11 @@ int conn_send_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reas
 	a.packet_id = packet_id;
 	a.reason = reason;
 	buf_reset(props);
-	if (c->version == MQTT_V5 && reason_string && c->request_problem_info)
+	if (c->version == MQTT_V5 && reason_fits(c, reason_string))
 		props_put_str(props, MQTT_PROP_REASON_STRING, reason_string,
 			      strlen(reason_string));
+	if (c->version == MQTT_V5 && extra && extra->len && buf_put(props, extra->data, extra->len))
+		return -1;
 	a.props.raw = props->data;
 	a.props.raw_len = props->len;
 	if (codec_encode_ack(&c->out, c->version, type, &a))

@@ -31,6 +31,7 @@ struct out_entry;
 struct conn_ops {
 	void (*want_write)(void *tctx); /* call conn_pending when writable */
 	void (*close)(void *tctx); /* flush what is pending (bounded in time), then close */
+	void (*pause_rx)(void *tctx, bool pause); /* stop / resume reading from the socket */
 };
 
 enum conn_state {
@@ -53,6 +54,7 @@ struct conn {
 	bool websocket;
 	bool graceful; /* DISCONNECT received without will */
 	bool write_requested;
+	bool rx_paused; /* reading stopped until the output drains */
 	char peer[64];
 
 	struct framer framer;
@@ -112,6 +114,9 @@ int conn_send_publish(struct conn *c, struct out_entry *e, bool dup);
 /* PUBACK/PUBREC/PUBREL/PUBCOMP with an optional reason string. */
 int conn_send_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason,
 		  const char *reason_string);
+/* The same with extra MQTT 5 properties (raw block, e.g. user properties). */
+int conn_send_ack_props(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason,
+			const char *reason_string, const struct buf *extra);
 
 /* Incoming topic alias map (MQTT 5). */
 int conn_alias_set(struct conn *c, uint16_t alias, const char *topic, size_t len);

@@ -52,9 +52,15 @@ static void close_soon(void *tctx)
 	lws_callback_on_writable(wsi);
 }
 
+static void pause_rx(void *tctx, bool pause)
+{
+	lws_rx_flow_control(tctx, pause ? 0 : 1);
+}
+
 static const struct conn_ops lws_conn_ops = {
 	.want_write = want_write,
 	.close = close_soon,
+	.pause_rx = pause_rx,
 };
 
 static int open_conn(struct lws *wsi, struct pss *pss, bool websocket)
@@ -103,8 +109,13 @@ static int write_out(struct lws *wsi, struct conn *c, enum lws_write_protocol pr
 		if (lws_send_pipe_choked(wsi))
 			break;
 	}
-	if (conn_done(c))
+	/* Close once our buffer and lws's own are both flushed. */
+	if (conn_done(c) && !lws_send_pipe_choked(wsi))
 		return -1;
+	if (conn_done(c)) {
+		lws_callback_on_writable(wsi);
+		return 0;
+	}
 	if (conn_backlog(c)) {
 		c->write_requested = true;
 		lws_callback_on_writable(wsi);
@@ -203,7 +214,8 @@ void listener_timer_changed(uint64_t due_ms)
 	uint64_t now = clock_now_ms();
 	lws_usec_t us = due_ms > now ? (lws_usec_t)(due_ms - now) * 1000 : 1;
 
-	if (ctx)
+	/* While lws tears connections down at shutdown, timers no longer matter. */
+	if (ctx && !broker.stopping)
 		lws_sul_schedule(ctx, 0, &sul_timer, on_sul, us);
 }
 

@@ -21,6 +21,7 @@ struct msg {
 	uint32_t props_len;
 	uint32_t payload_len;
 	uint64_t expiry_wall_ms; /* message expiry as wall-clock ms; 0 = never */
+	uint32_t expiry_interval; /* the Message Expiry Interval it was published with, s */
 	uint64_t id; /* broker-wide sequence number */
 	const char *topic;
 	const char *sender; /* client id of the publisher, "" for the broker itself */
@@ -38,13 +39,24 @@ struct msg_spec {
 	uint8_t qos;
 	bool retain;
 	uint64_t expiry_wall_ms;
-	const char *sender; /* NUL-terminated or NULL */
+	uint32_t expiry_interval;
+	const char *sender; /* NULL = the broker */
+	size_t sender_len; /* 0: sender is NUL-terminated */
 };
 
 /* Builds a message with one reference. Returns NULL when out of memory. */
 struct msg *msg_new(const struct msg_spec *spec);
 struct msg *msg_ref(struct msg *m);
 void msg_unref(struct msg *m);
+/*
+ * The message as a self-contained byte string (for plugin state and the
+ * store), and back. encode appends to out; decode returns a new message
+ * with one reference, or NULL when the bytes are not a message or OOM.
+ */
+struct buf;
+int msg_encode(const struct msg *m, struct buf *out);
+struct msg *msg_decode(const void *p, size_t len);
+
 /* Bytes the message takes in memory, for queue accounting. */
 size_t msg_size(const struct msg *m);
 /* Number of messages alive, for $SYS and leak checks in tests. */

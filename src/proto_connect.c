@@ -21,6 +21,7 @@
 #include "log.h"
 #include "mem.h"
 #include "mqtt.h"
+#include "plugin.h"
 #include "proto.h"
 #include "session.h"
 #include "utf8.h"
@@ -183,9 +184,12 @@ static void take_over(struct session *old)
 {
 	struct conn *oc = old->conn;
 
-	conn_close(oc, MQTT_RC_SESSION_TAKEN_OVER, "session taken over by a new connection");
+	/* An old connection that already sent DISCONNECT is only flushing: its
+	 * will is gone [MQTT-3.14.4-3] and it needs no DISCONNECT from us. */
+	if (oc->state != CONN_CLOSING)
+		conn_close(oc, MQTT_RC_SESSION_TAKEN_OVER, "session taken over by a new connection");
 	oc->session = NULL;
-	session_detach(old, false);
+	session_detach(old, oc->graceful);
 }
 
 static struct session *open_session(struct conn *c, const struct mqtt_connect *p,
@@ -292,6 +296,7 @@ static int accept_connect(struct conn *c, const struct mqtt_connect *p, struct c
 		   c->peer, c->websocket ? " (websocket)" : "",
 		   c->version == MQTT_V5 ? "5.0" : c->version == MQTT_V311 ? "3.1.1" : "3.1",
 		   present ? "session resumed" : "new session", c->keep_alive);
+	plugin_connect(s);
 	session_resume(s);
 	return 0;
 }

@@ -24,6 +24,7 @@
 #include "msg.h"
 #include "props.h"
 #include "proto.h"
+#include "plugin.h"
 #include "router.h"
 #include "session.h"
 #include "utf8.h"
@@ -48,8 +49,10 @@ struct msg *proto_build_msg(const char *sender, const char *topic, size_t topic_
 	spec.qos = qos;
 	spec.retain = retain;
 	spec.sender = sender;
-	if (props->present & PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY))
+	if (props->present & PROP_BIT(MQTT_PROP_MESSAGE_EXPIRY)) {
+		spec.expiry_interval = props->message_expiry;
 		spec.expiry_wall_ms = clock_wall_ms() + (uint64_t)props->message_expiry * 1000;
+	}
 	return msg_new(&spec);
 }
 
@@ -121,40 +124,72 @@ static bool payload_format_ok(const struct mqtt_publish *p)
 	return utf8_check((const char *)p->payload, p->payload_len) == 0;
 }
 
+/* extra: properties plugins added for the acknowledgement, or NULL. */
 static int ack_publish(struct conn *c, const struct mqtt_publish *p, uint8_t reason,
-		       const char *why)
+		       const char *why, const struct buf *extra)
 {
 	if (p->qos == 1)
-		return conn_send_ack(c, MQTT_PUBACK, p->packet_id, reason, why);
+		return conn_send_ack_props(c, MQTT_PUBACK, p->packet_id, reason, why, extra);
 	if (p->qos == 2) {
 		if (reason < 0x80 && session_rx_qos2_add(c->session, p->packet_id)) {
 			conn_close(c, MQTT_RC_SERVER_BUSY, "out of memory");
 			return -1;
 		}
-		return conn_send_ack(c, MQTT_PUBREC, p->packet_id, reason, why);
+		return conn_send_ack_props(c, MQTT_PUBREC, p->packet_id, reason, why, extra);
 	}
 	return 0;
+}
+
+/* The plugins' PUBLISH chain refused the message: tell the publisher. */
+static int refused(struct conn *c, const struct mqtt_publish *p, const struct msg *m,
+		   const struct sp_result *res)
+{
+	log_notice("client '%s': message on '%s' refused by a plugin (reason 0x%02x%s%s)",
+		   c->client_id, m->topic, res->reason, res->reason_string ? ": " : "",
+		   res->reason_string ? res->reason_string : "");
+	if (c->version == MQTT_V5 && p->qos)
+		return ack_publish(c, p, res->reason, res->reason_string, plugin_ack_props());
+	/* 3.1.1 has no negative acknowledgement: the message is dropped, logged above. */
+	return ack_publish(c, p, MQTT_RC_SUCCESS, NULL, plugin_ack_props());
 }
 
 static int route(struct conn *c, const struct mqtt_publish *p, const char *topic, size_t len)
 {
 	struct msg *m = proto_build_msg(c->client_id, topic, len, p->payload, p->payload_len,
 					p->qos, p->retain, &p->props);
-	int n;
+	struct route_result r = { 0, 0, false };
+	struct sp_result res;
+	enum sp_verdict v;
+	int rc;
 
 	if (!m) {
 		log_warn("client '%s': message on '%.*s' refused: out of memory", c->client_id,
 			 (int)len, topic);
 		if (c->version == MQTT_V5 && p->qos)
-			return ack_publish(c, p, MQTT_RC_UNSPECIFIED, "out of memory");
+			return ack_publish(c, p, MQTT_RC_UNSPECIFIED, "out of memory", NULL);
 		conn_close(c, -1, "out of memory");
 		return -1;
 	}
-	n = router_publish(m);
+	v = plugin_publish(m, c->client_id, c->version, 0, &res);
+	if (v == SP_REJECT) {
+		rc = refused(c, p, m, &res);
+		msg_unref(m);
+		return rc;
+	}
+	if (v == SP_TAKE)
+		r.delivered = 1;
+	else
+		router_route(m, &r);
 	msg_unref(m);
-	if (n == 0 && c->version == MQTT_V5)
-		return ack_publish(c, p, MQTT_RC_NO_MATCHING_SUBSCRIBERS, NULL);
-	return ack_publish(c, p, MQTT_RC_SUCCESS, NULL);
+	if (c->version == MQTT_V5 && r.quota)
+		/* Some subscriber's queue was full: the publisher hears it (DESIGN.md). */
+		return ack_publish(c, p, MQTT_RC_QUOTA_EXCEEDED, "a subscriber's queue is full",
+				   plugin_ack_props());
+	if (c->version == MQTT_V5 && r.oom && !r.delivered)
+		return ack_publish(c, p, MQTT_RC_UNSPECIFIED, "out of memory", plugin_ack_props());
+	if (r.delivered == 0 && c->version == MQTT_V5)
+		return ack_publish(c, p, MQTT_RC_NO_MATCHING_SUBSCRIBERS, NULL, plugin_ack_props());
+	return ack_publish(c, p, MQTT_RC_SUCCESS, NULL, plugin_ack_props());
 }
 
 int proto_publish(struct conn *c, const struct mqtt_publish *p)
@@ -173,7 +208,7 @@ int proto_publish(struct conn *c, const struct mqtt_publish *p)
 			   c->client_id, (int)len, topic);
 		if (p->qos)
 			return ack_publish(c, p, MQTT_RC_PAYLOAD_FORMAT_INVALID,
-					   "payload is not valid UTF-8");
+					   "payload is not valid UTF-8", NULL);
 		conn_close(c, MQTT_RC_PAYLOAD_FORMAT_INVALID, "payload is not valid UTF-8");
 		return -1;
 	}

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "mem.h"
 #include "mqtt.h"
+#include "plugin.h"
 #include "proto.h"
 #include "router.h"
 #include "session.h"
@@ -31,12 +32,18 @@ struct sub_result {
 static uint8_t subscribe_one(struct session *s, const char *f, size_t len, uint8_t *options,
 			     uint32_t subid, bool *existed)
 {
-	uint8_t qos = *options & MQTT_SUBOPT_QOS_MASK;
+	uint8_t qos = *options & MQTT_SUBOPT_QOS_MASK, refused;
 
 	if (qos > broker.cfg->max_qos) {
 		/* [MQTT-3.2.2-10] grant no more than our maximum QoS. */
 		qos = broker.cfg->max_qos;
 		*options = (uint8_t)((*options & ~MQTT_SUBOPT_QOS_MASK) | qos);
+	}
+	refused = plugin_subscribe(s, f, len, qos);
+	if (refused) {
+		log_notice("client '%s': subscription to '%.*s' refused by a plugin (0x%02x)",
+			   s->client_id, (int)len, f, refused);
+		return refused;
 	}
 	if (session_subscribe(s, f, len, *options, subid, existed)) {
 		log_warn("client '%s': subscription to '%.*s' failed: out of memory",
@@ -115,9 +122,11 @@ int proto_unsubscribe(struct conn *c, const struct mqtt_unsubscribe *p)
 	}
 	while (i < p->count && codec_unsubscribe_next(p, &pos, &filter)) {
 		/* [MQTT-3.11.3-1] 0x11 when there was no such subscription. */
-		codes[i++] = session_unsubscribe(s, filter.p, filter.len)
-				     ? MQTT_RC_NO_SUBSCRIPTION_EXISTED
-				     : MQTT_RC_SUCCESS;
+		codes[i] = session_unsubscribe(s, filter.p, filter.len)
+				   ? MQTT_RC_NO_SUBSCRIPTION_EXISTED
+				   : MQTT_RC_SUCCESS;
+		if (codes[i++] == MQTT_RC_SUCCESS)
+			plugin_unsubscribe(s, filter.p, filter.len);
 		log_info("client '%s' unsubscribed from '%.*s'", s->client_id, (int)filter.len,
 			 filter.p);
 	}

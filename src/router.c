@@ -22,6 +22,7 @@
 #include "log.h"
 #include "mem.h"
 #include "mqtt.h"
+#include "plugin.h"
 #include "retain_tree.h"
 #include "session.h"
 #include "topic_tree.h"
@@ -42,6 +43,9 @@ static struct match *matches;
 static size_t n_matches, cap_matches;
 static struct buf share_keys; /* "group\0filter\0" strings of the current routing */
 static bool match_oom;
+static int routing; /* depth guard: the match list is in use */
+static struct msg **pending; /* messages routed while routing, in order */
+static size_t n_pending, cap_pending;
 
 #define NO_SHARE ((size_t)-1)
 
@@ -76,6 +80,9 @@ void router_free(void)
 		mem_free(matches[i].subids);
 	mem_free(matches);
 	matches = NULL;
+	mem_free(pending);
+	pending = NULL;
+	n_pending = cap_pending = 0;
 	n_matches = cap_matches = 0;
 	buf_free(&share_keys);
 }
@@ -152,8 +159,8 @@ static bool member_ready(const struct topic_sub *t)
 {
 	const struct session *s = t->owner;
 
-	return s->conn && s->conn->state == CONN_ACTIVE &&
-	       s->inflight.n < broker.cfg->max_inflight_messages && !s->queue.n;
+	return s->conn && s->conn->state == CONN_ACTIVE && s->inflight.n < session_window(s) &&
+	       !s->queue.n;
 }
 
 static const struct topic_sub *pick_member(struct topic_group *g, const struct session *avoid)
@@ -180,6 +187,28 @@ static const struct topic_sub *pick_member(struct topic_group *g, const struct s
 	return fallback;
 }
 
+/* The broker's pick (pick_member), then the plugins' CHOOSE chain may override it. */
+static const struct topic_sub *choose_member(struct topic_group *g, const struct session *avoid,
+					     struct msg *m)
+{
+	const struct topic_sub *t = pick_member(g, avoid);
+	size_t i;
+
+	if (!t || !plugin_wants(SP_EV_CHOOSE))
+		return t;
+	i = plugin_choose(g, m, (size_t)(t - g->members));
+	return g->members[i].owner == avoid ? t : &g->members[i];
+}
+
+/* One delivery, after the plugins' DELIVER chain. Returns what session_deliver does, or 1. */
+static int deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
+		   const uint32_t *subids, size_t n_subids, const char *share)
+{
+	if (plugin_deliver(s, m, qos, retain, subids, n_subids, share))
+		return 1;
+	return session_deliver(s, m, qos, retain, subids, n_subids, share);
+}
+
 /* Appends "group\0filter\0" to share_keys; returns its offset or NO_SHARE (OOM). */
 static size_t share_key(const struct topic_group *g)
 {
@@ -192,9 +221,9 @@ static size_t share_key(const struct topic_group *g)
 	return off;
 }
 
-static void add_shared(struct topic_group *g)
+static void add_shared(struct topic_group *g, struct msg *msg)
 {
-	const struct topic_sub *t = pick_member(g, NULL);
+	const struct topic_sub *t = choose_member(g, NULL, msg);
 	struct match *m;
 
 	if (!t)
@@ -217,7 +246,7 @@ static void on_match(const struct topic_sub *sub, struct topic_group *grp, void 
 	if (sub)
 		add_plain(arg, sub);
 	else
-		add_shared(grp);
+		add_shared(grp, arg);
 }
 
 static void update_retained(struct msg *m)
@@ -232,10 +261,57 @@ static void update_retained(struct msg *m)
 	}
 }
 
+static int defer(struct msg *m)
+{
+	if (n_pending == cap_pending) {
+		size_t cap = cap_pending ? cap_pending * 2 : 16;
+		struct msg **a = mem_realloc(pending, cap * sizeof(*a));
+
+		if (!a) {
+			log_warn("message on '%s' lost: out of memory", m->topic);
+			return -1;
+		}
+		pending = a;
+		cap_pending = cap;
+	}
+	pending[n_pending++] = msg_ref(m);
+	return 0;
+}
+
+static void route_one(struct msg *m, struct route_result *res);
+
+int router_route(struct msg *m, struct route_result *res)
+{
+	struct route_result r = { 0, 0, false };
+	size_t i;
+
+	if (routing)
+		return defer(m) ? -1 : 0;
+	routing = 1;
+	route_one(m, &r);
+	/* Messages queued meanwhile, in order; each may queue more. */
+	for (i = 0; i < n_pending; i++) {
+		struct route_result ignored = { 0, 0, false };
+
+		route_one(pending[i], &ignored);
+		msg_unref(pending[i]);
+	}
+	n_pending = 0;
+	routing = 0;
+	if (res)
+		*res = r;
+	return r.oom && !r.delivered ? -1 : r.delivered;
+}
+
 int router_publish(struct msg *m)
 {
+	return router_route(m, NULL);
+}
+
+static void route_one(struct msg *m, struct route_result *res)
+{
 	size_t i;
-	int delivered = 0;
+	int rc;
 
 	if (m->retain)
 		update_retained(m);
@@ -251,14 +327,19 @@ int router_publish(struct msg *m)
 					    : (const char *)share_keys.data + x->share_off;
 
 		/* [MQTT-3.3.1-12, -13] RETAIN only as published when asked. */
-		if (session_deliver(x->s, m, qos, x->rap && m->retain, x->subids, x->n_subids,
-				    share) == 0)
-			delivered++;
+		rc = deliver(x->s, m, qos, x->rap && m->retain, x->subids, x->n_subids, share);
+		if (rc == SESSION_DELIVERED)
+			res->delivered++;
+		else if (rc == SESSION_QUOTA)
+			res->quota++;
+		else if (rc < 0)
+			res->oom = true;
 		x->s->route_stamp = 0;
 	}
-	if (match_oom)
+	if (match_oom) {
+		res->oom = true;
 		log_warn("message on '%s': some subscribers skipped: out of memory", m->topic);
-	return match_oom && !delivered ? -1 : delivered;
+	}
 }
 
 struct reroute {
@@ -280,11 +361,11 @@ static void on_reroute(const struct topic_sub *sub, struct topic_group *g, void 
 	gl = strlen(g->name);
 	if (strcmp(g->name, r->share) || strcmp(g->filter, r->share + gl + 1))
 		return;
-	t = pick_member(g, r->gone);
+	t = choose_member(g, r->gone, r->m);
 	if (!t)
 		return;
 	r->done = true;
-	session_deliver(t->owner, r->m, r->qos < (t->options & 3) ? r->qos : (t->options & 3),
+	deliver(t->owner, r->m, r->qos < (t->options & 3) ? r->qos : (t->options & 3),
 			false, t->subid ? &t->subid : NULL, t->subid ? 1 : 0, r->share);
 }
 
@@ -312,7 +393,7 @@ static void on_retained(const char *topic, void *value, void *arg)
 	uint8_t qos = m->qos < r->qos ? m->qos : r->qos;
 
 	/* [MQTT-3.3.1-8] retained messages sent on subscribe carry RETAIN 1. */
-	session_deliver(r->s, m, qos, true, r->subid ? &r->subid : NULL, r->subid ? 1 : 0, NULL);
+	deliver(r->s, m, qos, true, r->subid ? &r->subid : NULL, r->subid ? 1 : 0, NULL);
 }
 
 void router_send_retained(struct session *s, const char *filter, size_t len, uint8_t options,

@@ -15,12 +15,24 @@ struct session;
 int router_init(void);
 void router_free(void);
 
+/* What routing one message came to. */
+struct route_result {
+	int delivered; /* sessions it was sent or queued to */
+	int quota; /* sessions whose queue was full (it was dropped for them) */
+	bool oom; /* some deliveries failed for lack of memory */
+};
+
 /*
  * Routes m (borrowed: the router takes its own references). Retained
  * messages are stored or cleared first [MQTT-3.3.1-5, -6, -10, -11].
  * Returns the number of sessions the message was delivered or queued to,
- * or -1 on OOM.
+ * or -1 on OOM; *res (may be NULL) says more.
+ *
+ * A message routed while another is being routed (a plugin publishing from
+ * a delivery event, a will published as a session ends) is queued and
+ * routed right after the current one; its result is then unknown (0).
  */
+int router_route(struct msg *m, struct route_result *res);
 int router_publish(struct msg *m);
 
 /*

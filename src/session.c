@@ -26,6 +26,7 @@
 #include "log.h"
 #include "mem.h"
 #include "mqtt.h"
+#include "plugin.h"
 #include "router.h"
 
 static struct session **table;
@@ -189,7 +190,7 @@ fail:
 	return NULL;
 }
 
-static uint16_t window(const struct session *s)
+uint16_t session_window(const struct session *s)
 {
 	uint16_t w = broker.cfg->max_inflight_messages;
 
@@ -205,6 +206,10 @@ static bool packet_id_in_use(const struct session *s, uint16_t id)
 	for (e = s->inflight.head; e; e = e->next)
 		if (e->packet_id == id)
 			return true;
+	/* Entries put back by shrink_inflight sit at the queue's front with their ids. */
+	for (e = s->queue.head; e && e->sent_once; e = e->next)
+		if (e->packet_id == id)
+			return true;
 	return false;
 }
 
@@ -215,12 +220,14 @@ static uint16_t next_packet_id(struct session *s)
 	do {
 		id = s->next_packet_id;
 		s->next_packet_id = id == 65535 ? 1 : id + 1;
-	} while (s->inflight.n && packet_id_in_use(s, id));
+	} while ((s->inflight.n || s->queue.n) && packet_id_in_use(s, id));
 	return id;
 }
 
-static void count_drop(struct session *s, const struct msg *m, uint8_t qos, const char *why)
+static void count_drop(struct session *s, struct msg *m, uint8_t qos, const char *share,
+		       const char *why)
 {
+	plugin_dropped(s, m, qos, share, why);
 	broker.stats.pub_dropped++;
 	if (!qos) {
 		broker.stats.qos0_dropped++;
@@ -242,12 +249,14 @@ static int send_entry(struct session *s, struct out_entry *e, bool dup)
 
 static void start_inflight(struct session *s, struct out_entry *e)
 {
-	e->packet_id = next_packet_id(s);
+	/* An entry sent before (and put back by shrink_inflight) keeps its id. */
+	if (!e->sent_once)
+		e->packet_id = next_packet_id(s);
 	e->state = OUT_PUBLISHED;
 	list_append(&s->inflight, e);
-	if (send_entry(s, e, false)) {
+	if (send_entry(s, e, e->sent_once)) {
 		list_remove(&s->inflight, e);
-		count_drop(s, e->msg, e->qos, "expired or too large for the client");
+		count_drop(s, e->msg, e->qos, e->share, "expired or too large for the client");
 		entry_free(e);
 	}
 }
@@ -257,7 +266,7 @@ void session_pump(struct session *s)
 	while (s->conn && s->conn->state == CONN_ACTIVE && s->queue.head) {
 		struct out_entry *e = s->queue.head;
 
-		if (e->qos && s->inflight.n >= window(s))
+		if (e->qos && s->inflight.n >= session_window(s))
 			break;
 		list_remove(&s->queue, e);
 		s->queued_bytes -= msg_size(e->msg);
@@ -266,7 +275,7 @@ void session_pump(struct session *s)
 			continue;
 		}
 		if (send_entry(s, e, false))
-			count_drop(s, e->msg, 0, "expired or too large");
+			count_drop(s, e->msg, 0, e->share, "expired or too large");
 		entry_free(e);
 	}
 }
@@ -286,7 +295,7 @@ static int deliver_qos0(struct session *s, struct msg *m, bool retain, const uin
 	struct out_entry e;
 
 	if (!s->conn || conn_backlog(s->conn) > QOS0_BACKLOG_LIMIT) {
-		count_drop(s, m, 0, "client not keeping up");
+		count_drop(s, m, 0, NULL, "client not keeping up");
 		return 1;
 	}
 	memset(&e, 0, sizeof(e));
@@ -296,7 +305,7 @@ static int deliver_qos0(struct session *s, struct msg *m, bool retain, const uin
 	e.n_subids = (uint16_t)n_subids;
 	e.more_subids = (uint32_t *)(n_subids > 1 ? subids + 1 : NULL);
 	if (conn_send_publish(s->conn, &e, false)) {
-		count_drop(s, m, 0, "expired or too large");
+		count_drop(s, m, 0, NULL, "expired or too large");
 		return 1;
 	}
 	return 0;
@@ -312,17 +321,17 @@ int session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
 		if (live && !s->queue.n)
 			return deliver_qos0(s, m, retain, subids, n_subids);
 		if (!live) {
-			count_drop(s, m, 0, "client offline");
+			count_drop(s, m, 0, share, "client offline");
 			return 1;
 		}
 	}
-	if (!(live && !s->queue.n && (!qos || s->inflight.n < window(s))) && queue_full(s, m)) {
-		count_drop(s, m, qos, "queue full (max_queued_messages / max_queued_bytes)");
-		return 1;
+	if (!(live && !s->queue.n && (!qos || s->inflight.n < session_window(s))) && queue_full(s, m)) {
+		count_drop(s, m, qos, share, "queue full (max_queued_messages / max_queued_bytes)");
+		return SESSION_QUOTA;
 	}
 	e = entry_new(m, qos, retain, subids, n_subids, share);
 	if (!e) {
-		count_drop(s, m, qos, "out of memory");
+		count_drop(s, m, qos, share, "out of memory");
 		return -1;
 	}
 	list_append(&s->queue, e);
@@ -345,6 +354,7 @@ static struct out_entry *find_inflight(struct session *s, uint16_t packet_id)
 
 static void finish(struct session *s, struct out_entry *e)
 {
+	plugin_acked(s, e->msg, e->qos, e->share);
 	list_remove(&s->inflight, e);
 	entry_free(e);
 	session_pump(s);
@@ -367,8 +377,11 @@ int session_on_pubrec(struct session *s, uint16_t packet_id, uint8_t reason)
 	if (!e || e->qos != 2)
 		return -1;
 	if (reason >= 0x80) {
-		/* The receiver refused it: the exchange ends here [MQTT-4.3.3-?]. */
-		finish(s, e);
+		/* The receiver refused it: the exchange ends here [MQTT-4.3.3-4]. */
+		plugin_dropped(s, e->msg, e->qos, e->share, "refused by the client (PUBREC)");
+		list_remove(&s->inflight, e);
+		entry_free(e);
+		session_pump(s);
 		return 0;
 	}
 	e->state = OUT_RELEASED;
@@ -389,7 +402,7 @@ int session_on_pubcomp(struct session *s, uint16_t packet_id)
 
 bool session_rx_qos2_has(const struct session *s, uint16_t packet_id)
 {
-	uint16_t i;
+	uint32_t i;
 
 	for (i = 0; i < s->n_rx_qos2; i++)
 		if (s->rx_qos2[i] == packet_id)
@@ -400,10 +413,15 @@ bool session_rx_qos2_has(const struct session *s, uint16_t packet_id)
 int session_rx_qos2_add(struct session *s, uint16_t packet_id)
 {
 	if (s->n_rx_qos2 == s->cap_rx_qos2) {
-		uint16_t cap = s->cap_rx_qos2 ? (uint16_t)(s->cap_rx_qos2 * 2) : 8;
-		uint16_t *a = mem_realloc(s->rx_qos2, (size_t)cap * sizeof(*a));
+		uint32_t cap = s->cap_rx_qos2 ? s->cap_rx_qos2 * 2 : 8;
+		uint16_t *a;
 
-		if (!a || cap <= s->cap_rx_qos2)
+		if (cap > 65536)
+			cap = 65536;
+		if (cap == s->cap_rx_qos2)
+			return -1; /* every packet id is already waiting */
+		a = mem_realloc(s->rx_qos2, (size_t)cap * sizeof(*a));
+		if (!a)
 			return -1;
 		s->rx_qos2 = a;
 		s->cap_rx_qos2 = cap;
@@ -414,7 +432,7 @@ int session_rx_qos2_add(struct session *s, uint16_t packet_id)
 
 int session_rx_qos2_del(struct session *s, uint16_t packet_id)
 {
-	uint16_t i;
+	uint32_t i;
 
 	for (i = 0; i < s->n_rx_qos2; i++) {
 		if (s->rx_qos2[i] == packet_id) {
@@ -449,8 +467,15 @@ static void publish_will(struct session *s)
 		return;
 	s->will = NULL;
 	broker_timer_del(&s->will_timer);
+	/*
+	 * The will's Message Expiry Interval counts from its publication
+	 * [MQTT-3.1.3.2.4]. Nothing else holds the will yet, so its deadline
+	 * can still be set here.
+	 */
+	if (will->expiry_interval && will->refs == 1)
+		will->expiry_wall_ms = clock_wall_ms() + (uint64_t)will->expiry_interval * 1000;
 	log_info("client '%s': publishing will on '%s'", s->client_id, will->topic);
-	router_publish(will);
+	plugin_route(will, 0);
 	msg_unref(will);
 }
 
@@ -461,10 +486,40 @@ static void on_will_delay(struct timer *t, void *arg)
 
 /* --- lifecycle ------------------------------------------------------------ */
 
+/*
+ * After a reconnect the client may allow fewer messages in flight than we
+ * had: the newest PUBLISHes beyond its window go back to the front of the
+ * queue, keeping their packet ids, and are resent as slots free up
+ * [MQTT-3.3.4-9]. PUBRELs stay: they release what the client already has.
+ */
+static void shrink_inflight(struct session *s)
+{
+	uint16_t w = session_window(s);
+	struct out_entry *e = s->inflight.tail, *prev;
+
+	for (; e && s->inflight.n > w; e = prev) {
+		prev = e->prev;
+		if (e->state != OUT_PUBLISHED)
+			continue;
+		list_remove(&s->inflight, e);
+		e->state = OUT_QUEUED;
+		e->next = s->queue.head;
+		e->prev = NULL;
+		if (s->queue.head)
+			s->queue.head->prev = e;
+		else
+			s->queue.tail = e;
+		s->queue.head = e;
+		s->queue.n++;
+		s->queued_bytes += msg_size(e->msg);
+	}
+}
+
 static void resend_inflight(struct session *s)
 {
 	struct out_entry *e, *next;
 
+	shrink_inflight(s);
 	for (e = s->inflight.head; e; e = next) {
 		next = e->next;
 		if (e->state == OUT_RELEASED) {
@@ -474,7 +529,7 @@ static void resend_inflight(struct session *s)
 		/* [MQTT-4.4.0-1] resend unacknowledged PUBLISH with DUP set. */
 		if (send_entry(s, e, e->sent_once)) {
 			list_remove(&s->inflight, e);
-			count_drop(s, e->msg, e->qos, "expired while the client was away");
+			count_drop(s, e->msg, e->qos, e->share, "too large for the client now");
 			entry_free(e);
 		}
 	}
@@ -512,7 +567,9 @@ void session_detach(struct session *s, bool graceful)
 
 	s->conn = NULL;
 	broker.stats.clients_connected--;
-	if (graceful)
+	plugin_disconnect(s, graceful);
+	/* A broker that is shutting down publishes no wills into dying connections. */
+	if (graceful || broker.stopping)
 		session_clear_will(s);
 	if (s->expiry_interval == 0) {
 		session_destroy(s);
@@ -548,6 +605,8 @@ static void drop_list(struct session *s, struct out_list *l)
 
 	while ((e = l->head)) {
 		list_remove(l, e);
+		if (e->qos)
+			plugin_dropped(s, e->msg, e->qos, e->share, "session ended");
 		if (e->share && e->qos)
 			router_reroute_shared(e->msg, e->qos, e->share, s);
 		entry_free(e);
@@ -560,16 +619,18 @@ void session_destroy(struct session *s)
 
 	unlink_session(s);
 	broker_timer_del(&s->expiry_timer);
-	/* The session ends: a will still waiting for its delay goes now [MQTT-3.1.3-9]. */
-	publish_will(s);
 	while ((r = s->subs)) {
 		s->subs = r->next;
 		router_unsubscribe(s, r->filter, strlen(r->filter));
 		mem_free(r->filter);
 		mem_free(r);
 	}
+	/* The session ends: a will still waiting for its delay goes now [MQTT-3.1.3-9];
+	 * after the unsubscribes, so the dying session cannot receive its own will. */
+	publish_will(s);
 	drop_list(s, &s->inflight);
 	drop_list(s, &s->queue);
+	plugin_session_gone(s);
 	if (s->conn)
 		s->conn->session = NULL;
 	mem_free(s->rx_qos2);

@@ -75,7 +75,7 @@ struct session {
 	uint16_t next_packet_id;
 
 	uint16_t *rx_qos2; /* incoming QoS 2 packet ids awaiting PUBREL */
-	uint16_t n_rx_qos2, cap_rx_qos2;
+	uint32_t n_rx_qos2, cap_rx_qos2; /* at most 65535 ids exist */
 
 	uint64_t route_stamp; /* router: id of the message being routed */
 	uint32_t route_idx; /* router: this session's slot in its match list */
@@ -109,9 +109,11 @@ int session_unsubscribe(struct session *s, const char *filter, size_t len);
 /*
  * Delivers m to s at qos with the given RETAIN flag and subscription ids
  * (borrowed). share is the shared group ("group\0filter", borrowed) or NULL.
- * Returns 0 when sent or queued, 1 when dropped (queue full, QoS 0 while
- * offline or under pressure, too big), -1 on OOM.
+ * Returns SESSION_DELIVERED (sent or queued), SESSION_DROPPED (QoS 0 while
+ * offline or under pressure, expired, too big), SESSION_QUOTA (the queue
+ * limit was reached), or -1 on OOM.
  */
+enum { SESSION_DELIVERED = 0, SESSION_DROPPED = 1, SESSION_QUOTA = 2 };
 int session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
 		    const uint32_t *subids, size_t n_subids, const char *share);
 
@@ -131,5 +133,7 @@ void session_clear_will(struct session *s);
 
 /* Moves queued entries into the window while there is room (after a slot frees). */
 void session_pump(struct session *s);
+/* How many QoS 1/2 messages may be in flight to s now (its Receive Maximum and ours). */
+uint16_t session_window(const struct session *s);
 
 #endif

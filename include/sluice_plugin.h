@@ -1,0 +1,204 @@
+/*
+ * sluice_plugin.h - the one header a sluice plugin includes.
+ *
+ * A plugin is a shared object loaded by a "plugin NAME" line of the broker's
+ * configuration; the "plugin_opt_KEY VALUE" lines that follow it are its
+ * options. It exports three functions:
+ *
+ *   int  sluice_plugin_version(void);      returns SLUICE_PLUGIN_API
+ *   int  sluice_plugin_init(const struct sp_host *host, struct sp_plugin *self,
+ *                           const struct sp_opt *opts, int n_opts, void **udata);
+ *   void sluice_plugin_cleanup(void *udata);
+ *
+ * init registers callbacks with host->on() and returns 0 (or non-zero to stop
+ * the broker's start-up, after logging why). cleanup runs at shutdown after
+ * the STOP event, when no callback can run any more.
+ *
+ * Threading: everything happens on the broker's loop thread. A callback must
+ * not block (no network, no sleep); long work needs a thread of the plugin's
+ * own, whose results come back through a timer. Callbacks run in the order
+ * the plugins appear in the configuration.
+ *
+ * Memory: pointers in an event are borrowed for the duration of the call.
+ * Messages are immutable and reference counted: keep one past the callback
+ * with host->msg_ref() and release it with host->msg_unref(). Memory the host
+ * returns (kv_get) is released with host->free().
+ *
+ * Everything a plugin keeps across restarts goes through the kv_* calls:
+ * the broker stores it with its own state (in memory when persistence is
+ * off, in the broker's store otherwise), so a plugin needs no file of its own.
+ */
+#ifndef SLUICE_PLUGIN_H
+#define SLUICE_PLUGIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define SLUICE_PLUGIN_API 1
+
+struct sp_plugin; /* the broker's handle for one loaded plugin */
+struct sp_msg; /* a published message (immutable, reference counted) */
+struct sp_timer; /* a plugin timer */
+
+struct sp_opt {
+	const char *key; /* without the "plugin_opt_" prefix */
+	const char *value;
+};
+
+enum sp_event_type {
+	SP_EV_START, /* the broker is up; listeners open right after */
+	SP_EV_STOP, /* the broker is stopping */
+	SP_EV_CONNECT, /* a client connected (CONNACK sent) */
+	SP_EV_DISCONNECT, /* a client's connection ended */
+	SP_EV_SUBSCRIBE, /* before a subscription is applied: PASS or REJECT */
+	SP_EV_UNSUBSCRIBE, /* a subscription was removed */
+	SP_EV_PUBLISH, /* a message was published, before routing: PASS, REJECT or TAKE */
+	SP_EV_DELIVER, /* a message is about to go to one session: PASS, SKIP or HOLD */
+	SP_EV_CHOOSE, /* a shared group needs a member for a message: set member */
+	SP_EV_ACKED, /* a QoS 1/2 delivery completed (PUBACK / PUBCOMP) */
+	SP_EV_DROPPED, /* a delivery ended without completing (session gone, expired, ...) */
+	SP_EV__COUNT
+};
+
+enum sp_verdict {
+	SP_PASS = 0, /* go on: next plugin, then the broker's own handling */
+	SP_REJECT, /* PUBLISH/SUBSCRIBE: refuse with res->reason (and reason_string) */
+	SP_TAKE, /* PUBLISH: the plugin keeps the message (it took a reference with
+		  * msg_ref) and may hand it back later with host->route(); the
+		  * publisher's acknowledgement is sent as for a routed message */
+	SP_SKIP, /* DELIVER: not to this session */
+	SP_HOLD, /* DELIVER: not now; the broker keeps the delivery under
+		  * res->hold_id until host->release(hold_id) or host->discard(hold_id) */
+};
+
+struct sp_member {
+	const char *client_id;
+	bool online; /* connected */
+	uint32_t inflight; /* unacknowledged QoS 1/2 messages */
+	uint32_t queued; /* messages waiting in its queue */
+};
+
+struct sp_event {
+	enum sp_event_type type;
+	const char *client_id; /* the client concerned (publisher, recipient, subscriber) */
+	const char *username; /* NULL when none */
+	uint8_t protocol; /* 3 (3.1), 4 (3.1.1) or 5 */
+	struct sp_msg *msg; /* PUBLISH, DELIVER, CHOOSE, ACKED, DROPPED */
+	const char *filter; /* SUBSCRIBE, UNSUBSCRIBE: as sent, $share/ prefix included */
+	const char *share_group; /* DELIVER, CHOOSE, ACKED, DROPPED: shared group or NULL */
+	uint8_t qos; /* SUBSCRIBE: requested; DELIVER/ACKED/DROPPED: of this delivery */
+	const struct sp_member *members; /* CHOOSE */
+	size_t n_members; /* CHOOSE */
+	bool graceful; /* DISCONNECT: a normal DISCONNECT packet ended it */
+	uint64_t hold_id; /* DROPPED: the hold it was under, 0 for none */
+	const char *why; /* DROPPED: reason, for logs */
+};
+
+struct sp_result {
+	enum sp_verdict verdict;
+	uint8_t reason; /* REJECT: MQTT 5 reason code (>= 0x80) */
+	const char *reason_string; /* REJECT: optional; copied by the broker */
+	uint64_t hold_id; /* HOLD: the plugin's name for the held delivery (non-zero) */
+	size_t member; /* CHOOSE: index into members; leave as set to keep the broker's choice */
+};
+
+typedef int (*sp_callback)(const struct sp_event *ev, struct sp_result *res, void *udata);
+typedef void (*sp_timer_fn)(void *arg);
+typedef int (*sp_kv_fn)(const void *key, size_t klen, const void *val, size_t vlen, void *arg);
+
+/* What a plugin needs to build a message (sp_host.msg_new). */
+struct sp_msg_spec {
+	const char *topic;
+	size_t topic_len;
+	const void *payload;
+	size_t payload_len;
+	uint8_t qos;
+	bool retain;
+	uint32_t expiry_s; /* message expiry interval in seconds; 0 = none */
+	const char *sender; /* client id credited as publisher; NULL = the broker */
+};
+
+struct sp_host {
+	uint32_t api; /* SLUICE_PLUGIN_API */
+	uint32_t size; /* sizeof(struct sp_host): new calls are only appended */
+
+	/* Registers cb for an event; one callback per event per plugin. */
+	int (*on)(struct sp_plugin *self, enum sp_event_type ev, sp_callback cb);
+	void (*log)(struct sp_plugin *self, int level, const char *fmt, ...)
+		__attribute__((format(printf, 3, 4))); /* level: 0 error .. 4 debug */
+
+	/* Reading a message. */
+	const char *(*msg_topic)(const struct sp_msg *m);
+	const void *(*msg_payload)(const struct sp_msg *m, size_t *len);
+	uint8_t (*msg_qos)(const struct sp_msg *m);
+	bool (*msg_retain)(const struct sp_msg *m);
+	const char *(*msg_sender)(const struct sp_msg *m); /* "" when the broker */
+	uint64_t (*msg_id)(const struct sp_msg *m);
+	/* Wall-clock ms when it expires, 0 = never. */
+	uint64_t (*msg_expiry)(const struct sp_msg *m);
+	/* User properties in order: *pos starts at 0; returns 1 with a pair, 0 at the end. */
+	int (*msg_user_prop)(const struct sp_msg *m, size_t *pos, const char **key,
+			     size_t *klen, const char **val, size_t *vlen);
+
+	/* Building messages. NULL when out of memory. */
+	struct sp_msg *(*msg_new)(const struct sp_msg_spec *spec);
+	/*
+	 * A copy of m on another topic (NULL keeps it), without the user
+	 * properties whose key is in drop_keys (n_drop of them). With
+	 * restart_expiry its message expiry interval starts again from now
+	 * (a delayed message expires counting from its release); otherwise the
+	 * deadline is unchanged. Every other property is kept, in order.
+	 */
+	struct sp_msg *(*msg_rewrite)(const struct sp_msg *m, const char *topic,
+				      const char *const *drop_keys, size_t n_drop,
+				      bool restart_expiry);
+	/* The whole message as bytes (free with host->free), and back; for kv_put. */
+	int (*msg_encode)(const struct sp_msg *m, void **out, size_t *len);
+	struct sp_msg *(*msg_decode)(const void *p, size_t len);
+	struct sp_msg *(*msg_ref)(struct sp_msg *m);
+	void (*msg_unref)(struct sp_msg *m);
+
+	/*
+	 * Hands m to routing (the plugin keeps its own reference): plugins after
+	 * `self` in the chain see it as a PUBLISH, then it goes to subscribers.
+	 * Returns the number of sessions it reached, or -1.
+	 */
+	int (*route)(struct sp_plugin *self, struct sp_msg *m);
+
+	/* During a PUBLISH callback: a user property for the publisher's PUBACK/PUBREC (MQTT 5). */
+	int (*ack_user_prop)(const char *key, const char *val);
+
+	/* Held deliveries (DELIVER + SP_HOLD). Return 0, or -1 when hold_id is unknown. */
+	int (*release)(struct sp_plugin *self, uint64_t hold_id);
+	int (*discard)(struct sp_plugin *self, uint64_t hold_id);
+
+	/* Timers: one-shot, ms from now; the handle is valid until it fires or is cancelled. */
+	struct sp_timer *(*timer_add)(struct sp_plugin *self, uint64_t delay_ms, sp_timer_fn fn,
+				      void *arg);
+	void (*timer_cancel)(struct sp_timer *t);
+	uint64_t (*now_ms)(void); /* wall clock, ms since 1970 */
+
+	/* The plugin's durable key/value state. */
+	int (*kv_put)(struct sp_plugin *self, const void *key, size_t klen, const void *val,
+		      size_t vlen);
+	/* 0 and *val (free with host->free) when found, -1 when not. */
+	int (*kv_get)(struct sp_plugin *self, const void *key, size_t klen, void **val,
+		      size_t *vlen);
+	int (*kv_del)(struct sp_plugin *self, const void *key, size_t klen);
+	/* Calls fn for every key starting with prefix, in key order; stops when fn returns non-zero. */
+	int (*kv_scan)(struct sp_plugin *self, const void *prefix, size_t plen, sp_kv_fn fn,
+		       void *arg);
+
+	void *(*alloc)(size_t size);
+	void (*free)(void *p);
+};
+
+/* Log levels for host->log. */
+#define SP_LOG_ERR 0
+#define SP_LOG_WARNING 1
+#define SP_LOG_NOTICE 2
+#define SP_LOG_INFO 3
+#define SP_LOG_DEBUG 4
+
+#endif
