@@ -25,9 +25,11 @@
 #include "retain_tree.h"
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "mem.h"
+#include "topic_level.h"
 
 struct rnode {
 	struct rnode *parent;
@@ -45,62 +47,18 @@ struct retain_tree {
 	size_t count;
 };
 
-/* ---- levels ------------------------------------------------------------ */
-
-static size_t level_len(const char *s, size_t len, size_t pos)
-{
-	const char *e = memchr(s + pos, '/', len - pos);
-
-	return e ? (size_t)(e - s) - pos : len - pos;
-}
-
-/* Start of the level after the one at pos; len + 1 when pos is the last. */
-static size_t next_level(const char *s, size_t len, size_t pos)
-{
-	return pos + level_len(s, len, pos) + 1;
-}
-
-/* Inverse of next_level. */
-static size_t prev_level(const char *s, size_t pos)
-{
-	size_t i = pos - 1;
-
-	while (i > 0 && s[i - 1] != '/')
-		i--;
-	return i;
-}
-
 /* ---- nodes ------------------------------------------------------------- */
 
-static int level_cmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-	int c = memcmp(a, b, alen < blen ? alen : blen);
-
-	if (c)
-		return c;
-	return alen < blen ? -1 : alen > blen;
-}
-
-/* Binary search of n's children for level l; *at is the insertion point on a miss. */
+/* The exact child of n for level l; *at (may be NULL) is its index or the insertion point. */
 static struct rnode *kid_find(const struct rnode *n, const char *l, size_t len, size_t *at)
 {
-	size_t lo = 0, hi = n->nkids, mid;
-	int c;
+	bool found;
+	size_t i = level_search((void *const *)n->kids, n->nkids, offsetof(struct rnode, level_len), l,
+				len, &found);
 
-	while (lo < hi) {
-		mid = lo + (hi - lo) / 2;
-		c = level_cmp(l, len, n->kids[mid]->level, n->kids[mid]->level_len);
-		if (c == 0) {
-			*at = mid;
-			return n->kids[mid];
-		}
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
-	*at = lo;
-	return NULL;
+	if (at)
+		*at = i;
+	return found ? n->kids[i] : NULL;
 }
 
 static size_t kid_index(const struct rnode *n, const struct rnode *kid)

@@ -31,9 +31,11 @@
 #include "topic_tree.h"
 
 #include <stdint.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "mem.h"
+#include "topic_level.h"
 
 struct node {
 	struct node *parent;
@@ -53,32 +55,6 @@ struct topic_tree {
 	size_t count;
 };
 
-/* ---- levels ------------------------------------------------------------ */
-
-/* Length of the level starting at pos. */
-static size_t level_len(const char *s, size_t len, size_t pos)
-{
-	const char *e = memchr(s + pos, '/', len - pos);
-
-	return e ? (size_t)(e - s) - pos : len - pos;
-}
-
-/* Start of the level after the one at pos; len + 1 when pos is the last. */
-static size_t next_level(const char *s, size_t len, size_t pos)
-{
-	return pos + level_len(s, len, pos) + 1;
-}
-
-/* Inverse of next_level: start of the level that next_level stepped over. */
-static size_t prev_level(const char *s, size_t pos)
-{
-	size_t i = pos - 1;
-
-	while (i > 0 && s[i - 1] != '/')
-		i--;
-	return i;
-}
-
 static bool is_wild(const char *l, size_t n, char c)
 {
 	return n == 1 && l[0] == c;
@@ -86,37 +62,16 @@ static bool is_wild(const char *l, size_t n, char c)
 
 /* ---- nodes ------------------------------------------------------------- */
 
-static int level_cmp(const char *a, size_t alen, const char *b, size_t blen)
-{
-	int c = memcmp(a, b, alen < blen ? alen : blen);
-
-	if (c)
-		return c;
-	return alen < blen ? -1 : alen > blen;
-}
-
-/* Binary search of the exact children; *at is the insertion point on a miss. */
+/* The exact child of n for level l; *at (may be NULL) is its index or the insertion point. */
 static struct node *kid_find(const struct node *n, const char *l, size_t len, size_t *at)
 {
-	size_t lo = 0, hi = n->nkids, mid;
-	int c;
+	bool found;
+	size_t i = level_search((void *const *)n->kids, n->nkids, offsetof(struct node, level_len), l,
+				len, &found);
 
-	while (lo < hi) {
-		mid = lo + (hi - lo) / 2;
-		c = level_cmp(l, len, n->kids[mid]->level, n->kids[mid]->level_len);
-		if (c == 0) {
-			if (at)
-				*at = mid;
-			return n->kids[mid];
-		}
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
-	}
 	if (at)
-		*at = lo;
-	return NULL;
+		*at = i;
+	return found ? n->kids[i] : NULL;
 }
 
 /*
