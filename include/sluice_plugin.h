@@ -83,7 +83,8 @@ struct sp_event {
 	enum sp_event_type type;
 	const char *client_id; /* the client concerned (publisher, recipient, subscriber) */
 	const char *username; /* NULL when none */
-	uint8_t protocol; /* 3 (3.1), 4 (3.1.1) or 5 */
+	uint8_t protocol; /* 3 (3.1), 4 (3.1.1) or 5; 0 for a message a plugin routed
+			   * (client_id is then the original publisher) */
 	struct sp_msg *msg; /* PUBLISH, DELIVER, CHOOSE, ACKED, DROPPED */
 	const char *filter; /* SUBSCRIBE, UNSUBSCRIBE: as sent, $share/ prefix included */
 	const char *share_group; /* DELIVER, CHOOSE, ACKED, DROPPED: shared group or NULL */
@@ -169,7 +170,12 @@ struct sp_host {
 	/* During a PUBLISH callback: a user property for the publisher's PUBACK/PUBREC (MQTT 5). */
 	int (*ack_user_prop)(const char *key, const char *val);
 
-	/* Held deliveries (DELIVER + SP_HOLD). Return 0, or -1 when hold_id is unknown. */
+	/*
+	 * Held deliveries (DELIVER + SP_HOLD). Return 0, or -1 when hold_id is
+	 * unknown. discard ends a hold silently (no DROPPED event: the plugin
+	 * decided). A hold whose session ends first is dropped with a DROPPED
+	 * event; one of a shared group goes to another member instead.
+	 */
 	int (*release)(struct sp_plugin *self, uint64_t hold_id);
 	int (*discard)(struct sp_plugin *self, uint64_t hold_id);
 

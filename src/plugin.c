@@ -1016,6 +1016,9 @@ void plugin_session_gone(const struct session *s)
 		}
 		*pp = h->next;
 		dropped(s, h->msg, h->qos, h->share, "session ended while held", h->id);
+		/* Like an unacknowledged shared delivery, it goes to another member. */
+		if (h->share && h->qos)
+			router_reroute_shared(h->msg, h->qos, h->share, s);
 		hold_free(h);
 	}
 }

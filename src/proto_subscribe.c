@@ -91,6 +91,9 @@ int proto_subscribe(struct conn *c, const struct mqtt_subscribe *p)
 		res[i].filter = filter.p;
 		res[i].len = filter.len;
 		codes[i] = subscribe_one(s, filter.p, filter.len, &options, subid, &res[i].existed);
+		/* [MQTT-3.9.3-2] 3.1.1 knows one failure code. */
+		if (c->version != MQTT_V5 && codes[i] >= 0x80)
+			codes[i] = 0x80;
 		res[i].options = options;
 		i++;
 	}
