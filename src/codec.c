@@ -157,7 +157,12 @@ static int connect_proto(struct rd *r, struct mqtt_connect *c)
 		return 0;
 	if (name.len == 6 && !memcmp(name.p, "MQIsdp", 6) && c->version == MQTT_V31)
 		return 0;
-	return CODEC_EPROTOVER; /* [MQTT-3.1.2-1, MQTT-3.1.2-2] */
+	/* [MQTT-3.1.2-2] a known name with a level we do not speak: refused with a CONNACK. */
+	if ((name.len == 4 && !memcmp(name.p, "MQTT", 4)) ||
+	    (name.len == 6 && !memcmp(name.p, "MQIsdp", 6)))
+		return CODEC_EPROTOVER;
+	/* [MQTT-3.1.2-1] not MQTT at all: the connection is closed. */
+	return CODEC_EPROTOCOL;
 }
 
 static int connect_flags(struct mqtt_connect *c, uint8_t f)

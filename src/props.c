@@ -17,9 +17,10 @@
  * raw_len so that a struct filled by hand cannot make them overrun.
  *
  * Error split (props.h): anything that makes the block unparseable (short
- * read, bad variable byte integer, bad UTF-8, unknown identifier) is
- * PROPS_EMALFORMED; a parseable block that breaks a rule (duplicate, wrong
- * packet, forbidden value) is PROPS_EPROTOCOL.
+ * read, bad variable byte integer, bad UTF-8, unknown identifier) and an
+ * identifier not valid for the packet type [MQTT-2.2.2.2] is
+ * PROPS_EMALFORMED; a parseable block that breaks a rule (duplicate,
+ * forbidden value) is PROPS_EPROTOCOL.
  */
 #include "props.h"
 
@@ -284,8 +285,9 @@ static int prop_decode_one(const uint8_t *p, size_t len, size_t *pos, enum props
 	rc = value_read(p, len, pos, d->type, &v);
 	if (rc)
 		return rc;
+	/* 2.2.2.2: an identifier not valid for its packet type is a Malformed Packet. */
 	if (!(d->ctx & CTX(ctx)))
-		return PROPS_EPROTOCOL;
+		return PROPS_EMALFORMED;
 	if ((out->present & PROP_BIT(id)) && !repeat_allowed(id, ctx))
 		return PROPS_EPROTOCOL;
 	rc = value_check(d, &v);

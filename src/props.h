@@ -90,7 +90,7 @@ enum props_err {
  * Decodes the property block at p (starting at its variable-length prefix),
  * at most len bytes available. On success *used is the number of bytes taken
  * (prefix included) and out describes the block. Checks: every identifier is
- * known and allowed in ctx, no duplicates except user property and (PUBLISH)
+ * known and allowed in ctx (else PROPS_EMALFORMED), no duplicates except user property and (PUBLISH)
  * subscription identifier, UTF-8 of every string and string pair, and value
  * rules: payload format 0/1, receive maximum and max packet size non-zero,
  * subscription identifier non-zero, max QoS 0/1, boolean bytes 0/1, request

@@ -70,8 +70,12 @@ int proto_connect_failed(struct conn *c, const struct mqtt_connect *p, int codec
 	if (codec_err == CODEC_EPROTOVER) {
 		char why[64];
 
-		/* [MQTT-3.1.2-2] unsupported level: CONNACK 0x01 (3.1.1) / 0x84 (5). */
-		c->version = p->version > MQTT_V5 ? MQTT_V5 : MQTT_V311;
+		/*
+		 * [MQTT-3.1.2-2] unsupported level: CONNACK 0x01 in the 3.1.1
+		 * layout, which every level so far understands as a refusal (a
+		 * 5.0 client reads it as a failure too); mosquitto does the same.
+		 */
+		c->version = MQTT_V311;
 		snprintf(why, sizeof(why), "unsupported protocol level %u", p->version);
 		return refuse(c, MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION, MQTT3_CONNACK_BAD_PROTOCOL,
 			      why);

@@ -299,7 +299,7 @@ static void test_subscribe_contexts(void **state)
 	assert_int_equal(decode_raw(sub, sizeof(sub), PROPS_SUBSCRIBE), PROPS_OK);
 	assert_int_equal(decode_raw(unsub, sizeof(unsub), PROPS_UNSUBSCRIBE), PROPS_OK);
 	assert_int_equal(decode_raw(unsub_id, sizeof(unsub_id), PROPS_UNSUBSCRIBE),
-			 PROPS_EPROTOCOL);
+			 PROPS_EMALFORMED);
 	/* 3.8.2.1.2: more than one Subscription Identifier in SUBSCRIBE */
 	assert_int_equal(decode_raw(sub_dup, sizeof(sub_dup), PROPS_SUBSCRIBE), PROPS_EPROTOCOL);
 }
@@ -343,8 +343,9 @@ static void test_wrong_packet(void **state)
 	size_t i;
 
 	(void)state;
+	/* [MQTT-2.2.2.2] an identifier not valid for its packet: Malformed Packet. */
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		if (decode_raw(cases[i].bytes, cases[i].n, cases[i].ctx) != PROPS_EPROTOCOL)
+		if (decode_raw(cases[i].bytes, cases[i].n, cases[i].ctx) != PROPS_EMALFORMED)
 			fail_msg("case %zu: id 0x%02x accepted in ctx %d", i, cases[i].bytes[0],
 				 (int)cases[i].ctx);
 	}
