@@ -20,9 +20,26 @@
 #include "plugin.h"
 #include "router.h"
 #include "session.h"
+#include "store.h"
 #include "sys_topics.h"
 
 struct broker broker;
+
+/* The store learns every second that the broker is alive (session expiry across a crash). */
+static struct timer heartbeat;
+
+static void on_heartbeat(struct timer *t, void *arg)
+{
+	store_heartbeat(clock_wall_ms());
+	broker_timer_add(t, clock_now_ms() + 1000);
+}
+
+static void heartbeat_start(void)
+{
+	timer_init(&heartbeat, on_heartbeat, NULL);
+	if (store_on())
+		on_heartbeat(&heartbeat, NULL);
+}
 
 void broker_timer_add(struct timer *t, uint64_t due_ms)
 {
@@ -59,6 +76,36 @@ void broker_request_log_reopen(void)
 	listener_wake();
 }
 
+static int restore_retained(struct msg *m, void *arg)
+{
+	return router_restore_retained(m);
+}
+
+static int restore_kv(const char *plugin, const void *k, size_t kl, const void *v, size_t vl,
+		      void *arg)
+{
+	return plugin_kv_restore(plugin, k, kl, v, vl);
+}
+
+/* Reads the store back: sessions, their queues, retained messages, plugin state. */
+static int restore(void)
+{
+	struct store_restore_ops ops;
+	uint64_t last_alive = 0;
+
+	memset(&ops, 0, sizeof(ops));
+	session_restore_ops(&ops);
+	ops.retained = restore_retained;
+	ops.kv = restore_kv;
+	if (store_restore(&ops, &last_alive)) {
+		log_err("store: could not read the database back; refusing to start");
+		return -1;
+	}
+	session_restore_finish(last_alive);
+	heartbeat_start();
+	return 0;
+}
+
 int broker_init(const struct config *cfg)
 {
 	memset(&broker, 0, sizeof(broker));
@@ -71,11 +118,13 @@ int broker_init(const struct config *cfg)
 		log_err("out of memory at start-up");
 		return -1;
 	}
-	if (plugin_load_all(cfg))
+	if (store_open(cfg) || plugin_load_all(cfg) || restore() || store_start())
 		return -1;
 	plugin_start();
 	if (listener_start(cfg))
 		return -1;
+	/* Timers armed before the listener existed (restore, heartbeat) need its wake-up. */
+	listener_timer_changed(timers_next_due(&broker.timers));
 	sys_topics_start();
 	log_notice("sluice %s running", PACKAGE_VERSION);
 	return 0;
@@ -86,6 +135,9 @@ int broker_run(void)
 	while (!broker.stop) {
 		if (listener_service() < 0)
 			break;
+		/* Redis's "before sleep": committed batches answer, the next one goes. */
+		store_poll();
+		store_kick();
 		if (broker.reopen_log) {
 			broker.reopen_log = 0;
 			if (log_reopen())
@@ -106,9 +158,15 @@ void broker_shutdown(void)
 	sys_topics_stop();
 	conn_close_all(MQTT_RC_SERVER_SHUTTING_DOWN);
 	until = clock_now_ms() + 500;
-	while (conn_count() && clock_now_ms() < until)
+	while (conn_count() && clock_now_ms() < until) {
 		if (listener_service() < 0)
 			break;
+		store_poll();
+		store_kick();
+	}
+	broker_timer_del(&heartbeat);
+	store_heartbeat(clock_wall_ms());
+	store_close();
 	listener_stop();
 	plugin_unload_all();
 	session_destroy_all();

@@ -42,6 +42,7 @@
 
 /* Default strings; never freed (see the essay). */
 static char default_auto_id_prefix[] = "auto-";
+static char default_persistence_file[] = "data/sluice.db";
 static char dest_stderr[] = "stderr";
 static char dest_stdout[] = "stdout";
 static char dest_file[] = "file";
@@ -142,6 +143,12 @@ static const struct word qos_words[] = {
 	{ NULL, 0 },
 };
 
+static const struct word sync_words[] = {
+	{ "normal", PERSIST_SYNC_NORMAL },
+	{ "full", PERSIST_SYNC_FULL },
+	{ NULL, 0 },
+};
+
 static const struct word level_words[] = {
 	{ "error", LOG_ERR },
 	{ "warning", LOG_WARNING },
@@ -203,6 +210,21 @@ static const struct directive directives[] = {
 	  NUM(max_connections, -1, INT_MAX),
 	  .range = "-1 (unlimited) or 0..2147483647" },
 
+	/* persistence */
+	{ .name = "persistence", .kind = K_BOOL, CFG(persistence) },
+	{ .name = "persistence_file",
+	  .kind = K_STRING,
+	  CFG(persistence_file),
+	  .min = 1,
+	  .max = PATH_MAX - 1 },
+	{ .name = "persistence_sync", .kind = K_ENUM, CFG(persistence_sync), .words = sync_words },
+	{ .name = "persistence_max_bytes",
+	  NUM(persistence_max_bytes, 65536, INT64_MAX),
+	  .zero_ok = true,
+	  .range = "0 (no cap) or at least 64k",
+	  .units = &size_units },
+	{ .name = "max_queued_in_memory", NUM(max_queued_in_memory, 16, 1000000) },
+
 	/* plugins */
 	{ .name = "plugin", .kind = K_CALL, .set = set_plugin, .max_args = 1 },
 	{ .name = "plugin_opt_", .kind = K_CALL, .set = set_plugin_opt, .max_args = 1,
@@ -233,6 +255,11 @@ void config_defaults(struct config *c)
 	c->connect_timeout = 10;
 	c->max_connections = -1;
 	c->sys_interval = 10;
+	c->persistence = true;
+	c->persistence_file = default_persistence_file;
+	c->persistence_sync = PERSIST_SYNC_NORMAL;
+	c->persistence_max_bytes = 0;
+	c->max_queued_in_memory = 1000;
 	c->log_level = LOG_NOTICE;
 	c->log_dest = dest_stderr;
 	c->log_file = NULL;
@@ -240,7 +267,7 @@ void config_defaults(struct config *c)
 
 static bool is_static(const char *s)
 {
-	return s == default_auto_id_prefix || s == dest_stderr || s == dest_stdout ||
+	return s == default_auto_id_prefix || s == default_persistence_file || s == dest_stderr || s == dest_stdout ||
 	       s == dest_file;
 }
 
@@ -268,6 +295,7 @@ void config_free(struct config *c)
 	}
 	mem_free(c->plugins);
 	free_string(&c->plugin_dir);
+	free_string(&c->persistence_file);
 	free_string(&c->auto_id_prefix);
 	free_string(&c->log_dest);
 	free_string(&c->log_file);

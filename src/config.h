@@ -40,6 +40,11 @@ struct plugin_conf {
 	size_t n_opts;
 };
 
+enum persist_sync {
+	PERSIST_SYNC_NORMAL = 0, /* survives a process crash (WAL, synchronous=NORMAL) */
+	PERSIST_SYNC_FULL = 1, /* also survives power loss (fsync per commit) */
+};
+
 enum log_level {
 	LOG_ERR = 0,
 	LOG_WARNING = 1,
@@ -69,6 +74,13 @@ struct config {
 	char *auto_id_prefix;
 	uint32_t connect_timeout; /* seconds a new connection may take to send CONNECT */
 	int max_connections; /* -1 = unlimited */
+
+	/* persistence */
+	bool persistence; /* store sessions, queues, retained and plugin state in SQLite */
+	char *persistence_file; /* the database; its directory is created when missing */
+	int persistence_sync; /* PERSIST_SYNC_NORMAL or PERSIST_SYNC_FULL */
+	uint64_t persistence_max_bytes; /* cap on the database size; 0 = the disk's */
+	uint32_t max_queued_in_memory; /* per session: queued messages kept in memory, rest on disk */
 
 	/* plugins, in load (and callback) order */
 	struct plugin_conf *plugins;

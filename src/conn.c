@@ -233,6 +233,14 @@ static void free_aliases(struct conn *c)
 	}
 }
 
+static void conn_free(struct conn *c)
+{
+	free_aliases(c);
+	framer_free(&c->framer);
+	buf_free(&c->out);
+	mem_free(c);
+}
+
 void conn_on_closed(struct conn *c)
 {
 	broker_timer_del(&c->timer);
@@ -249,10 +257,27 @@ void conn_on_closed(struct conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	n_conns--;
-	free_aliases(c);
-	framer_free(&c->framer);
-	buf_free(&c->out);
-	mem_free(c);
+	c->gone = true;
+	c->state = CONN_CLOSING;
+	if (!c->refs)
+		conn_free(c);
+}
+
+struct conn *conn_ref(struct conn *c)
+{
+	c->refs++;
+	return c;
+}
+
+void conn_unref(struct conn *c)
+{
+	if (--c->refs == 0 && c->gone)
+		conn_free(c);
+}
+
+bool conn_usable(const struct conn *c)
+{
+	return !c->gone && c->state == CONN_ACTIVE;
 }
 
 size_t conn_count(void)

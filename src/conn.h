@@ -83,6 +83,8 @@ struct conn {
 	uint16_t alias_out_cap, alias_out_used;
 
 	uint64_t bytes_in, bytes_out;
+	uint32_t refs; /* holders besides the transport (acks waiting for a commit) */
+	bool gone; /* the transport closed; freed when the last reference goes */
 };
 
 struct conn *conn_new(const struct conn_ops *ops, void *tctx, bool websocket, const char *peer,
@@ -95,6 +97,11 @@ void conn_sent(struct conn *c, size_t n);
 /* True when closing and everything is flushed: the listener should close now. */
 bool conn_done(const struct conn *c);
 void conn_on_closed(struct conn *c);
+/* Keeps c allocated past its close (check c->gone before using it). */
+struct conn *conn_ref(struct conn *c);
+void conn_unref(struct conn *c);
+/* True when c can still be written to. */
+bool conn_usable(const struct conn *c);
 
 /* Asks the listener to write; called after appending to c->out. */
 void conn_flush(struct conn *c);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "broker.h"
 #include "config.h"
@@ -54,6 +55,20 @@ static void set_signals(void)
 	sigaction(SIGHUP, &sa, NULL);
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
+}
+
+/*
+ * Thousands of clients need thousands of descriptors: raise the soft limit
+ * to the hard one (lws sizes its tables from it when the context is made).
+ */
+static void raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
 }
 
 static int parse_port(const char *s)
@@ -150,6 +165,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	set_signals();
+	raise_fd_limit();
 	if (broker_init(&cfg) == 0) {
 		broker_run();
 		rc = 0;

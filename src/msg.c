@@ -30,6 +30,7 @@ struct msg *msg_new(const struct msg_spec *s)
 		return NULL;
 	p = (char *)(m + 1);
 	m->refs = 1;
+	m->stored = false;
 	m->qos = s->qos;
 	m->retain = s->retain;
 	m->topic_len = (uint16_t)s->topic_len;
@@ -75,6 +76,12 @@ void msg_unref(struct msg *m)
 size_t msg_size(const struct msg *m)
 {
 	return sizeof(*m) + m->topic_len + strlen(m->sender) + 2 + m->props_len + m->payload_len;
+}
+
+void msg_seen_id(uint64_t id)
+{
+	if (id >= next_id)
+		next_id = id + 1;
 }
 
 size_t msg_alive(void)

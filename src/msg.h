@@ -15,6 +15,7 @@
 
 struct msg {
 	uint32_t refs;
+	bool stored; /* the store holds a row for it (broker bookkeeping, not content) */
 	uint8_t qos; /* as published */
 	bool retain; /* as published */
 	uint16_t topic_len;
@@ -59,6 +60,9 @@ struct msg *msg_decode(const void *p, size_t len);
 
 /* Bytes the message takes in memory, for queue accounting. */
 size_t msg_size(const struct msg *m);
+/* Ids of messages read back from the store: new ids continue above them. */
+void msg_seen_id(uint64_t id);
+
 /* Number of messages alive, for $SYS and leak checks in tests. */
 size_t msg_alive(void);
 

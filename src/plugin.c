@@ -40,6 +40,7 @@
 #include "props.h"
 #include "router.h"
 #include "session.h"
+#include "store.h"
 #include "timers.h"
 #include "topic_tree.h"
 
@@ -521,8 +522,21 @@ static void *dup_bytes(const void *p, size_t n)
 	return d;
 }
 
+static int kv_set(struct sp_plugin *self, const void *key, size_t klen, const void *val,
+		  size_t vlen);
+
+/* Plugin state is kept here in memory and written through to the store. */
 static int host_kv_put(struct sp_plugin *self, const void *key, size_t klen, const void *val,
 		       size_t vlen)
+{
+	if (kv_set(self, key, klen, val, vlen))
+		return -1;
+	store_kv_put(self->name, key, klen, val, vlen);
+	return 0;
+}
+
+static int kv_set(struct sp_plugin *self, const void *key, size_t klen, const void *val,
+		  size_t vlen)
 {
 	size_t i = kv_lower(self, key, klen);
 	void *v = dup_bytes(val, vlen), *k;
@@ -577,6 +591,18 @@ static int host_kv_del(struct sp_plugin *self, const void *key, size_t klen)
 	mem_free(self->kv[i].val);
 	self->n_kv--;
 	memmove(&self->kv[i], &self->kv[i + 1], (self->n_kv - i) * sizeof(*self->kv));
+	store_kv_del(self->name, key, klen);
+	return 0;
+}
+
+int plugin_kv_restore(const char *name, const void *k, size_t kl, const void *v, size_t vl)
+{
+	size_t i;
+
+	for (i = 0; i < n_plugins; i++)
+		if (!strcmp(plugins[i]->name, name))
+			return kv_set(plugins[i], k, kl, v, vl);
+	/* A plugin no longer configured: its state stays in the store, untouched. */
 	return 0;
 }
 

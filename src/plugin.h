@@ -58,6 +58,9 @@ void plugin_disconnect(const struct session *s, bool graceful);
 /* SUBSCRIBE chain: 0 to go on, or the MQTT reason code (>= 0x80) a plugin refused with. */
 uint8_t plugin_subscribe(const struct session *s, const char *filter, size_t len, uint8_t qos);
 void plugin_unsubscribe(const struct session *s, const char *filter, size_t len);
+/* Start-up: a key/value row of plugin `name` read back from the store. */
+int plugin_kv_restore(const char *name, const void *k, size_t kl, const void *v, size_t vl);
+
 /* The session ended: its held deliveries are dropped (DROPPED events). */
 void plugin_session_gone(const struct session *s);
 

@@ -30,6 +30,15 @@ int proto_pingreq(struct conn *c);
 int proto_disconnect(struct conn *c, const struct mqtt_disconnect *p);
 int proto_auth(struct conn *c, const struct mqtt_auth *p);
 
+/*
+ * Sends an acknowledgement (PUBACK, PUBREC, PUBCOMP) once everything queued
+ * for the store before it is committed, or at once when nothing is; extra
+ * is a raw MQTT 5 property block (copied). 0, or -1 after conn_close().
+ */
+struct buf;
+int proto_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason,
+	      const char *why, const struct buf *extra);
+
 /* Maps a codec error to the MQTT 5 reason code that ends the connection. */
 uint8_t proto_codec_reason(int codec_err);
 struct msg;

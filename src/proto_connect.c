@@ -287,6 +287,8 @@ static int accept_connect(struct conn *c, const struct mqtt_connect *p, struct c
 	c->client_id = s->client_id;
 	if (plan->will)
 		session_set_will(s, plan->will, plan->will_delay);
+	/* Stored before the CONNACK goes out; a restart then knows the session and will. */
+	session_save(s);
 	apply_client_limits(c, p);
 	c->keep_alive = plan->keep_alive;
 	build_connack_props(c, p, plan, &broker.scratch);

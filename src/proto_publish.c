@@ -13,6 +13,7 @@
  * and routed. Problems with the packet end the connection; problems with
  * the message (payload format) are answered in the acknowledgement.
  */
+#include <errno.h>
 #include <string.h>
 
 #include "broker.h"
@@ -20,6 +21,7 @@
 #include "codec.h"
 #include "conn.h"
 #include "log.h"
+#include "mem.h"
 #include "mqtt.h"
 #include "msg.h"
 #include "props.h"
@@ -27,6 +29,7 @@
 #include "plugin.h"
 #include "router.h"
 #include "session.h"
+#include "store.h"
 #include "utf8.h"
 
 struct msg *proto_build_msg(const char *sender, const char *topic, size_t topic_len,
@@ -124,18 +127,91 @@ static bool payload_format_ok(const struct mqtt_publish *p)
 	return utf8_check((const char *)p->payload, p->payload_len) == 0;
 }
 
+/* An acknowledgement waiting for the commit of what it acknowledges. */
+struct pending_ack {
+	struct conn *c;
+	uint8_t type, reason;
+	uint16_t packet_id;
+	char *why;
+	struct buf extra;
+};
+
+/*
+ * What was acknowledged could not be stored: it is not acknowledged as a
+ * success. MQTT 5 hears why (0x97 when the disk or persistence_max_bytes is
+ * full); 3.1.1 has no negative acknowledgement, so it hears nothing and will
+ * resend. An incoming QoS 2 id is forgotten so the resend is taken afresh.
+ */
+static void ack_failed(struct pending_ack *a, int status)
+{
+	struct conn *c = a->c;
+	uint8_t reason = status == -ENOSPC ? MQTT_RC_QUOTA_EXCEEDED : MQTT_RC_UNSPECIFIED;
+
+	log_warn("client '%s': packet id %u could not be stored (%s); not acknowledged",
+		 c->client_id, a->packet_id, status == -ENOSPC ? "store full" : "store error");
+	if (a->type == MQTT_PUBREC && c->session)
+		session_rx_qos2_del(c->session, a->packet_id);
+	if (c->version == MQTT_V5 && a->type != MQTT_PUBCOMP)
+		conn_send_ack(c, a->type, a->packet_id, reason, "message could not be stored");
+}
+
+static void ack_committed(void *arg, int status)
+{
+	struct pending_ack *a = arg;
+
+	if (conn_usable(a->c)) {
+		if (status && a->reason < 0x80)
+			ack_failed(a, status);
+		else
+			conn_send_ack_props(a->c, a->type, a->packet_id, a->reason, a->why,
+					    &a->extra);
+	}
+	conn_unref(a->c);
+	mem_free(a->why);
+	buf_free(&a->extra);
+	mem_free(a);
+}
+
+int proto_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason,
+	      const char *why, const struct buf *extra)
+{
+	struct pending_ack *a;
+
+	if (!store_pending())
+		return conn_send_ack_props(c, type, packet_id, reason, why, extra);
+	a = mem_calloc(1, sizeof(*a));
+	if (!a || (why && !(a->why = mem_strdup(why)))) {
+		mem_free(a);
+		conn_close(c, MQTT_RC_SERVER_BUSY, "out of memory");
+		return -1;
+	}
+	buf_init(&a->extra);
+	if (extra && extra->len && buf_put(&a->extra, extra->data, extra->len)) {
+		mem_free(a->why);
+		mem_free(a);
+		conn_close(c, MQTT_RC_SERVER_BUSY, "out of memory");
+		return -1;
+	}
+	a->c = conn_ref(c);
+	a->type = type;
+	a->reason = reason;
+	a->packet_id = packet_id;
+	store_after_commit(ack_committed, a);
+	return 0;
+}
+
 /* extra: properties plugins added for the acknowledgement, or NULL. */
 static int ack_publish(struct conn *c, const struct mqtt_publish *p, uint8_t reason,
 		       const char *why, const struct buf *extra)
 {
 	if (p->qos == 1)
-		return conn_send_ack_props(c, MQTT_PUBACK, p->packet_id, reason, why, extra);
+		return proto_ack(c, MQTT_PUBACK, p->packet_id, reason, why, extra);
 	if (p->qos == 2) {
 		if (reason < 0x80 && session_rx_qos2_add(c->session, p->packet_id)) {
 			conn_close(c, MQTT_RC_SERVER_BUSY, "out of memory");
 			return -1;
 		}
-		return conn_send_ack_props(c, MQTT_PUBREC, p->packet_id, reason, why, extra);
+		return proto_ack(c, MQTT_PUBREC, p->packet_id, reason, why, extra);
 	}
 	return 0;
 }
@@ -202,7 +278,7 @@ int proto_publish(struct conn *c, const struct mqtt_publish *p)
 	broker.stats.msgs_received++;
 	if (p->qos == 2 && session_rx_qos2_has(c->session, p->packet_id))
 		/* Already routed; the client did not see our PUBREC. */
-		return conn_send_ack(c, MQTT_PUBREC, p->packet_id, MQTT_RC_SUCCESS, NULL);
+		return proto_ack(c, MQTT_PUBREC, p->packet_id, MQTT_RC_SUCCESS, NULL, NULL);
 	if (!payload_format_ok(p)) {
 		log_notice("client '%s': payload on '%.*s' is not UTF-8 as its format says",
 			   c->client_id, (int)len, topic);
@@ -238,9 +314,9 @@ int proto_puback(struct conn *c, uint8_t type, const struct mqtt_ack *a)
 	case MQTT_PUBREL:
 		/* [MQTT-4.3.3-11] PUBCOMP even for a repeated PUBREL. */
 		if (session_rx_qos2_del(s, a->packet_id))
-			return conn_send_ack(c, MQTT_PUBCOMP, a->packet_id,
-					     v5 ? MQTT_RC_PACKET_ID_NOT_FOUND : 0, NULL);
-		return conn_send_ack(c, MQTT_PUBCOMP, a->packet_id, 0, NULL);
+			return proto_ack(c, MQTT_PUBCOMP, a->packet_id,
+					 v5 ? MQTT_RC_PACKET_ID_NOT_FOUND : 0, NULL, NULL);
+		return proto_ack(c, MQTT_PUBCOMP, a->packet_id, 0, NULL, NULL);
 	default:
 		if (session_on_pubcomp(s, a->packet_id))
 			log_debug("client '%s': PUBCOMP for unknown id %u", c->client_id,

@@ -19,15 +19,55 @@
 #include "proto.h"
 #include "router.h"
 #include "session.h"
+#include "store.h"
 #include "utf8.h"
 
 /* One SUBSCRIBE entry, remembered between the SUBACK and the retained sends. */
 struct sub_result {
-	const char *filter;
+	char *filter; /* a copy: the reply may outlive the packet */
 	uint16_t len;
 	uint8_t options;
 	bool existed;
 };
+
+/*
+ * A SUBACK or UNSUBACK (and, for SUBACK, the retained messages after it),
+ * sent once the subscriptions it reports are stored [MQTT-3.8.4-?]: DESIGN.md,
+ * a SUBACK comes after the subscription is stored.
+ */
+struct sub_reply {
+	struct conn *c;
+	uint8_t type; /* MQTT_SUBACK or MQTT_UNSUBACK */
+	uint16_t packet_id;
+	uint32_t subid;
+	size_t count;
+	uint8_t *codes;
+	struct sub_result *res;
+};
+
+static struct sub_reply *reply_new(struct conn *c, uint8_t type, uint16_t packet_id, size_t n)
+{
+	struct sub_reply *r = mem_calloc(1, sizeof(*r) + n * (sizeof(struct sub_result) + 1));
+
+	if (!r)
+		return NULL;
+	r->c = conn_ref(c);
+	r->type = type;
+	r->packet_id = packet_id;
+	r->res = (struct sub_result *)(r + 1);
+	r->codes = (uint8_t *)(r->res + n);
+	return r;
+}
+
+static void reply_free(struct sub_reply *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->count; i++)
+		mem_free(r->res[i].filter);
+	conn_unref(r->c);
+	mem_free(r);
+}
 
 static uint8_t subscribe_one(struct session *s, const char *f, size_t len, uint8_t *options,
 			     uint32_t subid, bool *existed)
@@ -69,76 +109,96 @@ static void send_retained(struct session *s, const struct sub_result *r, uint32_
 	router_send_retained(s, r->filter, r->len, r->options, subid);
 }
 
+/* The subscriptions could not be stored: undo them and report failure. */
+static void subscribe_failed(struct sub_reply *r, struct session *s)
+{
+	size_t i;
+
+	log_warn("client '%s': subscriptions could not be stored; refused", s->client_id);
+	for (i = 0; i < r->count; i++) {
+		if (r->codes[i] < 0x80 && r->type == MQTT_SUBACK)
+			session_unsubscribe(s, r->res[i].filter, r->res[i].len);
+		r->codes[i] = MQTT_RC_UNSPECIFIED;
+	}
+}
+
+static void reply_send(void *arg, int status)
+{
+	struct sub_reply *r = arg;
+	struct conn *c = r->c;
+	struct mqtt_suback ack;
+	size_t i;
+
+	if (conn_usable(c) && c->session) {
+		if (status)
+			subscribe_failed(r, c->session);
+		memset(&ack, 0, sizeof(ack));
+		ack.packet_id = r->packet_id;
+		ack.reasons = r->codes;
+		ack.count = r->count;
+		if (!codec_encode_suback(&c->out, c->version, r->type, &ack))
+			conn_flush(c);
+		for (i = 0; r->type == MQTT_SUBACK && i < r->count; i++)
+			if (r->codes[i] < 0x80)
+				send_retained(c->session, &r->res[i], r->subid);
+	}
+	reply_free(r);
+}
+
 int proto_subscribe(struct conn *c, const struct mqtt_subscribe *p)
 {
 	struct session *s = c->session;
-	uint32_t subid = 0;
-	struct sub_result *res;
-	struct mqtt_suback ack;
+	struct sub_reply *r = reply_new(c, MQTT_SUBACK, p->packet_id, p->count);
 	struct mqtt_str filter;
-	uint8_t *codes, options;
-	size_t pos = 0, i = 0;
+	uint8_t options;
+	size_t pos = 0;
 
-	if (c->version == MQTT_V5 && (p->props.present & PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID)))
-		subid = p->props.subscription_id;
-	res = mem_alloc(p->count * (sizeof(*res) + 1));
-	if (!res) {
+	if (!r) {
 		conn_close(c, MQTT_RC_SERVER_BUSY, "out of memory handling SUBSCRIBE");
 		return -1;
 	}
-	codes = (uint8_t *)(res + p->count);
-	while (i < p->count && codec_subscribe_next(p, &pos, &filter, &options)) {
-		res[i].filter = filter.p;
-		res[i].len = filter.len;
-		codes[i] = subscribe_one(s, filter.p, filter.len, &options, subid, &res[i].existed);
+	if (c->version == MQTT_V5 && (p->props.present & PROP_BIT(MQTT_PROP_SUBSCRIPTION_ID)))
+		r->subid = p->props.subscription_id;
+	while (r->count < p->count && codec_subscribe_next(p, &pos, &filter, &options)) {
+		struct sub_result *x = &r->res[r->count];
+		uint8_t code;
+
+		x->filter = mem_strndup(filter.p, filter.len);
+		x->len = filter.len;
+		code = x->filter ? subscribe_one(s, filter.p, filter.len, &options, r->subid,
+						 &x->existed)
+				 : MQTT_RC_UNSPECIFIED;
 		/* [MQTT-3.9.3-2] 3.1.1 knows one failure code. */
-		if (c->version != MQTT_V5 && codes[i] >= 0x80)
-			codes[i] = 0x80;
-		res[i].options = options;
-		i++;
+		r->codes[r->count++] = c->version != MQTT_V5 && code >= 0x80 ? 0x80 : code;
+		x->options = options;
 	}
-	memset(&ack, 0, sizeof(ack));
-	ack.packet_id = p->packet_id;
-	ack.reasons = codes;
-	ack.count = i;
-	if (!codec_encode_suback(&c->out, c->version, MQTT_SUBACK, &ack))
-		conn_flush(c);
-	for (pos = 0; pos < i; pos++)
-		if (codes[pos] < 0x80)
-			send_retained(s, &res[pos], subid);
-	mem_free(res);
+	store_after_commit(reply_send, r);
 	return 0;
 }
 
 int proto_unsubscribe(struct conn *c, const struct mqtt_unsubscribe *p)
 {
 	struct session *s = c->session;
-	struct mqtt_suback ack;
+	struct sub_reply *r = reply_new(c, MQTT_UNSUBACK, p->packet_id, p->count);
 	struct mqtt_str filter;
-	uint8_t *codes;
-	size_t pos = 0, i = 0;
+	size_t pos = 0;
 
-	codes = mem_alloc(p->count);
-	if (!codes) {
+	if (!r) {
 		conn_close(c, MQTT_RC_SERVER_BUSY, "out of memory handling UNSUBSCRIBE");
 		return -1;
 	}
-	while (i < p->count && codec_unsubscribe_next(p, &pos, &filter)) {
+	while (r->count < p->count && codec_unsubscribe_next(p, &pos, &filter)) {
 		/* [MQTT-3.11.3-1] 0x11 when there was no such subscription. */
-		codes[i] = session_unsubscribe(s, filter.p, filter.len)
-				   ? MQTT_RC_NO_SUBSCRIPTION_EXISTED
-				   : MQTT_RC_SUCCESS;
-		if (codes[i++] == MQTT_RC_SUCCESS)
+		uint8_t code = session_unsubscribe(s, filter.p, filter.len)
+				       ? MQTT_RC_NO_SUBSCRIPTION_EXISTED
+				       : MQTT_RC_SUCCESS;
+
+		if (code == MQTT_RC_SUCCESS)
 			plugin_unsubscribe(s, filter.p, filter.len);
 		log_info("client '%s' unsubscribed from '%.*s'", s->client_id, (int)filter.len,
 			 filter.p);
+		r->codes[r->count++] = code;
 	}
-	memset(&ack, 0, sizeof(ack));
-	ack.packet_id = p->packet_id;
-	ack.reasons = codes;
-	ack.count = i;
-	if (!codec_encode_suback(&c->out, c->version, MQTT_UNSUBACK, &ack))
-		conn_flush(c);
-	mem_free(codes);
+	store_after_commit(reply_send, r);
 	return 0;
 }

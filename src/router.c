@@ -25,6 +25,7 @@
 #include "plugin.h"
 #include "retain_tree.h"
 #include "session.h"
+#include "store.h"
 #include "topic_tree.h"
 #include "utf8.h"
 
@@ -251,14 +252,30 @@ static void on_match(const struct topic_sub *sub, struct topic_group *grp, void 
 
 static void update_retained(struct msg *m)
 {
+	bool sys = m->topic_len && m->topic[0] == '$' && !strncmp(m->topic, "$SYS/", 5);
+
 	if (!m->payload_len) {
-		retain_tree_clear(retained, m->topic, m->topic_len);
+		if (!retain_tree_clear(retained, m->topic, m->topic_len) && !sys)
+			store_retained_del(m->topic, m->topic_len);
 		return;
 	}
 	if (retain_tree_set(retained, m->topic, m->topic_len, msg_ref(m))) {
 		msg_unref(m);
 		log_warn("retained message on '%s' not stored: out of memory", m->topic);
+		return;
 	}
+	/* $SYS values are the broker's own, made anew at every start: not stored. */
+	if (!sys)
+		store_retained_put(m);
+}
+
+int router_restore_retained(struct msg *m)
+{
+	if (retain_tree_set(retained, m->topic, m->topic_len, m)) {
+		msg_unref(m);
+		return -1;
+	}
+	return 0;
 }
 
 static int defer(struct msg *m)

@@ -51,6 +51,9 @@ int router_subscribe(struct session *s, const char *filter, size_t len, uint8_t 
 		     uint32_t subid, int *existed);
 int router_unsubscribe(struct session *s, const char *filter, size_t len);
 
+/* Start-up: a retained message read back from the store (takes the reference). */
+int router_restore_retained(struct msg *m);
+
 size_t router_retained_count(void);
 size_t router_subscription_count(void);
 

@@ -28,9 +28,12 @@
 #include "mqtt.h"
 #include "plugin.h"
 #include "router.h"
+#include "store.h"
 
 static struct session **table;
 static size_t table_size, n_sessions;
+static uint64_t max_sid; /* the largest sid handed out or read back */
+static bool restoring; /* rebuilding from the store: write nothing back */
 
 /* QoS 0 for a live client is dropped while this much output waits for it. */
 #define QOS0_BACKLOG_LIMIT (8u * 1024 * 1024)
@@ -179,6 +182,7 @@ static struct out_entry *entry_new(struct msg *m, uint8_t qos, bool retain,
 	}
 	e->subid = n_subids ? subids[0] : 0;
 	e->n_subids = (uint16_t)n_subids;
+	e->seq = 0; /* set by the caller when the entry joins a session */
 	e->msg = msg_ref(m);
 	e->qos = qos;
 	e->retain = retain;
@@ -197,6 +201,48 @@ uint16_t session_window(const struct session *s)
 	if (s->conn && s->conn->client_receive_max < w)
 		w = s->conn->client_receive_max;
 	return w;
+}
+
+bool session_persistent(const struct session *s)
+{
+	return store_on() && s->expiry_interval != 0;
+}
+
+void session_save(struct session *s)
+{
+	if (!store_on())
+		return;
+	if (!session_persistent(s)) {
+		/* It no longer outlives its connection: a restart must not bring it back. */
+		if (s->sid)
+			store_session_del(s->sid);
+		s->sid = 0;
+		return;
+	}
+	if (!s->sid)
+		s->sid = ++max_sid;
+	store_session_put(s);
+}
+
+/* Writes e's delivery row, or its new state when it already has one. */
+static void save_entry(struct session *s, struct out_entry *e)
+{
+	if (!s->sid || !session_persistent(s))
+		return;
+	if (e->stored) {
+		store_delivery_update(s->sid, e);
+		return;
+	}
+	store_delivery_put(s->sid, e);
+	e->stored = true;
+}
+
+/* An entry leaves the session: its row goes too. */
+static void entry_done(struct session *s, struct out_entry *e)
+{
+	if (e->stored && s->sid)
+		store_delivery_del(s->sid, e->seq, e->msg->id);
+	entry_free(e);
 }
 
 static bool packet_id_in_use(const struct session *s, uint16_t id)
@@ -257,8 +303,86 @@ static void start_inflight(struct session *s, struct out_entry *e)
 	if (send_entry(s, e, e->sent_once)) {
 		list_remove(&s->inflight, e);
 		count_drop(s, e->msg, e->qos, e->share, "expired or too large for the client");
-		entry_free(e);
+		entry_done(s, e);
+		return;
 	}
+	save_entry(s, e);
+}
+
+static struct session *session_by_sid(uint64_t sid)
+{
+	size_t i;
+	struct session *s;
+
+	for (i = 0; i < table_size; i++)
+		for (s = table[i]; s; s = s->hnext)
+			if (s->sid == sid)
+				return s;
+	return NULL;
+}
+
+/*
+ * Disk-backed queues: once a persistent session has max_queued_in_memory
+ * entries waiting (or already has a tail on disk, which keeps the order),
+ * new entries are written to the store only. The tail is read back in
+ * order, half a window at a time, as the client drains the queue.
+ */
+static bool spill_to_disk(struct session *s, struct out_entry *e)
+{
+	if (!s->sid || !session_persistent(s))
+		return false;
+	if (!s->disk_n && s->queue.n < broker.cfg->max_queued_in_memory)
+		return false;
+	store_delivery_put(s->sid, e);
+	if (!s->disk_n)
+		s->disk_first_seq = e->seq;
+	s->disk_n++;
+	entry_free(e);
+	return true;
+}
+
+static void on_tail_loaded(void *arg, int status, const struct store_delivery_row *rows,
+			   size_t n)
+{
+	struct session *s = session_by_sid((uint64_t)(uintptr_t)arg);
+	size_t i;
+
+	if (!s)
+		return;
+	s->loading = false;
+	if (status) {
+		log_err("client '%s': reading its queue back from the store failed (%d)",
+			s->client_id, status);
+		return;
+	}
+	for (i = 0; i < n && s->disk_n; i++) {
+		const struct store_delivery_row *r = &rows[i];
+		struct out_entry *e = entry_new(r->msg, r->qos, r->retain, r->subids, r->n_subids,
+						r->share);
+
+		if (!e)
+			break;
+		e->seq = r->seq;
+		e->stored = true;
+		list_append(&s->queue, e);
+		s->queued_bytes += msg_size(r->msg);
+		s->disk_first_seq = r->seq + 1;
+		s->disk_n--;
+	}
+	if (!n)
+		s->disk_n = 0; /* the store has nothing more: the count was stale */
+	session_pump(s);
+}
+
+static void load_disk_tail(struct session *s)
+{
+	uint32_t window = broker.cfg->max_queued_in_memory;
+
+	if (!s->disk_n || s->loading || !s->conn || s->queue.n > window / 2)
+		return;
+	s->loading = true;
+	store_load_deliveries(s->sid, s->disk_first_seq, window - s->queue.n, on_tail_loaded,
+			      (void *)(uintptr_t)s->sid);
 }
 
 void session_pump(struct session *s)
@@ -276,15 +400,16 @@ void session_pump(struct session *s)
 		}
 		if (send_entry(s, e, false))
 			count_drop(s, e->msg, 0, e->share, "expired or too large");
-		entry_free(e);
+		entry_done(s, e);
 	}
+	load_disk_tail(s);
 }
 
 static bool queue_full(const struct session *s, const struct msg *m)
 {
 	const struct config *cfg = broker.cfg;
 
-	if (cfg->max_queued_messages && s->queue.n >= cfg->max_queued_messages)
+	if (cfg->max_queued_messages && s->queue.n + s->disk_n >= cfg->max_queued_messages)
 		return true;
 	return cfg->max_queued_bytes && s->queued_bytes + msg_size(m) > cfg->max_queued_bytes;
 }
@@ -334,10 +459,15 @@ int session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
 		count_drop(s, m, qos, share, "out of memory");
 		return -1;
 	}
+	e->seq = s->next_seq++;
+	if (spill_to_disk(s, e))
+		return SESSION_DELIVERED;
 	list_append(&s->queue, e);
 	s->queued_bytes += msg_size(m);
+	if (session_persistent(s) && (qos || !live))
+		save_entry(s, e);
 	session_pump(s);
-	return 0;
+	return SESSION_DELIVERED;
 }
 
 /* --- acknowledgements ----------------------------------------------------- */
@@ -356,7 +486,7 @@ static void finish(struct session *s, struct out_entry *e)
 {
 	plugin_acked(s, e->msg, e->qos, e->share);
 	list_remove(&s->inflight, e);
-	entry_free(e);
+	entry_done(s, e);
 	session_pump(s);
 }
 
@@ -380,11 +510,12 @@ int session_on_pubrec(struct session *s, uint16_t packet_id, uint8_t reason)
 		/* The receiver refused it: the exchange ends here [MQTT-4.3.3-4]. */
 		plugin_dropped(s, e->msg, e->qos, e->share, "refused by the client (PUBREC)");
 		list_remove(&s->inflight, e);
-		entry_free(e);
+		entry_done(s, e);
 		session_pump(s);
 		return 0;
 	}
 	e->state = OUT_RELEASED;
+	save_entry(s, e);
 	return 0;
 }
 
@@ -427,6 +558,8 @@ int session_rx_qos2_add(struct session *s, uint16_t packet_id)
 		s->cap_rx_qos2 = cap;
 	}
 	s->rx_qos2[s->n_rx_qos2++] = packet_id;
+	if (s->sid && session_persistent(s) && !restoring)
+		store_rx_put(s->sid, packet_id);
 	return 0;
 }
 
@@ -437,6 +570,8 @@ int session_rx_qos2_del(struct session *s, uint16_t packet_id)
 	for (i = 0; i < s->n_rx_qos2; i++) {
 		if (s->rx_qos2[i] == packet_id) {
 			s->rx_qos2[i] = s->rx_qos2[--s->n_rx_qos2];
+			if (s->sid)
+				store_rx_del(s->sid, packet_id);
 			return 0;
 		}
 	}
@@ -530,7 +665,7 @@ static void resend_inflight(struct session *s)
 		if (send_entry(s, e, e->sent_once)) {
 			list_remove(&s->inflight, e);
 			count_drop(s, e->msg, e->qos, e->share, "too large for the client now");
-			entry_free(e);
+			entry_done(s, e);
 		}
 	}
 }
@@ -538,6 +673,7 @@ static void resend_inflight(struct session *s)
 void session_attach(struct session *s, struct conn *c)
 {
 	s->conn = c;
+	s->disconnected_wall = 0;
 	broker_timer_del(&s->expiry_timer);
 	/* A will waiting out its delay is not sent when the client is back [MQTT-3.1.3-9]. */
 	session_clear_will(s);
@@ -566,6 +702,7 @@ void session_detach(struct session *s, bool graceful)
 	uint64_t now = clock_now_ms();
 
 	s->conn = NULL;
+	s->disconnected_wall = clock_wall_ms();
 	broker.stats.clients_connected--;
 	plugin_disconnect(s, graceful);
 	/* A broker that is shutting down publishes no wills into dying connections. */
@@ -586,6 +723,8 @@ void session_detach(struct session *s, bool graceful)
 	}
 	if (s->expiry_interval != UINT32_MAX)
 		broker_timer_add(&s->expiry_timer, now + (uint64_t)s->expiry_interval * 1000);
+	/* The store learns when it went offline (expiry across restarts) and the will. */
+	session_save(s);
 }
 
 static void unlink_session(struct session *s)
@@ -631,6 +770,8 @@ void session_destroy(struct session *s)
 	drop_list(s, &s->inflight);
 	drop_list(s, &s->queue);
 	plugin_session_gone(s);
+	if (s->sid)
+		store_session_del(s->sid); /* its subscriptions, deliveries and ids go with it */
 	if (s->conn)
 		s->conn->session = NULL;
 	mem_free(s->rx_qos2);
@@ -680,6 +821,8 @@ int session_subscribe(struct session *s, const char *filter, size_t len, uint8_t
 	if (pp) {
 		(*pp)->options = options;
 		(*pp)->subid = subid;
+		if (s->sid && session_persistent(s))
+			store_sub_put(s->sid, (*pp)->filter, options, subid);
 		return 0;
 	}
 	r = mem_calloc(1, sizeof(*r));
@@ -693,6 +836,8 @@ int session_subscribe(struct session *s, const char *filter, size_t len, uint8_t
 	r->next = s->subs;
 	s->subs = r;
 	s->n_subs++;
+	if (s->sid && session_persistent(s) && !restoring)
+		store_sub_put(s->sid, r->filter, options, subid);
 	return 0;
 }
 
@@ -706,7 +851,181 @@ int session_unsubscribe(struct session *s, const char *filter, size_t len)
 	*pp = r->next;
 	s->n_subs--;
 	router_unsubscribe(s, filter, len);
+	if (s->sid)
+		store_sub_del(s->sid, r->filter);
 	mem_free(r->filter);
 	mem_free(r);
 	return 0;
+}
+
+/* --- restore ------------------------------------------------------------------ */
+
+/*
+ * Sessions come back from the store offline, in sid order; their rows
+ * (subscriptions, deliveries, QoS 2 ids) then find them by sid through
+ * `restored`, a sorted array that lives only during the restore. Nothing is
+ * written back while restoring: the store already holds it.
+ */
+static struct session **restored;
+static size_t n_restored;
+
+static struct session *restored_sid(uint64_t sid)
+{
+	size_t lo = 0, hi = n_restored;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (restored[mid]->sid == sid)
+			return restored[mid];
+		if (restored[mid]->sid < sid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+static int restore_session(const struct store_session_row *r, void *arg)
+{
+	struct session **a, *s;
+
+	a = mem_realloc(restored, (n_restored + 1) * sizeof(*a));
+	if (!a || !(s = session_create(r->client_id, r->version))) {
+		msg_unref(r->will);
+		if (a)
+			restored = a;
+		return -1;
+	}
+	restored = a;
+	restored[n_restored++] = s;
+	s->sid = r->sid;
+	if (r->sid > max_sid)
+		max_sid = r->sid;
+	s->expiry_interval = r->expiry_interval;
+	s->clean = false;
+	s->next_seq = r->next_seq;
+	s->disconnected_wall = r->disconnected_wall;
+	s->will = r->will;
+	s->will_delay = r->will_delay;
+	return 0;
+}
+
+static int restore_sub(uint64_t sid, const char *filter, uint8_t options, uint32_t subid,
+		       void *arg)
+{
+	struct session *s = restored_sid(sid);
+	bool existed;
+
+	return s ? session_subscribe(s, filter, strlen(filter), options, subid, &existed) : 0;
+}
+
+static int restore_delivery(uint64_t sid, const struct store_delivery_row *r, void *arg)
+{
+	struct session *s = restored_sid(sid);
+	struct out_entry *e;
+
+	if (!s) {
+		msg_unref(r->msg);
+		return 0;
+	}
+	e = entry_new(r->msg, r->qos, r->retain, r->subids, r->n_subids, r->share);
+	msg_unref(r->msg); /* entry_new took its own */
+	if (!e)
+		return -1;
+	e->seq = r->seq;
+	e->stored = true;
+	e->state = r->state;
+	e->packet_id = r->packet_id;
+	e->sent_once = r->state != OUT_QUEUED;
+	if (r->seq >= s->next_seq)
+		s->next_seq = r->seq + 1;
+	if (e->state == OUT_QUEUED) {
+		list_append(&s->queue, e);
+		s->queued_bytes += msg_size(e->msg);
+	} else {
+		list_append(&s->inflight, e);
+	}
+	return 0;
+}
+
+static int restore_on_disk(uint64_t sid, uint64_t first_seq, uint64_t count, void *arg)
+{
+	struct session *s = restored_sid(sid);
+
+	if (s) {
+		s->disk_first_seq = first_seq;
+		s->disk_n = count;
+		if (first_seq + count > s->next_seq)
+			s->next_seq = first_seq + count;
+	}
+	return 0;
+}
+
+static int restore_rx(uint64_t sid, uint16_t packet_id, void *arg)
+{
+	struct session *s = restored_sid(sid);
+
+	return s ? session_rx_qos2_add(s, packet_id) : 0;
+}
+
+void session_restore_ops(struct store_restore_ops *ops)
+{
+	restoring = true;
+	ops->session = restore_session;
+	ops->sub = restore_sub;
+	ops->delivery = restore_delivery;
+	ops->on_disk = restore_on_disk;
+	ops->rx_qos2 = restore_rx;
+	ops->in_memory = broker.cfg->max_queued_in_memory;
+}
+
+/*
+ * The broker was down from heartbeat_wall on. A session that was connected
+ * then lost its connection at that moment, abnormally: its will is due
+ * after its delay. Session expiry counts the time the broker was down.
+ */
+static void resume_offline(struct session *s, uint64_t heartbeat_wall, uint64_t now_wall)
+{
+	uint64_t gone = s->disconnected_wall ? s->disconnected_wall : heartbeat_wall;
+	uint64_t elapsed = now_wall > gone ? now_wall - gone : 0, now = clock_now_ms();
+
+	s->disconnected_wall = gone;
+	if (s->expiry_interval != UINT32_MAX &&
+	    elapsed >= (uint64_t)s->expiry_interval * 1000) {
+		log_info("client '%s': session expired while the broker was down", s->client_id);
+		session_destroy(s); /* publishes the will, if any */
+		return;
+	}
+	if (s->expiry_interval != UINT32_MAX)
+		broker_timer_add(&s->expiry_timer,
+				 now + (uint64_t)s->expiry_interval * 1000 - elapsed);
+	if (s->will) {
+		uint64_t delay = (uint64_t)(s->will_delay < s->expiry_interval ? s->will_delay
+									 : s->expiry_interval) *
+				 1000;
+
+		if (elapsed >= delay)
+			publish_will(s);
+		else
+			broker_timer_add(&s->will_timer, now + delay - elapsed);
+	}
+}
+
+void session_restore_finish(uint64_t heartbeat_wall)
+{
+	uint64_t now_wall = clock_wall_ms();
+	size_t i, n = n_restored;
+	struct session **list = restored;
+
+	restoring = false;
+	restored = NULL;
+	n_restored = 0;
+	if (!heartbeat_wall)
+		heartbeat_wall = now_wall;
+	for (i = 0; i < n; i++)
+		resume_offline(list[i], heartbeat_wall, now_wall);
+	if (n)
+		log_notice("store: %zu persistent session(s) restored", session_count());
+	mem_free(list);
 }

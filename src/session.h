@@ -38,7 +38,9 @@ struct out_entry {
 	uint8_t state; /* enum out_state */
 	bool retain; /* RETAIN flag to send */
 	bool sent_once; /* a PUBLISH went out: resend with DUP */
+	bool stored; /* a delivery row exists in the store */
 	uint16_t packet_id;
+	uint64_t seq; /* position in the session's queue, also its key in the store */
 	uint16_t n_subids;
 	uint32_t subid; /* the first subscription identifier */
 	uint32_t *more_subids; /* the rest, when n_subids > 1 */
@@ -60,6 +62,9 @@ struct sub_rec {
 struct session {
 	struct session *hnext; /* hash chain */
 	char *client_id;
+	uint64_t sid; /* its key in the store; 0 while it has never been stored */
+	uint64_t next_seq; /* seq of the next out_entry */
+	uint64_t disconnected_wall; /* when it went offline (wall ms); 0 while connected */
 	struct conn *conn; /* NULL while offline */
 	uint8_t version;
 	bool clean; /* ends with its connection (3.1.1 clean session, 5 expiry 0) */
@@ -72,6 +77,13 @@ struct session {
 	struct out_list inflight;
 	struct out_list queue;
 	uint64_t queued_bytes;
+	/*
+	 * Disk-backed tail of the queue (persistence on): disk_n entries from
+	 * seq disk_first_seq on are only in the store, all after every entry
+	 * in `queue`; they are read back as the queue drains.
+	 */
+	uint64_t disk_first_seq, disk_n;
+	bool loading; /* a read of the disk tail is on its way */
 	uint16_t next_packet_id;
 
 	uint16_t *rx_qos2; /* incoming QoS 2 packet ids awaiting PUBREL */
@@ -135,5 +147,16 @@ void session_clear_will(struct session *s);
 void session_pump(struct session *s);
 /* How many QoS 1/2 messages may be in flight to s now (its Receive Maximum and ours). */
 uint16_t session_window(const struct session *s);
+
+/* Kept in the store: persistence is on and the session outlives its connection. */
+bool session_persistent(const struct session *s);
+/* Writes the session row (expiry, will, ...) when the session is persistent. */
+void session_save(struct session *s);
+
+/* Start-up: rebuilding sessions from the store (store_restore's callbacks). */
+struct store_restore_ops;
+void session_restore_ops(struct store_restore_ops *ops);
+/* After the restore: expire what expired while the broker was down, arm wills and timers. */
+void session_restore_finish(uint64_t heartbeat_wall);
 
 #endif

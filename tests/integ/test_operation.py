@@ -20,7 +20,8 @@ ONLY_SLUICE = "sluice's own command line and directives"
 
 def run_sluice(args, timeout=10):
 	return subprocess.run([broker_binary()] + args, stdout=subprocess.PIPE,
-			      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout)
+			      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout,
+			      cwd=tempfile.mkdtemp(prefix="sluice-run-"))
 
 
 def write_conf(text):
@@ -36,8 +37,11 @@ class Proc:
 
 	def __init__(self, args, cwd=None):
 		self.out = tempfile.TemporaryFile()
+		# its own working directory: the default database is data/sluice.db there
+		self.cwd = cwd or tempfile.mkdtemp(prefix="sluice-proc-")
 		self.p = subprocess.Popen([broker_binary()] + args, stdout=self.out,
-					  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd)
+					  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+					  cwd=self.cwd)
 
 	def wait_port(self, port, host="127.0.0.1", family=socket.AF_INET):
 		def up():
