@@ -114,6 +114,7 @@ int broker_init(const struct config *cfg)
 	broker.start_wall_ms = clock_wall_ms();
 	timers_init(&broker.timers);
 	buf_init(&broker.scratch);
+	session_init();
 	if (router_init()) {
 		log_err("out of memory at start-up");
 		return -1;

@@ -31,6 +31,7 @@ struct msg *msg_new(const struct msg_spec *s)
 	p = (char *)(m + 1);
 	m->refs = 1;
 	m->stored = false;
+	m->fence = 0;
 	m->qos = s->qos;
 	m->retain = s->retain;
 	m->topic_len = (uint16_t)s->topic_len;

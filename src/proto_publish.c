@@ -246,6 +246,9 @@ static int route(struct conn *c, const struct mqtt_publish *p, const char *topic
 		conn_close(c, -1, "out of memory");
 		return -1;
 	}
+	/* Exactly once across a crash: a QoS 2 message waits for its commit (session.c). */
+	if (p->qos == 2)
+		m->fence = store_fence();
 	v = plugin_publish(m, c->client_id, c->version, 0, &res);
 	if (v == SP_REJECT) {
 		rc = refused(c, p, m, &res);

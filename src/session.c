@@ -1,5 +1,6 @@
 /*
- * session.c - sessions by client id, their outgoing windows and queues.
+ * session.c - sessions by client id, their outgoing windows and queues, and
+ * what of them is kept in the store.
  *
  * The table is a chained hash keyed by client id that doubles when the load
  * passes one entry per bucket.
@@ -9,9 +10,18 @@
  *   the list is in the order the PUBLISHes were first sent;
  * - `queue` holds entries in arrival order; nothing is sent out of it while
  *   earlier entries wait (QoS 0 entries in it are ones kept for an offline
- *   session and go out in their turn);
+ *   session, or waiting for a fence, and go out in their turn);
+ * - with a disk tail (disk_n > 0) every entry in memory comes before every
+ *   entry on disk, so reading the tail back keeps the order;
  * - a session with no connection has conn == NULL and, unless it never
  *   expires, an armed expiry timer.
+ *
+ * Persistence: a persistent session (session_persistent) has a sid, and
+ * every change that must survive a restart is queued for the store as it
+ * happens: the session row, each subscription, each delivery (with its
+ * state and packet id), each incoming QoS 2 id. The store commits them in
+ * order; acknowledgements to clients wait for that commit elsewhere
+ * (proto_ack). The restore at the end of this file rebuilds it all.
  *
  * Drops are never silent: each one is counted in broker.stats and a QoS 1/2
  * drop is logged with the client id.
@@ -32,6 +42,9 @@
 
 static struct session **table;
 static size_t table_size, n_sessions;
+/* Sessions whose queue head waits for a commit (fenced QoS 2 messages). */
+static struct session **fence_waiters;
+static size_t n_fence_waiters, cap_fence_waiters;
 static uint64_t max_sid; /* the largest sid handed out or read back */
 static bool restoring; /* rebuilding from the store: write nothing back */
 
@@ -69,6 +82,13 @@ static int table_grow(void)
 	table = t;
 	table_size = size;
 	return 0;
+}
+
+static void on_commit(void);
+
+void session_init(void)
+{
+	store_set_commit_hook(on_commit);
 }
 
 struct session *session_find(const char *client_id)
@@ -385,11 +405,68 @@ static void load_disk_tail(struct session *s)
 			      (void *)(uintptr_t)s->sid);
 }
 
+/*
+ * A message published at QoS 2 goes out only once the batch recording it
+ * (its packet id, its deliveries) is committed: after a crash before that
+ * commit the publisher resends it, and subscribers must not then see it
+ * twice [MQTT-4.3.3]. Until then it waits at the head of the queue.
+ */
+static bool wait_fence(struct session *s, const struct msg *m)
+{
+	if (!store_fenced(m->fence))
+		return false;
+	if (!s->fence_wait) {
+		if (n_fence_waiters == cap_fence_waiters) {
+			size_t cap = cap_fence_waiters ? cap_fence_waiters * 2 : 16;
+			struct session **a = mem_realloc(fence_waiters, cap * sizeof(*a));
+
+			if (!a)
+				return false; /* cannot wait: send now rather than stall */
+			fence_waiters = a;
+			cap_fence_waiters = cap;
+		}
+		fence_waiters[n_fence_waiters++] = s;
+		s->fence_wait = true;
+	}
+	return true;
+}
+
+static void unwait_fence(struct session *s)
+{
+	size_t i;
+
+	if (!s->fence_wait)
+		return;
+	for (i = 0; i < n_fence_waiters; i++)
+		if (fence_waiters[i] == s)
+			fence_waiters[i] = fence_waiters[--n_fence_waiters];
+	s->fence_wait = false;
+}
+
+/* store commit hook: sessions waiting on a fence go on. */
+static void on_commit(void)
+{
+	size_t n = n_fence_waiters, i;
+	struct session **list = fence_waiters;
+
+	if (!n)
+		return;
+	fence_waiters = NULL;
+	n_fence_waiters = cap_fence_waiters = 0;
+	for (i = 0; i < n; i++)
+		list[i]->fence_wait = false;
+	for (i = 0; i < n; i++)
+		session_pump(list[i]);
+	mem_free(list);
+}
+
 void session_pump(struct session *s)
 {
 	while (s->conn && s->conn->state == CONN_ACTIVE && s->queue.head) {
 		struct out_entry *e = s->queue.head;
 
+		if (wait_fence(s, e->msg))
+			break;
 		if (e->qos && s->inflight.n >= session_window(s))
 			break;
 		list_remove(&s->queue, e);
@@ -443,7 +520,7 @@ int session_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
 	struct out_entry *e;
 
 	if (!qos && (live || !broker.cfg->queue_qos0_messages || s->clean)) {
-		if (live && !s->queue.n)
+		if (live && !s->queue.n && !store_fenced(m->fence))
 			return deliver_qos0(s, m, retain, subids, n_subids);
 		if (!live) {
 			count_drop(s, m, 0, share, "client offline");
@@ -769,6 +846,7 @@ void session_destroy(struct session *s)
 	publish_will(s);
 	drop_list(s, &s->inflight);
 	drop_list(s, &s->queue);
+	unwait_fence(s);
 	plugin_session_gone(s);
 	if (s->sid)
 		store_session_del(s->sid); /* its subscriptions, deliveries and ids go with it */

@@ -84,6 +84,7 @@ struct session {
 	 */
 	uint64_t disk_first_seq, disk_n;
 	bool loading; /* a read of the disk tail is on its way */
+	bool fence_wait; /* its queue waits for a store commit (a QoS 2 message) */
 	uint16_t next_packet_id;
 
 	uint16_t *rx_qos2; /* incoming QoS 2 packet ids awaiting PUBREL */
@@ -97,6 +98,7 @@ struct session {
 	struct timer will_timer;
 };
 
+void session_init(void);
 struct session *session_find(const char *client_id);
 /* Creates an empty session (one reference held by the table). NULL on OOM. */
 struct session *session_create(const char *client_id, uint8_t version);

@@ -66,6 +66,7 @@ enum op_type {
 	OP_HEARTBEAT,
 	OP_DONE, /* a store_after_commit callback: ends a unit */
 	OP_LOAD, /* a read of deliveries for a disk-backed queue */
+	OP_NOP, /* nothing: makes a batch exist so that a fence clears */
 };
 
 /* A delivery as the writer read it: numbers, and offsets into `bytes`. */
@@ -98,6 +99,7 @@ struct op {
 
 struct batch {
 	struct batch *next;
+	uint64_t seq;
 	struct op *ops;
 	size_t n, cap;
 };
@@ -114,6 +116,9 @@ static bool stopping;
 static bool busy; /* loop's view: a batch is with the writer or not yet polled */
 static struct batch *open_batch;
 static struct store_stats stats;
+static uint64_t open_seq = 1; /* number of the open batch; batches commit in order */
+static uint64_t committed_seq; /* number of the last batch whose callbacks ran */
+static void (*commit_hook)(void);
 
 /* --- SQL ---------------------------------------------------------------------- */
 
@@ -722,7 +727,16 @@ void store_delivery_put(uint64_t sid, const struct out_entry *e)
 
 void store_delivery_update(uint64_t sid, const struct out_entry *e)
 {
-	struct op *o = op_add(OP_DELIVERY_UPDATE);
+	struct op *o = open_batch && open_batch->n ? &open_batch->ops[open_batch->n - 1] : NULL;
+
+	/* The common case: sent right after it was queued, in the same batch. */
+	if (o && o->type == OP_DELIVERY_PUT && o->i[0] == (int64_t)sid &&
+	    o->i[1] == (int64_t)e->seq) {
+		o->i[3] = e->state;
+		o->i[4] = e->packet_id;
+		return;
+	}
+	o = op_add(OP_DELIVERY_UPDATE);
 
 	if (!o)
 		return;
@@ -866,6 +880,7 @@ void store_kick(void)
 		/* Before the writer runs (start-up, shutdown), write synchronously. */
 		return;
 	}
+	open_batch->seq = open_seq++;
 	pthread_mutex_lock(&lock);
 	todo = open_batch;
 	pthread_cond_signal(&cond);
@@ -942,9 +957,32 @@ void store_poll(void)
 	busy = false;
 	for (; b; b = next) {
 		next = b->next;
+		committed_seq = b->seq;
 		finish_batch(b);
 	}
+	if (commit_hook)
+		commit_hook();
 	store_kick();
+}
+
+uint64_t store_fence(void)
+{
+	if (!enabled || !writer_started)
+		return 0;
+	/* An empty open batch is never committed: give it something to commit. */
+	if ((!open_batch || !open_batch->n) && !op_add(OP_NOP))
+		return 0;
+	return open_seq;
+}
+
+bool store_fenced(uint64_t fence)
+{
+	return fence && fence > committed_seq && enabled && writer_started;
+}
+
+void store_set_commit_hook(void (*on_commit)(void))
+{
+	commit_hook = on_commit;
 }
 
 void store_get_stats(struct store_stats *st)

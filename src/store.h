@@ -128,6 +128,15 @@ typedef void (*store_loaded_fn)(void *arg, int status, const struct store_delive
 void store_load_deliveries(uint64_t sid, uint64_t first_seq, size_t max, store_loaded_fn fn,
 			   void *arg);
 
+/*
+ * Commit fences. store_fence() names the open batch: everything queued so
+ * far is committed once store_fenced(fence) turns false. on_commit runs on
+ * the loop after each committed batch (sessions waiting on a fence go on).
+ */
+uint64_t store_fence(void);
+bool store_fenced(uint64_t fence);
+void store_set_commit_hook(void (*on_commit)(void));
+
 /* Counters for $SYS. */
 struct store_stats {
 	uint64_t commits, ops, failed_commits;
