@@ -1,0 +1,473 @@
+/*
+ * test_store.c - the SQLite store on its own: what is written comes back
+ * through store_restore, callbacks run after the commit and in order, a
+ * full database refuses exactly the units that do not fit, fences clear on
+ * commit, and a database that is newer or not a database is refused and left
+ * untouched.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "msg.h"
+#include "session.h"
+#include "store.h"
+
+static char dir[256], path[300];
+static struct config cfg;
+
+static int setup(void **state)
+{
+	snprintf(dir, sizeof(dir), "/tmp/sluice-test-store-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/db/sluice.db", dir);
+	config_defaults(&cfg);
+	cfg.persistence_file = path;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char cmd[400];
+
+	store_close();
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+	cfg.persistence_file = NULL; /* not ours to free */
+	return 0;
+}
+
+/* Polls the store until cond holds (callbacks arrive on store_poll). */
+#define WAIT_FOR(cond)                                                          \
+	do {                                                                    \
+		int spins_ = 0;                                                 \
+		while (!(cond) && spins_++ < 4000) {                            \
+			store_kick();                                           \
+			store_poll();                                           \
+			nanosleep(&(struct timespec){ 0, 500000 }, NULL);       \
+		}                                                               \
+		assert_true(cond);                                              \
+	} while (0)
+
+static int calls[8], statuses[8], n_calls;
+
+static void on_done(void *arg, int status)
+{
+	calls[n_calls] = (int)(intptr_t)arg;
+	statuses[n_calls++] = status;
+}
+
+static struct msg *make_msg(const char *topic, const char *payload, uint8_t qos)
+{
+	struct msg_spec s;
+
+	memset(&s, 0, sizeof(s));
+	s.topic = topic;
+	s.topic_len = strlen(topic);
+	s.payload = payload;
+	s.payload_len = strlen(payload);
+	s.qos = qos;
+	s.sender = "pub";
+	return msg_new(&s);
+}
+
+/* --- what the restore hands back ------------------------------------------------ */
+
+struct seen {
+	int sessions, subs, deliveries, rx, retained, kv;
+	uint64_t sid, first_disk, n_disk;
+	char client_id[64], filter[64], payload[64], kv_val[64];
+	uint64_t seq;
+	uint16_t packet_id;
+	uint8_t state;
+};
+
+static int r_session(const struct store_session_row *r, void *arg)
+{
+	struct seen *s = arg;
+
+	s->sessions++;
+	s->sid = r->sid;
+	snprintf(s->client_id, sizeof(s->client_id), "%s", r->client_id);
+	msg_unref(r->will);
+	return 0;
+}
+
+static int r_sub(uint64_t sid, const char *filter, uint8_t options, uint32_t subid, void *arg)
+{
+	struct seen *s = arg;
+
+	s->subs++;
+	snprintf(s->filter, sizeof(s->filter), "%s", filter);
+	return 0;
+}
+
+static int r_delivery(uint64_t sid, const struct store_delivery_row *r, void *arg)
+{
+	struct seen *s = arg;
+
+	s->deliveries++;
+	s->seq = r->seq;
+	s->state = r->state;
+	s->packet_id = r->packet_id;
+	snprintf(s->payload, sizeof(s->payload), "%.*s", (int)r->msg->payload_len,
+		 (const char *)r->msg->payload);
+	msg_unref(r->msg);
+	return 0;
+}
+
+static int r_on_disk(uint64_t sid, uint64_t first_seq, uint64_t count, void *arg)
+{
+	struct seen *s = arg;
+
+	s->first_disk = first_seq;
+	s->n_disk = count;
+	return 0;
+}
+
+static int r_rx(uint64_t sid, uint16_t packet_id, void *arg)
+{
+	((struct seen *)arg)->rx++;
+	return 0;
+}
+
+static int r_retained(struct msg *m, void *arg)
+{
+	((struct seen *)arg)->retained++;
+	msg_unref(m);
+	return 0;
+}
+
+static int r_kv(const char *plugin, const void *k, size_t kl, const void *v, size_t vl,
+		void *arg)
+{
+	struct seen *s = arg;
+
+	s->kv++;
+	snprintf(s->kv_val, sizeof(s->kv_val), "%.*s", (int)vl, (const char *)v);
+	return 0;
+}
+
+static void restore_into(struct seen *s, uint32_t in_memory)
+{
+	struct store_restore_ops ops = { r_session, r_sub, r_delivery, r_on_disk, r_rx,
+					 r_retained, r_kv, s, in_memory };
+	uint64_t hb;
+
+	memset(s, 0, sizeof(*s));
+	assert_int_equal(store_restore(&ops, &hb), 0);
+}
+
+static void fake_session(struct session *s, uint64_t sid)
+{
+	memset(s, 0, sizeof(*s));
+	s->client_id = "client-1";
+	s->sid = sid;
+	s->version = 5;
+	s->expiry_interval = 3600;
+	s->next_seq = 1;
+}
+
+static void fake_entry(struct out_entry *e, struct msg *m, uint64_t seq)
+{
+	memset(e, 0, sizeof(*e));
+	e->msg = m;
+	e->qos = 1;
+	e->seq = seq;
+}
+
+static void round_trip_through_restore(void **state)
+{
+	struct session s;
+	struct out_entry e;
+	struct msg *m = make_msg("a/b", "hello", 1), *r = make_msg("ret/x", "kept", 1);
+	struct seen seen;
+
+	r->retain = true;
+	assert_int_equal(store_open(&cfg), 0);
+	assert_int_equal(store_start(), 0);
+	fake_session(&s, 7);
+	store_session_put(&s);
+	store_sub_put(7, "a/#", 1, 0);
+	fake_entry(&e, m, 1);
+	store_delivery_put(7, &e);
+	e.state = OUT_PUBLISHED;
+	e.packet_id = 42;
+	store_delivery_update(7, &e);
+	store_rx_put(7, 9);
+	store_retained_put(r);
+	store_kv_put("plug", "k", 1, "value", 5);
+	n_calls = 0;
+	store_after_commit(on_done, (void *)1);
+	WAIT_FOR(n_calls == 1);
+	assert_int_equal(statuses[0], 0);
+	store_close();
+
+	assert_int_equal(store_open(&cfg), 0);
+	restore_into(&seen, 100);
+	assert_int_equal(seen.sessions, 1);
+	assert_int_equal(seen.sid, 7);
+	assert_string_equal(seen.client_id, "client-1");
+	assert_int_equal(seen.subs, 1);
+	assert_string_equal(seen.filter, "a/#");
+	assert_int_equal(seen.deliveries, 1);
+	assert_string_equal(seen.payload, "hello");
+	assert_int_equal(seen.state, OUT_PUBLISHED);
+	assert_int_equal(seen.packet_id, 42);
+	assert_int_equal(seen.rx, 1);
+	assert_int_equal(seen.retained, 1);
+	assert_int_equal(seen.kv, 1);
+	assert_string_equal(seen.kv_val, "value");
+	msg_unref(m);
+	msg_unref(r);
+}
+
+static void deleted_rows_stay_deleted(void **state)
+{
+	struct session s;
+	struct out_entry e;
+	struct msg *m = make_msg("a/b", "gone", 1);
+	struct seen seen;
+
+	assert_int_equal(store_open(&cfg), 0);
+	assert_int_equal(store_start(), 0);
+	fake_session(&s, 3);
+	store_session_put(&s);
+	fake_entry(&e, m, 5);
+	store_delivery_put(3, &e);
+	store_rx_put(3, 1);
+	n_calls = 0;
+	store_after_commit(on_done, (void *)1);
+	WAIT_FOR(n_calls == 1);
+	store_delivery_del(3, 5, m->id);
+	store_rx_del(3, 1);
+	store_after_commit(on_done, (void *)2);
+	WAIT_FOR(n_calls == 2);
+	store_close();
+
+	assert_int_equal(store_open(&cfg), 0);
+	restore_into(&seen, 100);
+	assert_int_equal(seen.sessions, 1);
+	assert_int_equal(seen.deliveries, 0);
+	assert_int_equal(seen.rx, 0);
+	msg_unref(m);
+}
+
+static void long_queue_is_left_on_disk(void **state)
+{
+	struct session s;
+	struct out_entry e;
+	struct msg *m = make_msg("q", "x", 1);
+	struct seen seen;
+	uint64_t seq;
+
+	assert_int_equal(store_open(&cfg), 0);
+	assert_int_equal(store_start(), 0);
+	fake_session(&s, 1);
+	store_session_put(&s);
+	for (seq = 1; seq <= 50; seq++) {
+		fake_entry(&e, m, seq);
+		store_delivery_put(1, &e);
+	}
+	n_calls = 0;
+	store_after_commit(on_done, (void *)1);
+	WAIT_FOR(n_calls == 1);
+	store_close();
+
+	assert_int_equal(store_open(&cfg), 0);
+	restore_into(&seen, 20);
+	assert_int_equal(seen.deliveries, 20);
+	assert_int_equal(seen.seq, 20);
+	assert_int_equal(seen.first_disk, 21);
+	assert_int_equal(seen.n_disk, 30);
+	msg_unref(m);
+}
+
+static size_t loaded_n;
+static uint64_t loaded_first;
+
+static void on_loaded(void *arg, int status, const struct store_delivery_row *rows, size_t n)
+{
+	assert_int_equal(status, 0);
+	loaded_n = n;
+	loaded_first = n ? rows[0].seq : 0;
+	n_calls++;
+}
+
+static void disk_tail_reads_back_in_order(void **state)
+{
+	struct session s;
+	struct out_entry e;
+	struct msg *m = make_msg("q", "x", 1);
+	uint64_t seq;
+
+	assert_int_equal(store_open(&cfg), 0);
+	assert_int_equal(store_start(), 0);
+	fake_session(&s, 1);
+	store_session_put(&s);
+	for (seq = 10; seq < 40; seq++) {
+		fake_entry(&e, m, seq);
+		store_delivery_put(1, &e);
+	}
+	n_calls = 0;
+	/* The read queues behind the writes: it sees them. */
+	store_load_deliveries(1, 25, 10, on_loaded, NULL);
+	WAIT_FOR(n_calls == 1);
+	assert_int_equal(loaded_n, 10);
+	assert_int_equal(loaded_first, 25);
+	msg_unref(m);
+}
+
+static void callbacks_run_in_order_and_at_once_when_idle(void **state)
+{
+	struct session s;
+
+	assert_int_equal(store_open(&cfg), 0);
+	assert_int_equal(store_start(), 0);
+	n_calls = 0;
+	store_after_commit(on_done, (void *)1); /* nothing pending: at once */
+	assert_int_equal(n_calls, 1);
+	fake_session(&s, 1);
+	store_session_put(&s);
+	store_after_commit(on_done, (void *)2);
+	store_after_commit(on_done, (void *)3);
+	assert_int_equal(n_calls, 1);
+	WAIT_FOR(n_calls == 3);
+	assert_int_equal(calls[1], 2);
+	assert_int_equal(calls[2], 3);
+}
+
+static void fence_clears_on_commit(void **state)
+{
+	uint64_t f;
+
+	assert_int_equal(store_open(&cfg), 0);
+	assert_int_equal(store_start(), 0);
+	f = store_fence();
+	assert_true(f != 0);
+	assert_true(store_fenced(f));
+	WAIT_FOR(!store_fenced(f));
+}
+
+static void full_store_refuses_only_what_does_not_fit(void **state)
+{
+	static char big[20000];
+	char key[16];
+	int i;
+
+	memset(big, 'x', sizeof(big));
+	cfg.persistence_max_bytes = 65536;
+	assert_int_equal(store_open(&cfg), 0);
+	assert_int_equal(store_start(), 0);
+	n_calls = 0;
+	store_kv_put("p", "small", 5, "v", 1);
+	store_after_commit(on_done, (void *)1); /* fits */
+	for (i = 0; i < 6; i++) {
+		snprintf(key, sizeof(key), "big%d", i);
+		store_kv_put("p", key, strlen(key), big, sizeof(big));
+	}
+	store_after_commit(on_done, (void *)2); /* 120 kB: cannot fit in 64 kB */
+	store_kv_put("p", "small2", 6, "v", 1);
+	store_after_commit(on_done, (void *)3); /* fits again */
+	WAIT_FOR(n_calls == 3);
+	assert_int_equal(statuses[0], 0);
+	assert_int_equal(statuses[1], -ENOSPC);
+	assert_int_equal(statuses[2], 0);
+	cfg.persistence_max_bytes = 0;
+}
+
+static void set_user_version(int v)
+{
+	sqlite3 *db;
+	char sql[64];
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static long file_size(const char *p)
+{
+	FILE *f = fopen(p, "rb");
+	long n;
+
+	assert_non_null(f);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fclose(f);
+	return n;
+}
+
+static void newer_schema_is_refused_untouched(void **state)
+{
+	long before;
+
+	assert_int_equal(store_open(&cfg), 0);
+	store_close();
+	set_user_version(99);
+	before = file_size(path);
+	assert_int_equal(store_open(&cfg), -1);
+	assert_false(store_on());
+	assert_int_equal(file_size(path), before);
+}
+
+static void garbage_file_is_refused_untouched(void **state)
+{
+	char d[300];
+	FILE *f;
+
+	snprintf(d, sizeof(d), "%s/db", dir);
+	mkdir(d, 0700);
+	f = fopen(path, "wb");
+	assert_non_null(f);
+	for (int i = 0; i < 4096; i++)
+		fputc(i * 7 & 0xff, f);
+	fclose(f);
+	assert_int_equal(store_open(&cfg), -1);
+	assert_int_equal(file_size(path), 4096);
+}
+
+static void persistence_off_does_nothing(void **state)
+{
+	cfg.persistence = false;
+	assert_int_equal(store_open(&cfg), 0);
+	assert_false(store_on());
+	n_calls = 0;
+	store_after_commit(on_done, (void *)1);
+	assert_int_equal(n_calls, 1);
+	assert_int_equal(access(path, F_OK), -1);
+	cfg.persistence = true;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(round_trip_through_restore, setup, teardown),
+		cmocka_unit_test_setup_teardown(deleted_rows_stay_deleted, setup, teardown),
+		cmocka_unit_test_setup_teardown(long_queue_is_left_on_disk, setup, teardown),
+		cmocka_unit_test_setup_teardown(disk_tail_reads_back_in_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(callbacks_run_in_order_and_at_once_when_idle, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(fence_clears_on_commit, setup, teardown),
+		cmocka_unit_test_setup_teardown(full_store_refuses_only_what_does_not_fit, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(newer_schema_is_refused_untouched, setup, teardown),
+		cmocka_unit_test_setup_teardown(garbage_file_is_refused_untouched, setup, teardown),
+		cmocka_unit_test_setup_teardown(persistence_off_does_nothing, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
