@@ -32,6 +32,7 @@ struct msg *msg_new(const struct msg_spec *s)
 	m->refs = 1;
 	m->stored = false;
 	m->fence = 0;
+	m->first_put_batch = 0;
 	m->qos = s->qos;
 	m->retain = s->retain;
 	m->topic_len = (uint16_t)s->topic_len;

@@ -17,6 +17,7 @@ struct msg {
 	uint32_t refs;
 	bool stored; /* the store holds a row for it (broker bookkeeping, not content) */
 	uint64_t fence; /* store batch that must commit before it is sent (QoS 2), or 0 */
+	uint64_t first_put_batch; /* store batch of its first delivery row, or 0 */
 	uint8_t qos; /* as published */
 	bool retain; /* as published */
 	uint16_t topic_len;

@@ -123,6 +123,7 @@ struct session *session_create(const char *client_id, uint8_t version)
 	}
 	s->version = version;
 	s->next_packet_id = 1;
+	s->next_seq = 1; /* seq 0 means none in the store */
 	timer_init(&s->expiry_timer, on_expiry, s);
 	timer_init(&s->will_timer, on_will_delay, s);
 	b = hash_id(client_id) & (table_size - 1);

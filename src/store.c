@@ -102,6 +102,14 @@ struct batch {
 	uint64_t seq;
 	struct op *ops;
 	size_t n, cap;
+	/* (sid, seq) -> index of its OP_DELIVERY_PUT in ops, for cancelling (below) */
+	struct put_slot *puts;
+	size_t puts_used, puts_cap;
+};
+
+struct put_slot {
+	uint64_t sid, seq; /* sid 0: free */
+	size_t idx;
 };
 
 static sqlite3 *db;
@@ -621,7 +629,64 @@ static void batch_free(struct batch *b)
 	for (i = 0; i < b->n; i++)
 		op_free(&b->ops[i]);
 	mem_free(b->ops);
+	mem_free(b->puts);
 	mem_free(b);
+}
+
+/*
+ * Cancelling. A delivery acknowledged before its batch reached the writer
+ * never needs to touch the disk: the put is turned into a no-op and the
+ * delete is not queued. Under load, when batches are large, this is most
+ * deliveries to connected subscribers. The index is a small open-addressed
+ * hash of the open batch's puts.
+ */
+static size_t put_hash(uint64_t sid, uint64_t seq, size_t mask)
+{
+	return (size_t)((sid * 0x9E3779B97F4A7C15ull) ^ (seq * 0xC2B2AE3D27D4EB4Full)) & mask;
+}
+
+static void put_index_add(struct batch *b, uint64_t sid, uint64_t seq, size_t idx)
+{
+	size_t i, mask;
+
+	if ((b->puts_used + 1) * 2 > b->puts_cap) {
+		size_t cap = b->puts_cap ? b->puts_cap * 2 : 256;
+		struct put_slot *a = mem_calloc(cap, sizeof(*a)), *old = b->puts;
+
+		if (!a)
+			return; /* no index: this put simply cannot be cancelled */
+		b->puts = a;
+		for (i = 0; i < b->puts_cap; i++)
+			if (old[i].sid) {
+				size_t j = put_hash(old[i].sid, old[i].seq, cap - 1);
+
+				while (a[j].sid)
+					j = (j + 1) & (cap - 1);
+				a[j] = old[i];
+			}
+		mem_free(old);
+		b->puts_cap = cap;
+	}
+	mask = b->puts_cap - 1;
+	for (i = put_hash(sid, seq, mask); b->puts[i].sid; i = (i + 1) & mask)
+		;
+	b->puts[i] = (struct put_slot){ sid, seq, idx };
+	b->puts_used++;
+}
+
+/* The open batch's put of (sid, seq), or NULL. */
+static struct op *put_find(uint64_t sid, uint64_t seq)
+{
+	struct batch *b = open_batch;
+	size_t i, mask;
+
+	if (!b || !b->puts_cap)
+		return NULL;
+	mask = b->puts_cap - 1;
+	for (i = put_hash(sid, seq, mask); b->puts[i].sid; i = (i + 1) & mask)
+		if (b->puts[i].sid == sid && b->puts[i].seq == seq)
+			return &b->ops[b->puts[i].idx];
+	return NULL;
 }
 
 static void *copy(const void *p, size_t n)
@@ -702,6 +767,9 @@ void store_delivery_put(uint64_t sid, const struct out_entry *e)
 
 	if (!o)
 		return;
+	put_index_add(open_batch, sid, e->seq, (size_t)(o - open_batch->ops));
+	if (!e->msg->first_put_batch)
+		e->msg->first_put_batch = open_seq;
 	o->i[0] = (int64_t)sid;
 	o->i[1] = (int64_t)e->seq;
 	o->i[2] = e->qos | (e->retain ? 4 : 0);
@@ -727,11 +795,10 @@ void store_delivery_put(uint64_t sid, const struct out_entry *e)
 
 void store_delivery_update(uint64_t sid, const struct out_entry *e)
 {
-	struct op *o = open_batch && open_batch->n ? &open_batch->ops[open_batch->n - 1] : NULL;
+	struct op *o = put_find(sid, e->seq);
 
-	/* The common case: sent right after it was queued, in the same batch. */
-	if (o && o->type == OP_DELIVERY_PUT && o->i[0] == (int64_t)sid &&
-	    o->i[1] == (int64_t)e->seq) {
+	/* Its row is still only in the open batch: write the new state there. */
+	if (o && o->type == OP_DELIVERY_PUT) {
 		o->i[3] = e->state;
 		o->i[4] = e->packet_id;
 		return;
@@ -748,8 +815,23 @@ void store_delivery_update(uint64_t sid, const struct out_entry *e)
 
 void store_delivery_del(uint64_t sid, uint64_t seq, uint64_t msg_id)
 {
-	struct op *o = op_add(OP_DELIVERY_DEL);
+	struct op *o = put_find(sid, seq);
 
+	if (o && o->type == OP_DELIVERY_PUT) {
+		/* Never written: cancel the put. If every row of the message was
+		 * put in this same batch, the message never reaches the disk
+		 * through this one; else a delete with no delivery to remove
+		 * collects it once it is unreferenced. */
+		bool only_here = o->msg->first_put_batch == open_seq;
+
+		op_free(o);
+		memset(o, 0, sizeof(*o));
+		o->type = OP_NOP;
+		if (only_here)
+			return;
+		seq = 0;
+	}
+	o = op_add(OP_DELIVERY_DEL);
 	if (!o)
 		return;
 	o->i[0] = (int64_t)sid;
@@ -1135,6 +1217,8 @@ static int exec_delivery_del(const struct op *o)
 	sqlite3_stmt *st = bind(S_DELIVERY_DEL);
 	int rc;
 
+	if (!o->i[1]) /* a cancelled put: only collect the message */
+		return gc_msg(o->i[2]);
 	sqlite3_bind_int64(st, 1, o->i[0]);
 	sqlite3_bind_int64(st, 2, o->i[1]);
 	rc = run(st);
@@ -1422,8 +1506,14 @@ void store_close(void)
 	int i;
 
 	if (writer_started) {
-		/* Let the writer finish what it has, then write the rest here. */
-		while (busy) {
+		/*
+		 * Let the writer finish what it has (its callbacks may queue a
+		 * little more), then write the rest here. Bounded: a shutdown
+		 * never hangs on the store.
+		 */
+		uint64_t until = clock_now_ms() + 10000;
+
+		while (busy && clock_now_ms() < until) {
 			pthread_mutex_lock(&lock);
 			bool ready = done_head != NULL;
 			pthread_mutex_unlock(&lock);
@@ -1431,15 +1521,20 @@ void store_close(void)
 				store_poll();
 			else
 				nanosleep(&(struct timespec){ 0, 1000000 }, NULL);
-			if (!busy)
-				break;
 		}
+		if (busy)
+			log_err("store: the writer did not finish within 10 s; stopping anyway");
 		pthread_mutex_lock(&lock);
 		stopping = true;
 		pthread_cond_signal(&cond);
 		pthread_mutex_unlock(&lock);
 		pthread_join(writer, NULL);
 		writer_started = false;
+		/* A batch it committed after the wait above: its callbacks still run. */
+		if (done_head) {
+			busy = true;
+			store_poll();
+		}
 	}
 	if (db && open_batch && open_batch->n)
 		write_batch(open_batch);
