@@ -309,11 +309,13 @@ int proto_puback(struct conn *c, uint8_t type, const struct mqtt_ack *a)
 	case MQTT_PUBREC:
 		if (session_on_pubrec(s, a->packet_id, a->reason))
 			/* [MQTT-4.3.3-?] unknown id: release it anyway, saying so. */
-			return conn_send_ack(c, MQTT_PUBREL, a->packet_id,
-					     v5 ? MQTT_RC_PACKET_ID_NOT_FOUND : 0, NULL);
+			return proto_ack(c, MQTT_PUBREL, a->packet_id,
+					 v5 ? MQTT_RC_PACKET_ID_NOT_FOUND : 0, NULL, NULL);
 		if (a->reason >= 0x80)
 			return 0;
-		return conn_send_ack(c, MQTT_PUBREL, a->packet_id, 0, NULL);
+		/* After the "released" state is stored: a crash then resends PUBREL,
+		 * never the PUBLISH again [MQTT-4.3.3-5]. */
+		return proto_ack(c, MQTT_PUBREL, a->packet_id, 0, NULL, NULL);
 	case MQTT_PUBREL:
 		/* [MQTT-4.3.3-11] PUBCOMP even for a repeated PUBREL. */
 		if (session_rx_qos2_del(s, a->packet_id))

@@ -273,8 +273,8 @@ static bool packet_id_in_use(const struct session *s, uint16_t id)
 	for (e = s->inflight.head; e; e = e->next)
 		if (e->packet_id == id)
 			return true;
-	/* Entries put back by shrink_inflight sit at the queue's front with their ids. */
-	for (e = s->queue.head; e && e->sent_once; e = e->next)
+	/* Entries put back by shrink_inflight, or prepared, sit at the queue's front with ids. */
+	for (e = s->queue.head; e && (e->sent_once || e->prepared); e = e->next)
 		if (e->packet_id == id)
 			return true;
 	return false;
@@ -316,8 +316,8 @@ static int send_entry(struct session *s, struct out_entry *e, bool dup)
 
 static void start_inflight(struct session *s, struct out_entry *e)
 {
-	/* An entry sent before (and put back by shrink_inflight) keeps its id. */
-	if (!e->sent_once)
+	/* An entry sent before (put back by shrink_inflight) or prepared keeps its id. */
+	if (!e->sent_once && !e->prepared)
 		e->packet_id = next_packet_id(s);
 	e->state = OUT_PUBLISHED;
 	list_append(&s->inflight, e);
@@ -327,7 +327,8 @@ static void start_inflight(struct session *s, struct out_entry *e)
 		entry_done(s, e);
 		return;
 	}
-	save_entry(s, e);
+	if (!e->prepared) /* a prepared entry's row already says sent, with this id */
+		save_entry(s, e);
 }
 
 static struct session *session_by_sid(uint64_t sid)
@@ -412,9 +413,9 @@ static void load_disk_tail(struct session *s)
  * commit the publisher resends it, and subscribers must not then see it
  * twice [MQTT-4.3.3]. Until then it waits at the head of the queue.
  */
-static bool wait_fence(struct session *s, const struct msg *m)
+static bool wait_fence(struct session *s, uint64_t fence)
 {
-	if (!store_fenced(m->fence))
+	if (!store_fenced(fence))
 		return false;
 	if (!s->fence_wait) {
 		if (n_fence_waiters == cap_fence_waiters) {
@@ -461,12 +462,35 @@ static void on_commit(void)
 	mem_free(list);
 }
 
+/*
+ * QoS 2 to a persistent session: the packet id and the "sent" state are
+ * committed before the PUBLISH goes out, so that after a crash the broker
+ * resends exactly that PUBLISH (same id, DUP) and never the message under
+ * a new id, which the client would take as a second message [MQTT-4.4.0-1].
+ * QoS 1 takes the fast path: a crash in that instant can only cost a
+ * duplicate, which QoS 1 allows.
+ */
+static void prepare_qos2(struct session *s, struct out_entry *e)
+{
+	e->packet_id = next_packet_id(s);
+	e->prepared = true;
+	e->state = OUT_PUBLISHED; /* what the store must hold: sent, with this id */
+	save_entry(s, e);
+	e->state = OUT_QUEUED;
+	e->fence = store_fence();
+}
+
 void session_pump(struct session *s)
 {
 	while (s->conn && s->conn->state == CONN_ACTIVE && s->queue.head) {
 		struct out_entry *e = s->queue.head;
 
-		if (wait_fence(s, e->msg))
+		if (wait_fence(s, e->msg->fence))
+			break;
+		if (e->qos == 2 && !e->prepared && !e->sent_once && s->sid &&
+		    session_persistent(s) && s->inflight.n < session_window(s))
+			prepare_qos2(s, e);
+		if (wait_fence(s, e->fence))
 			break;
 		if (e->qos && s->inflight.n >= session_window(s))
 			break;

@@ -39,6 +39,8 @@ struct out_entry {
 	bool retain; /* RETAIN flag to send */
 	bool sent_once; /* a PUBLISH went out: resend with DUP */
 	bool stored; /* a delivery row exists in the store */
+	bool prepared; /* QoS 2: packet id chosen and being stored before the send */
+	uint64_t fence; /* store batch that must commit before it is sent, or 0 */
 	uint16_t packet_id;
 	uint64_t seq; /* position in the session's queue, also its key in the store */
 	uint16_t n_subids;

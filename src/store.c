@@ -277,21 +277,31 @@ fail:
 	return -1;
 }
 
+/* mkdir -p of the database's directory. */
 static int make_parent_dir(const char *path)
 {
 	char dir[4096];
-	char *slash;
+	char *p, *slash;
 
 	snprintf(dir, sizeof(dir), "%s", path);
 	slash = strrchr(dir, '/');
 	if (!slash || slash == dir)
 		return 0;
 	*slash = '\0';
-	if (mkdir(dir, 0750) && errno != EEXIST) {
-		log_err("store: cannot create directory %s: %s", dir, strerror(errno));
-		return -1;
+	for (p = dir + 1;; p++) {
+		char c = *p;
+
+		if (c != '/' && c != '\0')
+			continue;
+		*p = '\0';
+		if (mkdir(dir, 0750) && errno != EEXIST) {
+			log_err("store: cannot create directory %s: %s", dir, strerror(errno));
+			return -1;
+		}
+		*p = c;
+		if (!c)
+			return 0;
 	}
-	return 0;
 }
 
 static int set_pragmas(const struct config *cfg)
@@ -336,11 +346,15 @@ static int check_integrity(const char *path)
 
 	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
 		ok = !strcmp((const char *)sqlite3_column_text(st, 0), "ok");
-	if (!ok)
-		log_err("store: %s is corrupt (%s); refusing to start, the file is left as it is",
-			path, rc == SQLITE_OK && sqlite3_column_text(st, 0)
-				      ? (const char *)sqlite3_column_text(st, 0)
-				      : sqlite3_errmsg(db));
+	if (!ok) {
+		const char *why = rc == SQLITE_OK && sqlite3_column_text(st, 0)
+					  ? (const char *)sqlite3_column_text(st, 0)
+					  : sqlite3_errmsg(db);
+
+		/* quick_check may list many pages: the first line says enough. */
+		log_err("store: %s is corrupt (%.*s); refusing to start, the file is left as it is",
+			path, (int)strcspn(why, "\n"), why);
+	}
 	sqlite3_finalize(st);
 	return ok ? 0 : -1;
 }
