@@ -480,17 +480,34 @@ static void prepare_qos2(struct session *s, struct out_entry *e)
 	e->fence = store_fence();
 }
 
+/* Prepares every QoS 2 entry that fits in the window at once: one commit for all. */
+static void prepare_window(struct session *s)
+{
+	uint16_t w = session_window(s);
+	uint32_t room = s->inflight.n < w ? w - s->inflight.n : 0;
+	struct out_entry *e;
+
+	for (e = s->queue.head; e && room; e = e->next) {
+		if (store_fenced(e->msg->fence))
+			break;
+		if (e->qos == 2 && !e->prepared && !e->sent_once)
+			prepare_qos2(s, e);
+		if (e->qos)
+			room--;
+	}
+}
+
 void session_pump(struct session *s)
 {
+	struct out_entry *head = s->queue.head;
+
+	if (head && head->qos == 2 && !head->prepared && !head->sent_once && s->sid &&
+	    s->conn && session_persistent(s))
+		prepare_window(s);
 	while (s->conn && s->conn->state == CONN_ACTIVE && s->queue.head) {
 		struct out_entry *e = s->queue.head;
 
-		if (wait_fence(s, e->msg->fence))
-			break;
-		if (e->qos == 2 && !e->prepared && !e->sent_once && s->sid &&
-		    session_persistent(s) && s->inflight.n < session_window(s))
-			prepare_qos2(s, e);
-		if (wait_fence(s, e->fence))
+		if (wait_fence(s, e->msg->fence) || wait_fence(s, e->fence))
 			break;
 		if (e->qos && s->inflight.n >= session_window(s))
 			break;
