@@ -198,6 +198,22 @@ struct sp_host {
 
 	void *(*alloc)(size_t size);
 	void (*free)(void *p);
+
+	/*
+	 * Cold values: a second key space for bulky state (payloads of far-off
+	 * delayed messages, say). With persistence on they live in the store
+	 * only, never in memory, and are read back asynchronously; with it off
+	 * they are kept in memory. Writes join the same ordered stream as
+	 * kv_put (after a kv_put and a cold_put, a crash never keeps the second
+	 * without the first). cold_get calls fn on the loop later (also with
+	 * persistence off), with val NULL when the key is absent; val is
+	 * borrowed for the call.
+	 */
+	int (*cold_put)(struct sp_plugin *self, const void *key, size_t klen, const void *val,
+			size_t vlen);
+	int (*cold_del)(struct sp_plugin *self, const void *key, size_t klen);
+	int (*cold_get)(struct sp_plugin *self, const void *key, size_t klen,
+			void (*fn)(void *arg, const void *val, size_t vlen), void *arg);
 };
 
 /* Log levels for host->log. */

@@ -53,6 +53,12 @@ struct kv_entry {
 	size_t klen, vlen;
 };
 
+/* A sorted key space in memory: the plugin's state, or its cold values without a store. */
+struct kv_space {
+	struct kv_entry *e;
+	size_t n, cap;
+};
+
 struct sp_plugin {
 	char *name;
 	size_t index; /* position in the chain */
@@ -60,8 +66,8 @@ struct sp_plugin {
 	void *udata;
 	void (*cleanup)(void *udata);
 	sp_callback cb[SP_EV__COUNT];
-	struct kv_entry *kv;
-	size_t n_kv, cap_kv;
+	struct kv_space kv;
+	struct kv_space cold; /* used only while persistence is off */
 };
 
 struct sp_timer {
@@ -493,14 +499,14 @@ static int kv_cmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 }
 
 /* Index of the first entry >= key. */
-static size_t kv_lower(const struct sp_plugin *p, const void *key, size_t klen)
+static size_t kv_lower(const struct kv_space *sp, const void *key, size_t klen)
 {
-	size_t lo = 0, hi = p->n_kv;
+	size_t lo = 0, hi = sp->n;
 
 	while (lo < hi) {
 		size_t mid = (lo + hi) / 2;
 
-		if (kv_cmp(p->kv[mid].key, p->kv[mid].klen, key, klen) < 0)
+		if (kv_cmp(sp->e[mid].key, sp->e[mid].klen, key, klen) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -508,9 +514,9 @@ static size_t kv_lower(const struct sp_plugin *p, const void *key, size_t klen)
 	return lo;
 }
 
-static bool kv_at(const struct sp_plugin *p, size_t i, const void *key, size_t klen)
+static bool kv_at(const struct kv_space *sp, size_t i, const void *key, size_t klen)
 {
-	return i < p->n_kv && !kv_cmp(p->kv[i].key, p->kv[i].klen, key, klen);
+	return i < sp->n && !kv_cmp(sp->e[i].key, sp->e[i].klen, key, klen);
 }
 
 static void *dup_bytes(const void *p, size_t n)
@@ -522,97 +528,102 @@ static void *dup_bytes(const void *p, size_t n)
 	return d;
 }
 
-static int kv_set(struct sp_plugin *self, const void *key, size_t klen, const void *val,
-		  size_t vlen);
-
-/* Plugin state is kept here in memory and written through to the store. */
-static int host_kv_put(struct sp_plugin *self, const void *key, size_t klen, const void *val,
-		       size_t vlen)
-{
-	if (kv_set(self, key, klen, val, vlen))
-		return -1;
-	store_kv_put(self->name, key, klen, val, vlen);
-	return 0;
-}
-
-static int kv_set(struct sp_plugin *self, const void *key, size_t klen, const void *val,
+static int kv_set(struct kv_space *sp, const void *key, size_t klen, const void *val,
 		  size_t vlen)
 {
-	size_t i = kv_lower(self, key, klen);
+	size_t i = kv_lower(sp, key, klen);
 	void *v = dup_bytes(val, vlen), *k;
 
 	if (!v)
 		return -1;
-	if (kv_at(self, i, key, klen)) {
-		mem_free(self->kv[i].val);
-		self->kv[i].val = v;
-		self->kv[i].vlen = vlen;
+	if (kv_at(sp, i, key, klen)) {
+		mem_free(sp->e[i].val);
+		sp->e[i].val = v;
+		sp->e[i].vlen = vlen;
 		return 0;
 	}
-	if (self->n_kv == self->cap_kv) {
-		size_t cap = self->cap_kv ? self->cap_kv * 2 : 16;
-		struct kv_entry *a = mem_realloc(self->kv, cap * sizeof(*a));
+	if (sp->n == sp->cap) {
+		size_t cap = sp->cap ? sp->cap * 2 : 16;
+		struct kv_entry *a = mem_realloc(sp->e, cap * sizeof(*a));
 
 		if (!a)
 			goto fail;
-		self->kv = a;
-		self->cap_kv = cap;
+		sp->e = a;
+		sp->cap = cap;
 	}
 	if (!(k = dup_bytes(key, klen)))
 		goto fail;
-	memmove(&self->kv[i + 1], &self->kv[i], (self->n_kv - i) * sizeof(*self->kv));
-	self->kv[i] = (struct kv_entry){ k, v, klen, vlen };
-	self->n_kv++;
+	memmove(&sp->e[i + 1], &sp->e[i], (sp->n - i) * sizeof(*sp->e));
+	sp->e[i] = (struct kv_entry){ k, v, klen, vlen };
+	sp->n++;
 	return 0;
 fail:
 	mem_free(v);
 	return -1;
 }
 
+static int kv_unset(struct kv_space *sp, const void *key, size_t klen)
+{
+	size_t i = kv_lower(sp, key, klen);
+
+	if (!kv_at(sp, i, key, klen))
+		return -1;
+	mem_free(sp->e[i].key);
+	mem_free(sp->e[i].val);
+	sp->n--;
+	memmove(&sp->e[i], &sp->e[i + 1], (sp->n - i) * sizeof(*sp->e));
+	return 0;
+}
+
+static void kv_free(struct kv_space *sp)
+{
+	size_t i;
+
+	for (i = 0; i < sp->n; i++) {
+		mem_free(sp->e[i].key);
+		mem_free(sp->e[i].val);
+	}
+	mem_free(sp->e);
+	memset(sp, 0, sizeof(*sp));
+}
+
+/* Plugin state is kept here in memory and written through to the store. */
+static int host_kv_put(struct sp_plugin *self, const void *key, size_t klen, const void *val,
+		       size_t vlen)
+{
+	if (kv_set(&self->kv, key, klen, val, vlen))
+		return -1;
+	store_kv_put(self->name, key, klen, val, vlen);
+	return 0;
+}
+
 static int host_kv_get(struct sp_plugin *self, const void *key, size_t klen, void **val,
 		       size_t *vlen)
 {
-	size_t i = kv_lower(self, key, klen);
+	size_t i = kv_lower(&self->kv, key, klen);
 
-	if (!kv_at(self, i, key, klen))
+	if (!kv_at(&self->kv, i, key, klen))
 		return -1;
-	*val = dup_bytes(self->kv[i].val, self->kv[i].vlen);
-	*vlen = self->kv[i].vlen;
+	*val = dup_bytes(self->kv.e[i].val, self->kv.e[i].vlen);
+	*vlen = self->kv.e[i].vlen;
 	return *val ? 0 : -1;
 }
 
 static int host_kv_del(struct sp_plugin *self, const void *key, size_t klen)
 {
-	size_t i = kv_lower(self, key, klen);
-
-	if (!kv_at(self, i, key, klen))
+	if (kv_unset(&self->kv, key, klen))
 		return -1;
-	mem_free(self->kv[i].key);
-	mem_free(self->kv[i].val);
-	self->n_kv--;
-	memmove(&self->kv[i], &self->kv[i + 1], (self->n_kv - i) * sizeof(*self->kv));
 	store_kv_del(self->name, key, klen);
-	return 0;
-}
-
-int plugin_kv_restore(const char *name, const void *k, size_t kl, const void *v, size_t vl)
-{
-	size_t i;
-
-	for (i = 0; i < n_plugins; i++)
-		if (!strcmp(plugins[i]->name, name))
-			return kv_set(plugins[i], k, kl, v, vl);
-	/* A plugin no longer configured: its state stays in the store, untouched. */
 	return 0;
 }
 
 static int host_kv_scan(struct sp_plugin *self, const void *prefix, size_t plen, sp_kv_fn fn,
 			void *arg)
 {
-	size_t i = kv_lower(self, prefix, plen);
+	size_t i = kv_lower(&self->kv, prefix, plen);
 
-	for (; i < self->n_kv; i++) {
-		const struct kv_entry *e = &self->kv[i];
+	for (; i < self->kv.n; i++) {
+		const struct kv_entry *e = &self->kv.e[i];
 
 		if (e->klen < plen || memcmp(e->key, prefix, plen))
 			break;
@@ -622,15 +633,89 @@ static int host_kv_scan(struct sp_plugin *self, const void *prefix, size_t plen,
 	return 0;
 }
 
-static void kv_free(struct sp_plugin *p)
+int plugin_kv_restore(const char *name, const void *k, size_t kl, const void *v, size_t vl)
 {
 	size_t i;
 
-	for (i = 0; i < p->n_kv; i++) {
-		mem_free(p->kv[i].key);
-		mem_free(p->kv[i].val);
+	for (i = 0; i < n_plugins; i++)
+		if (!strcmp(plugins[i]->name, name))
+			return kv_set(&plugins[i]->kv, k, kl, v, vl);
+	/* A plugin no longer configured: its state stays in the store, untouched. */
+	return 0;
+}
+
+/* --- cold values -------------------------------------------------------------- */
+
+static int host_cold_put(struct sp_plugin *self, const void *key, size_t klen, const void *val,
+			 size_t vlen)
+{
+	if (!store_on())
+		return kv_set(&self->cold, key, klen, val, vlen);
+	store_cold_put(self->name, key, klen, val, vlen);
+	return 0;
+}
+
+static int host_cold_del(struct sp_plugin *self, const void *key, size_t klen)
+{
+	if (!store_on())
+		return kv_unset(&self->cold, key, klen);
+	store_cold_del(self->name, key, klen);
+	return 0;
+}
+
+/* A cold read on its way: from the store, or (persistence off) a copy on a timer. */
+struct cold_read {
+	struct timer t;
+	void (*fn)(void *arg, const void *val, size_t vlen);
+	void *arg;
+	void *val;
+	size_t vlen;
+	bool found;
+};
+
+static void cold_from_store(void *arg, int status, const void *val, size_t vlen)
+{
+	struct cold_read *r = arg;
+
+	if (status < 0)
+		log_err("plugin: reading a cold value failed (%d)", status);
+	r->fn(r->arg, status < 0 ? NULL : val, vlen);
+	mem_free(r);
+}
+
+static void cold_from_memory(struct timer *t, void *arg)
+{
+	struct cold_read *r = arg;
+
+	r->fn(r->arg, r->found ? r->val : NULL, r->vlen);
+	mem_free(r->val);
+	mem_free(r);
+}
+
+static int host_cold_get(struct sp_plugin *self, const void *key, size_t klen,
+			 void (*fn)(void *arg, const void *val, size_t vlen), void *arg)
+{
+	struct cold_read *r = mem_calloc(1, sizeof(*r));
+	size_t i;
+
+	if (!r)
+		return -1;
+	r->fn = fn;
+	r->arg = arg;
+	if (store_on()) {
+		store_cold_get(self->name, key, klen, cold_from_store, r);
+		return 0;
 	}
-	mem_free(p->kv);
+	i = kv_lower(&self->cold, key, klen);
+	if (kv_at(&self->cold, i, key, klen)) {
+		r->val = dup_bytes(self->cold.e[i].val, self->cold.e[i].vlen);
+		r->vlen = self->cold.e[i].vlen;
+		r->found = r->val != NULL;
+	}
+	/* Later, as with a store: a callback never runs inside the call that asked. */
+	timer_init(&r->t, cold_from_memory, r);
+	broker_timer_add(&r->t, clock_now_ms());
+	return 0;
 }
 
 static const struct sp_host host = {
@@ -665,13 +750,17 @@ static const struct sp_host host = {
 	.kv_scan = host_kv_scan,
 	.alloc = mem_alloc,
 	.free = mem_free,
+	.cold_put = host_cold_put,
+	.cold_del = host_cold_del,
+	.cold_get = host_cold_get,
 };
 
 /* --- loading ------------------------------------------------------------------ */
 
 static void plugin_free(struct sp_plugin *p)
 {
-	kv_free(p);
+	kv_free(&p->kv);
+	kv_free(&p->cold);
 	if (p->dl)
 		dlclose(p->dl);
 	mem_free(p->name);

@@ -47,7 +47,7 @@
 #include "msg.h"
 #include "session.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 
 enum op_type {
 	OP_SESSION_PUT,
@@ -67,6 +67,9 @@ enum op_type {
 	OP_DONE, /* a store_after_commit callback: ends a unit */
 	OP_LOAD, /* a read of deliveries for a disk-backed queue */
 	OP_NOP, /* nothing: makes a batch exist so that a fence clears */
+	OP_COLD_PUT,
+	OP_COLD_DEL,
+	OP_COLD_GET, /* a read: the value comes back in blob2 */
 };
 
 /* A delivery as the writer read it: numbers, and offsets into `bytes`. */
@@ -152,8 +155,15 @@ static const char *const schema_v1[] = {
 	NULL,
 };
 
+/* Version 2: plugins' cold values (never read back at start-up). */
+static const char *const schema_v2[] = {
+	"CREATE TABLE plugin_cold (plugin TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,"
+	" PRIMARY KEY (plugin, key)) WITHOUT ROWID",
+	NULL,
+};
+
 /* Every migration, by the version it produces; [1] creates the first schema. */
-static const char *const *const migrations[SCHEMA_VERSION + 1] = { NULL, schema_v1 };
+static const char *const *const migrations[SCHEMA_VERSION + 1] = { NULL, schema_v1, schema_v2 };
 
 enum stmt_id {
 	S_SESSION_PUT,
@@ -178,6 +188,9 @@ enum stmt_id {
 	S_HEARTBEAT,
 	S_LOAD,
 	S_ORPHAN_MSGS,
+	S_COLD_PUT,
+	S_COLD_DEL,
+	S_COLD_GET,
 	S__COUNT
 };
 
@@ -211,6 +224,9 @@ static const char *const stmt_sql[S__COUNT] = {
 		   " WHERE d.sid = ?1 AND d.seq >= ?2 ORDER BY d.seq LIMIT ?3",
 	[S_ORPHAN_MSGS] = "DELETE FROM msgs WHERE id NOT IN (SELECT msg_id FROM deliveries)"
 			  " AND id NOT IN (SELECT msg_id FROM retained)",
+	[S_COLD_PUT] = "INSERT OR REPLACE INTO plugin_cold VALUES (?1, ?2, ?3)",
+	[S_COLD_DEL] = "DELETE FROM plugin_cold WHERE plugin = ?1 AND key = ?2",
+	[S_COLD_GET] = "SELECT value FROM plugin_cold WHERE plugin = ?1 AND key = ?2",
 };
 
 static sqlite3_stmt *stmts[S__COUNT];
@@ -918,6 +934,48 @@ void store_kv_del(const char *plugin, const void *k, size_t kl)
 	o->blob_len = kl;
 }
 
+static void cold_op(uint8_t type, const char *plugin, const void *k, size_t kl, const void *v,
+		    size_t vl)
+{
+	struct op *o = op_add(type);
+
+	if (!o)
+		return;
+	o->text = mem_strdup(plugin);
+	o->blob = copy(k, kl);
+	o->blob_len = kl;
+	if (v) {
+		o->blob2 = copy(v, vl);
+		o->blob2_len = vl;
+	}
+}
+
+void store_cold_put(const char *plugin, const void *k, size_t kl, const void *v, size_t vl)
+{
+	cold_op(OP_COLD_PUT, plugin, k, kl, v, vl);
+}
+
+void store_cold_del(const char *plugin, const void *k, size_t kl)
+{
+	cold_op(OP_COLD_DEL, plugin, k, kl, NULL, 0);
+}
+
+void store_cold_get(const char *plugin, const void *k, size_t kl, store_value_fn fn, void *arg)
+{
+	struct op *o = op_add(OP_COLD_GET);
+
+	if (!o) {
+		fn(arg, -ENOMEM, NULL, 0);
+		return;
+	}
+	o->text = mem_strdup(plugin);
+	o->blob = copy(k, kl);
+	o->blob_len = kl;
+	o->fn = (void *)fn;
+	o->arg = arg;
+	o->status = 1; /* not found, until the writer finds it */
+}
+
 void store_heartbeat(uint64_t wall_ms)
 {
 	struct op *o = op_add(OP_HEARTBEAT);
@@ -1034,6 +1092,9 @@ static void finish_batch(struct batch *b)
 			((store_done_fn)o->fn)(o->arg, o->status);
 		else if (o->type == OP_LOAD)
 			hand_out_load(o);
+		else if (o->type == OP_COLD_GET)
+			((store_value_fn)o->fn)(o->arg, o->status < 0 ? o->status : 0,
+						o->status ? NULL : o->blob2, o->blob2_len);
 	}
 	batch_free(b);
 }
@@ -1290,6 +1351,49 @@ static int exec_kv(const struct op *o)
 	return run(st);
 }
 
+static int exec_cold(const struct op *o)
+{
+	sqlite3_stmt *st = bind(o->type == OP_COLD_PUT ? S_COLD_PUT : S_COLD_DEL);
+
+	sqlite3_bind_text(st, 1, o->text, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, o->blob, (int)o->blob_len, SQLITE_STATIC);
+	if (o->type == OP_COLD_PUT)
+		sqlite3_bind_blob(st, 3, o->blob2, (int)o->blob2_len, SQLITE_STATIC);
+	return run(st);
+}
+
+/* A cold read: status 0 with the value copied into blob2, 1 when absent, < 0 on error. */
+static int exec_cold_get(struct op *o)
+{
+	sqlite3_stmt *st = bind(S_COLD_GET);
+	int rc;
+
+	mem_free(o->blob2); /* a replay after a failed batch reads again */
+	o->blob2 = NULL;
+	o->blob2_len = 0;
+	o->status = 1;
+	sqlite3_bind_text(st, 1, o->text, -1, SQLITE_STATIC);
+	sqlite3_bind_blob(st, 2, o->blob, (int)o->blob_len, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		size_t n = (size_t)sqlite3_column_bytes(st, 0);
+
+		o->blob2 = mem_alloc(n ? n : 1);
+		if (o->blob2) {
+			if (n)
+				memcpy(o->blob2, sqlite3_column_blob(st, 0), n);
+			o->blob2_len = n;
+			o->status = 0;
+		} else {
+			o->status = -ENOMEM;
+		}
+	} else if (rc != SQLITE_DONE) {
+		o->status = -EIO;
+	}
+	sqlite3_reset(st);
+	return SQLITE_OK;
+}
+
 static int exec_heartbeat(const struct op *o)
 {
 	sqlite3_stmt *st = bind(S_HEARTBEAT);
@@ -1388,6 +1492,11 @@ static int exec_op(struct op *o)
 		return exec_kv(o);
 	case OP_HEARTBEAT:
 		return exec_heartbeat(o);
+	case OP_COLD_PUT:
+	case OP_COLD_DEL:
+		return exec_cold(o);
+	case OP_COLD_GET:
+		return exec_cold_get(o);
 	default:
 		return SQLITE_OK;
 	}

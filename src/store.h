@@ -96,6 +96,13 @@ void store_retained_put(struct msg *m);
 void store_retained_del(const char *topic, size_t len);
 void store_kv_put(const char *plugin, const void *k, size_t kl, const void *v, size_t vl);
 void store_kv_del(const char *plugin, const void *k, size_t kl);
+/* Cold plugin values: stored only, never read back at start-up (sluice_plugin.h). */
+void store_cold_put(const char *plugin, const void *k, size_t kl, const void *v, size_t vl);
+void store_cold_del(const char *plugin, const void *k, size_t kl);
+/* Reads one behind every write queued before; val NULL when absent, status < 0 on error. */
+typedef void (*store_value_fn)(void *arg, int status, const void *val, size_t vlen);
+void store_cold_get(const char *plugin, const void *k, size_t kl, store_value_fn fn, void *arg);
+
 /* When the broker was last alive (for session expiry across a crash). */
 void store_heartbeat(uint64_t wall_ms);
 

@@ -452,6 +452,80 @@ static void persistence_off_does_nothing(void **state)
 	cfg.persistence = true;
 }
 
+static char cold_val[64];
+static int cold_found;
+
+static void on_cold(void *arg, int status, const void *val, size_t vlen)
+{
+	assert_int_equal(status, 0);
+	cold_found = val != NULL;
+	snprintf(cold_val, sizeof(cold_val), "%.*s", (int)vlen, val ? (const char *)val : "");
+	n_calls++;
+}
+
+static void cold_values_are_stored_not_restored(void **state)
+{
+	struct seen seen;
+
+	assert_int_equal(store_open(&cfg), 0);
+	assert_int_equal(store_start(), 0);
+	store_cold_put("plug", "payload-1", 9, "far future", 10);
+	store_cold_put("plug", "payload-2", 9, "gone", 4);
+	store_cold_del("plug", "payload-2", 9);
+	n_calls = 0;
+	store_cold_get("plug", "payload-1", 9, on_cold, NULL);
+	WAIT_FOR(n_calls == 1);
+	assert_true(cold_found);
+	assert_string_equal(cold_val, "far future");
+	store_cold_get("plug", "payload-2", 9, on_cold, NULL);
+	WAIT_FOR(n_calls == 2);
+	assert_false(cold_found);
+	store_close();
+
+	assert_int_equal(store_open(&cfg), 0);
+	restore_into(&seen, 100);
+	assert_int_equal(seen.kv, 0); /* cold values never come back at start-up */
+	assert_int_equal(store_start(), 0);
+	store_cold_get("plug", "payload-1", 9, on_cold, NULL);
+	WAIT_FOR(n_calls == 3);
+	assert_true(cold_found);
+}
+
+/* A version 1 database (no plugin_cold table) is migrated forward in place. */
+static void version_1_database_is_migrated(void **state)
+{
+	sqlite3 *db;
+
+	assert_int_equal(store_open(&cfg), 0);
+	store_kv_put("plug", "k", 1, "kept", 4);
+	store_close();
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "DROP TABLE plugin_cold; PRAGMA user_version = 1", NULL,
+				      NULL, NULL),
+			 SQLITE_OK);
+	sqlite3_close(db);
+
+	assert_int_equal(store_open(&cfg), 0);
+	assert_int_equal(store_start(), 0);
+	n_calls = 0;
+	store_cold_put("plug", "c", 1, "v", 1);
+	store_cold_get("plug", "c", 1, on_cold, NULL);
+	WAIT_FOR(n_calls == 1);
+	assert_true(cold_found);
+	store_close();
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	{
+		sqlite3_stmt *st;
+
+		assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL),
+				 SQLITE_OK);
+		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+		assert_int_equal(sqlite3_column_int(st, 0), 2);
+		sqlite3_finalize(st);
+	}
+	sqlite3_close(db);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -467,6 +541,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(newer_schema_is_refused_untouched, setup, teardown),
 		cmocka_unit_test_setup_teardown(garbage_file_is_refused_untouched, setup, teardown),
 		cmocka_unit_test_setup_teardown(persistence_off_does_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(cold_values_are_stored_not_restored, setup, teardown),
+		cmocka_unit_test_setup_teardown(version_1_database_is_migrated, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
