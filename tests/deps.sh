@@ -7,7 +7,7 @@ pkgs=(
 	gcc make autoconf automake libtool pkg-config
 	libwebsockets-dev libwebsockets-evlib-uv libsqlite3-dev libmbedtls-dev
 	libcmocka-dev clang libclang-rt-14-dev
-	mosquitto mosquitto-clients python3 python3-paho-mqtt
+	mosquitto mosquitto-clients python3 python3-paho-mqtt chromium
 )
 missing=()
 for p in "${pkgs[@]}"; do
