@@ -53,6 +53,26 @@ static bool reason_fits(const struct conn *c, const char *why)
 
 static void on_timer(struct timer *t, void *arg);
 
+struct buf *conn_out(struct conn *c)
+{
+	if (!c->out.cap) {
+		if (buf_reserve(&c->out, c->headroom + 256))
+			return NULL;
+		c->out.len = c->headroom;
+		c->out_off = c->headroom;
+	}
+	return &c->out;
+}
+
+/* An idle connection with nothing waiting gives its output buffer back. */
+static void release_out(struct conn *c)
+{
+	if (c->out.cap && c->out.len == c->out_off) {
+		buf_free(&c->out);
+		c->out_off = 0;
+	}
+}
+
 struct conn *conn_new(const struct conn_ops *ops, void *tctx, bool websocket, const char *peer,
 		      size_t headroom)
 {
@@ -60,13 +80,7 @@ struct conn *conn_new(const struct conn_ops *ops, void *tctx, bool websocket, co
 
 	if (!c)
 		return NULL;
-	buf_init(&c->out);
-	if (buf_reserve(&c->out, headroom + 256)) {
-		mem_free(c);
-		return NULL;
-	}
-	c->out.len = headroom;
-	c->out_off = headroom;
+	buf_init(&c->out); /* allocated on first use: conn_out() */
 	c->headroom = headroom;
 	c->ops = ops;
 	c->tctx = tctx;
@@ -98,6 +112,7 @@ static void on_timer(struct timer *t, void *arg)
 	if (c->state != CONN_ACTIVE || !c->keep_alive)
 		return;
 	limit = (uint64_t)c->keep_alive * 1500;
+	release_out(c);
 	if (now - c->last_rx_ms >= limit) {
 		conn_close(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep alive timeout");
 		return;
@@ -159,7 +174,11 @@ void conn_sent(struct conn *c, size_t n)
 		c->rx_paused = false;
 		c->ops->pause_rx(c->tctx, false);
 	}
-	if (!left) {
+	if (!left && c->out.cap <= 4096) {
+		/* Drained and small: given back, so an idle connection holds no buffer. */
+		buf_free(&c->out);
+		c->out_off = 0;
+	} else if (!left) {
 		c->out.len = c->headroom;
 		c->out_off = c->headroom;
 	} else if (c->out_off - c->headroom >= OUT_COMPACT_BYTES && left < c->out_off) {
@@ -198,7 +217,8 @@ static void send_disconnect(struct conn *c, uint8_t reason, const char *why)
 		props_put_str(props, MQTT_PROP_REASON_STRING, why, strlen(why));
 	d.props.raw = props->data;
 	d.props.raw_len = props->len;
-	codec_encode_disconnect(&c->out, c->version, &d);
+	if (conn_out(c))
+		codec_encode_disconnect(&c->out, c->version, &d);
 }
 
 void conn_close(struct conn *c, int reason, const char *why)
@@ -451,9 +471,9 @@ int conn_send_publish(struct conn *c, struct out_entry *e, bool dup)
 		if (alias && !fresh)
 			topic_len = 0;
 	}
-	if (codec_encode_publish(&c->out, c->version, m->topic, topic_len, e->qos, e->retain, dup,
-				 e->packet_id, props->data, props->len, m->payload,
-				 m->payload_len)) {
+	if (!conn_out(c) ||
+	    codec_encode_publish(&c->out, c->version, m->topic, topic_len, e->qos, e->retain, dup,
+				 e->packet_id, props->data, props->len, m->payload, m->payload_len)) {
 		if (fresh)
 			alias_forget_last(c);
 		return -1;
@@ -486,7 +506,7 @@ int conn_send_ack_props(struct conn *c, uint8_t type, uint16_t packet_id, uint8_
 		return -1;
 	a.props.raw = props->data;
 	a.props.raw_len = props->len;
-	if (codec_encode_ack(&c->out, c->version, type, &a))
+	if (!conn_out(c) || codec_encode_ack(&c->out, c->version, type, &a))
 		return -1;
 	conn_flush(c);
 	return 0;

@@ -103,6 +103,13 @@ void conn_unref(struct conn *c);
 /* True when c can still be written to. */
 bool conn_usable(const struct conn *c);
 
+/*
+ * The output buffer, ready for appending (headroom in place). It is
+ * allocated on first use and given back when the connection has been idle
+ * for a keep-alive period, so idle connections cost little. NULL on OOM.
+ */
+struct buf *conn_out(struct conn *c);
+
 /* Asks the listener to write; called after appending to c->out. */
 void conn_flush(struct conn *c);
 /*

@@ -8,6 +8,13 @@
  * is "http" first, then "mqtt" (and "mqttv3.1", what 3.1 clients ask for).
  * Both hand bytes to the same struct conn, so one framer serves both.
  *
+ * The loop is libuv's (epoll), given to lws as a "foreign" loop that we
+ * own: lws 4.1.6's poll() loop walks every descriptor on every wake-up,
+ * which at 10,000 idle connections costs most of the throughput, and its
+ * internal uv loop cannot be stopped from outside. listener_service() runs
+ * one uv iteration; listener_wake() is a uv_async_t, safe to call from a
+ * signal handler or another thread.
+ *
  * The rules of lws are kept: output is written only from the writable
  * callback, from a buffer with LWS_PRE bytes of headroom, at most a budget
  * per callback and only while the socket is not choked; a connection is
@@ -18,6 +25,7 @@
 #include "listener.h"
 
 #include <libwebsockets.h>
+#include <uv.h>
 #include <string.h>
 
 #include "broker.h"
@@ -36,6 +44,9 @@ struct pss {
 };
 
 static struct lws_context *ctx;
+static uv_loop_t loop;
+static uv_async_t waker;
+static bool loop_ready;
 static lws_sorted_usec_list_t sul_timer;
 static struct lws_http_mount *mounts;
 
@@ -201,6 +212,11 @@ static const struct lws_protocols ws_protocols[] = {
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
+/* The loop woke for a wake-up request: uv_run returns, the caller looks at its flags. */
+static void on_wake(uv_async_t *h)
+{
+}
+
 static void on_sul(lws_sorted_usec_list_t *sul)
 {
 	uint64_t next = broker_timers_run();
@@ -276,9 +292,17 @@ int listener_start(const struct config *cfg)
 	struct lws_context_creation_info info;
 	size_t i;
 
+	void *foreign[1] = { &loop };
+
 	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+	if (uv_loop_init(&loop) || uv_async_init(&loop, &waker, on_wake)) {
+		log_err("cannot create the event loop");
+		return -1;
+	}
+	loop_ready = true;
 	memset(&info, 0, sizeof(info));
-	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_LIBUV;
+	info.foreign_loops = foreign;
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.pt_serv_buf_size = 64 * 1024;
 	info.fd_limit_per_thread = 0;
@@ -303,13 +327,14 @@ int listener_service(void)
 {
 	if (!ctx)
 		return -1;
-	return lws_service(ctx, 0);
+	uv_run(&loop, UV_RUN_ONCE);
+	return 0;
 }
 
 void listener_wake(void)
 {
-	if (ctx)
-		lws_cancel_service(ctx);
+	if (loop_ready)
+		uv_async_send(&waker);
 }
 
 void listener_stop(void)
@@ -319,6 +344,14 @@ void listener_stop(void)
 		lws_context_destroy(ctx);
 	}
 	ctx = NULL;
+	if (loop_ready) {
+		loop_ready = false;
+		uv_close((uv_handle_t *)&waker, NULL);
+		/* lws closes its handles through the loop: let them finish. */
+		uv_run(&loop, UV_RUN_DEFAULT);
+		if (uv_loop_close(&loop))
+			log_warn("event loop closed with handles still open");
+	}
 	mem_free(mounts);
 	mounts = NULL;
 }

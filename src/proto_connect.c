@@ -48,7 +48,7 @@ static int send_connack(struct conn *c, bool present, uint8_t reason, const stru
 		a.props.raw = props->data;
 		a.props.raw_len = props->len;
 	}
-	if (codec_encode_connack(&c->out, c->version, &a))
+	if (codec_encode_connack(conn_out(c), c->version, &a))
 		return -1;
 	conn_flush(c);
 	return 0;

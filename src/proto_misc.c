@@ -119,7 +119,7 @@ int proto_handle(struct conn *c, const uint8_t *pkt, size_t len)
 
 int proto_pingreq(struct conn *c)
 {
-	if (codec_encode_empty(&c->out, MQTT_PINGRESP))
+	if (codec_encode_empty(conn_out(c), MQTT_PINGRESP))
 		return -1;
 	conn_flush(c);
 	return 0;

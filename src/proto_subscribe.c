@@ -136,7 +136,7 @@ static void reply_send(void *arg, int status)
 		ack.packet_id = r->packet_id;
 		ack.reasons = r->codes;
 		ack.count = r->count;
-		if (!codec_encode_suback(&c->out, c->version, r->type, &ack))
+		if (!codec_encode_suback(conn_out(c), c->version, r->type, &ack))
 			conn_flush(c);
 		for (i = 0; r->type == MQTT_SUBACK && i < r->count; i++)
 			if (r->codes[i] < 0x80)
