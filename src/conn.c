@@ -158,6 +158,10 @@ size_t conn_backlog(const struct conn *c)
 size_t conn_pending(struct conn *c, uint8_t **p)
 {
 	c->write_requested = false;
+	if (!c->out.data) { /* nothing was ever written, or the buffer was given back */
+		*p = NULL;
+		return 0;
+	}
 	*p = c->out.data + c->out_off;
 	return c->out.len - c->out_off;
 }

@@ -1,0 +1,191 @@
+/*
+ * bench.h - sluice-bench, the load generator: shared types.
+ *
+ * One process, one thread, one epoll loop drives every client. The MQTT
+ * packets are built and parsed with the broker's own pure modules (codec,
+ * props, framer, buf, utf8, mem), compiled into the generator; nothing else
+ * of the broker is linked. Pointers passed to functions are borrowed.
+ *
+ *   bench_main.c   options, the hard time limit, the self-test, the report
+ *   bench_scen.c   the scenarios (fan-in, fan-out, pairs, shared, connections,
+ *                  backlog, delayed)
+ *   bench_net.c    sockets, epoll, the MQTT client side of every flow
+ *   bench_stats.c  latency histogram, loss/duplicate/order bookkeeping, /proc
+ */
+#ifndef SLUICE_BENCH_H
+#define SLUICE_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include "buf.h"
+#include "framer.h"
+
+/* Every payload starts with these 16 bytes (little endian). */
+#define PAYLOAD_HDR 16
+/* Latency histogram: log-linear, 32 sub-buckets per power of two (~3%). */
+#define HIST_BUCKETS 2048
+
+struct opts {
+	const char *scenario;
+	const char *host;
+	int port;
+	int version; /* 4 = MQTT 3.1.1, 5 = MQTT 5.0 */
+	int qos;
+	size_t payload;
+	int pubs, subs; /* 0 = scenario default from clients */
+	int clients;
+	double duration; /* seconds of measurement (when count == 0) */
+	double warmup;
+	uint32_t count; /* messages per publisher; 0 = run for duration */
+	double rate; /* messages/s per publisher; 0 = as fast as the window allows */
+	int window; /* messages in flight per publisher */
+	bool persistent;
+	int idle; /* connections scenario: idle clients to hold */
+	pid_t pid; /* broker pid for /proc sampling, 0 = none */
+	int time_limit; /* seconds; the process always exits by then */
+	double drain_timeout;
+	const char *label;
+	bool quiet;
+};
+
+struct hist {
+	uint64_t n;
+	uint64_t max;
+	uint64_t b[HIST_BUCKETS];
+};
+
+/* Which messages a receiver (one subscriber, or a whole shared group) has seen. */
+struct seen {
+	uint64_t *bits;
+	uint32_t words;
+	uint64_t unique, dups;
+};
+
+struct sink {
+	uint32_t pub_first, pub_n; /* the publishers whose messages it expects */
+	struct seen *seen; /* pub_n entries */
+};
+
+enum role { ROLE_PUB, ROLE_SUB, ROLE_IDLE };
+enum cstate { C_CONNECTING, C_WAIT_CONNACK, C_WAIT_SUBACK, C_READY, C_CLOSING, C_CLOSED };
+
+struct client {
+	int fd;
+	enum role role;
+	enum cstate state;
+	int index; /* into the publisher or subscriber array of its run */
+	int slot; /* in bench_net.c's list of clients */
+	bool clean;
+	bool epollout;
+	bool dirty;
+	bool failed;
+	uint16_t keepalive;
+	int64_t last_send_ns;
+	struct framer fr;
+	struct buf out;
+	char id[64];
+	struct client *next_dirty;
+};
+
+struct pub {
+	struct client *c;
+	uint32_t id; /* written in every payload */
+	char topic[160];
+	uint32_t next_seq; /* next to send; first is 1 */
+	uint32_t limit; /* 0 = no limit */
+	uint32_t unacked; /* QoS 1/2 awaiting the broker */
+	uint64_t acked;
+	uint64_t recv; /* deliveries of its messages counted by subscribers */
+	uint32_t n_recv; /* receivers each message should reach */
+	uint16_t *free_ids;
+	int n_free;
+	uint8_t *id_state; /* per packet id: 0 free, 1 awaiting PUBACK/PUBREC, 2 PUBCOMP */
+	int window;
+	int64_t next_due;
+	int64_t blocked_since;
+	uint64_t written_off;
+	uint8_t *tmpl;
+	size_t tmpl_len, payload_off, pid_off;
+};
+
+struct sub {
+	struct client *c;
+	char filter[192];
+	struct sink *sink;
+	uint32_t *last; /* last sequence seen per publisher of its sink */
+	uint64_t recv;
+	uint64_t order_err;
+};
+
+/* Counters of one traffic run; the loop updates them. */
+struct run {
+	const struct opts *o;
+	struct pub *pubs;
+	int npubs;
+	struct sub *subs;
+	int nsubs;
+	struct sink *sinks;
+	int nsinks;
+	bool producing;
+	bool in_window;
+	int64_t win_start, win_end; /* latency counted for messages sent in here */
+	uint64_t sent, recv; /* totals */
+	int64_t last_recv_ns; /* when the latest message arrived */
+	uint64_t foreign; /* PUBLISH not from this run */
+	uint64_t refused; /* acks with a failure reason code */
+	struct hist lat;
+};
+
+/* bench_net.c */
+extern struct run *net_run;
+extern uint64_t net_errors;
+int net_init(const struct opts *o);
+struct client *net_client_new(enum role role, int index, const char *id, bool clean);
+int net_connect(struct client *c);
+int net_subscribe(struct client *c, const char *filter, int qos);
+void net_disconnect(struct client *c);
+void net_close(struct client *c);
+void net_free(struct client *c);
+/* One turn of the loop: produce, flush, wait at most timeout_ms, handle events. */
+int net_poll(int timeout_ms);
+/* Turns the loop until done() says so or deadline (monotonic ns) passes; 0 or -1 (timeout). */
+int net_loop(int (*done)(void *), void *arg, int64_t deadline);
+int pub_prepare(struct pub *p, const struct opts *o, uint16_t broker_rmax);
+uint16_t net_broker_rmax(void);
+int net_connect_many(struct client **cs, int n, int concurrency, int64_t deadline);
+
+/* bench_stats.c */
+int64_t now_ns(void);
+void hist_add(struct hist *h, uint64_t v);
+uint64_t hist_pct(const struct hist *h, double pct);
+int seen_mark(struct seen *s, uint32_t seq); /* 1 new, 0 duplicate, -1 no memory */
+void seen_free(struct seen *s);
+long proc_rss_kb(pid_t pid);
+/* CPU seconds (user + system) used by pid so far; -1 when unknown. */
+double proc_cpu_s(pid_t pid);
+
+/* bench_scen.c */
+struct result {
+	double in_rate, out_rate, elapsed;
+	uint64_t sent, recv, expected, lost, dups, order_err, refused, foreign;
+	uint64_t p50, p99, p999, max, lat_n;
+	long rss_kb;
+	double broker_cpu, own_cpu; /* fraction of one core */
+	/* connections */
+	double conn_rate, kb_per_conn, base_rate, with_idle_rate;
+	int held;
+	/* backlog */
+	double drain_rate;
+	/* shared */
+	uint64_t share_min, share_max;
+};
+int scen_run(const struct opts *o, struct result *r);
+void scen_print(const struct opts *o, const struct result *r);
+/* 0 when a QoS >= 1 run had no loss, duplicate or order error. */
+int scen_check(const struct opts *o, const struct result *r);
+
+#endif

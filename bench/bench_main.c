@@ -1,0 +1,266 @@
+/*
+ * bench_main.c - sluice-bench: options, the hard time limit, the self-test.
+ *
+ * The generator must never outlive its welcome: alarm() arms a hard limit
+ * (--time-limit, default 60 s) whose handler writes one line and _exit()s
+ * with status 3, whatever the loop is doing. It only ever connects to a
+ * loopback address. The exit status says what happened: 0 all well, 1 a
+ * loss, duplicate or order error at QoS 1/2 (or a refused publish), 2 bad
+ * usage or a connection the broker refused or dropped, 3 the hard time limit,
+ * 77 a scenario that is not available yet.
+ *
+ * --selftest runs every traffic scenario and the backlog briefly at QoS 0,
+ * 1 and 2 with MQTT 3.1.1 and 5.0 against a running broker and fails on any
+ * error: a quick check of the broker's delivery guarantees under load.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+static void on_alarm(int sig)
+{
+	static const char msg[] = "sluice-bench: hard time limit reached, exiting\n";
+	ssize_t rc = write(2, msg, sizeof(msg) - 1);
+
+	(void)rc;
+	(void)sig;
+	_exit(3);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: sluice-bench [options]\n"
+		"  -s, --scenario NAME   fanin|fanout|pairs|shared|connections|backlog|delayed\n"
+		"  -H, --host ADDR       broker address, loopback only (127.0.0.1)\n"
+		"  -p, --port N          broker port (1883)\n"
+		"  -V, --protocol V      4 or 3.1.1, 5 or 5.0 (4)\n"
+		"  -q, --qos N           0, 1 or 2 (0)\n"
+		"  -S, --size BYTES      payload size, at least 16 (64)\n"
+		"  -c, --clients N       publishers (fanin, shared), subscribers (fanout),\n"
+		"                        pairs (pairs, connections) (10)\n"
+		"      --pubs N, --subs N   override either side (shared: --subs consumers, 4)\n"
+		"  -d, --duration S      measured seconds (5)\n"
+		"      --warmup S        seconds before measuring (0.5)\n"
+		"  -n, --count N         messages per publisher instead of a duration\n"
+		"  -r, --rate R          messages/s per publisher (0 = as fast as the window allows)\n"
+		"  -w, --window N        messages in flight per publisher (64)\n"
+		"      --persistent      persistent sessions (clean session/start off)\n"
+		"      --idle N          connections: idle clients to hold (10000)\n"
+		"      --pid PID         broker pid: report its RSS and CPU from /proc\n"
+		"  -t, --time-limit S    hard limit on the whole run (60)\n"
+		"      --drain-timeout S (10)\n"
+		"      --label TEXT      copied into the RESULT line\n"
+		"      --quiet           only the RESULT line\n"
+		"      --selftest        short runs of every scenario at QoS 0/1/2, v3.1.1 and v5\n"
+		"      --free-port       print a free TCP port on 127.0.0.1 and exit\n");
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000001) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+		perror("sluice-bench: free port");
+		return 2;
+	}
+	printf("%d\n", ntohs(a.sin_port));
+	close(fd);
+	return 0;
+}
+
+static void raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static int run_one(const struct opts *o)
+{
+	struct result r;
+	int rc;
+
+	net_errors = 0;
+	if (net_init(o) < 0)
+		return 2;
+	rc = scen_run(o, &r);
+	if (rc == 77 || rc == 1)
+		return rc == 77 ? 77 : 2;
+	if (rc < 0 || net_errors) {
+		fprintf(stderr, "sluice-bench: %s qos %d: run failed (%llu connection errors)\n",
+			o->scenario, o->qos, (unsigned long long)net_errors);
+		return 2;
+	}
+	scen_print(o, &r);
+	return scen_check(o, &r) < 0 ? 1 : 0;
+}
+
+static int selftest(const struct opts *base)
+{
+	static const char *const scen[] = { "pairs", "fanin", "fanout", "shared", "backlog" };
+	int v, q, i, bad = 0, n = 0;
+
+	for (v = 4; v <= 5; v++)
+		for (q = 0; q <= 2; q++)
+			for (i = 0; i < 5; i++) {
+				struct opts o = *base;
+				int rc;
+
+				o.scenario = scen[i];
+				o.version = v;
+				o.qos = q;
+				o.clients = 4;
+				o.subs = !strcmp(scen[i], "shared") ? 2 : 0;
+				/* The backlog stays under the default max_queued_messages (1000). */
+				o.count = !strcmp(scen[i], "backlog") ? 500 : 2000;
+				o.quiet = true;
+				o.drain_timeout = 5;
+				if (q == 0 && !strcmp(scen[i], "backlog"))
+					continue;
+				rc = run_one(&o);
+				n++;
+				printf("%s: %s qos %d v%d\n", rc ? "FAIL" : "PASS", o.scenario, q,
+				       v);
+				bad += rc != 0;
+			}
+	printf("selftest: %d of %d passed\n", n - bad, n);
+	return bad ? 1 : 0;
+}
+
+enum {
+	O_PUBS = 256,
+	O_SUBS,
+	O_WARMUP,
+	O_PERSIST,
+	O_IDLE,
+	O_PID,
+	O_DRAIN,
+	O_LABEL,
+	O_QUIET,
+	O_SELFTEST,
+	O_FREEPORT,
+	O_HELP,
+};
+
+static const struct option longopts[] = {
+	{ "scenario", 1, 0, 's' },
+	{ "host", 1, 0, 'H' },
+	{ "port", 1, 0, 'p' },
+	{ "protocol", 1, 0, 'V' },
+	{ "qos", 1, 0, 'q' },
+	{ "size", 1, 0, 'S' },
+	{ "clients", 1, 0, 'c' },
+	{ "pubs", 1, 0, O_PUBS },
+	{ "subs", 1, 0, O_SUBS },
+	{ "duration", 1, 0, 'd' },
+	{ "warmup", 1, 0, O_WARMUP },
+	{ "count", 1, 0, 'n' },
+	{ "rate", 1, 0, 'r' },
+	{ "window", 1, 0, 'w' },
+	{ "persistent", 0, 0, O_PERSIST },
+	{ "idle", 1, 0, O_IDLE },
+	{ "pid", 1, 0, O_PID },
+	{ "time-limit", 1, 0, 't' },
+	{ "drain-timeout", 1, 0, O_DRAIN },
+	{ "label", 1, 0, O_LABEL },
+	{ "quiet", 0, 0, O_QUIET },
+	{ "selftest", 0, 0, O_SELFTEST },
+	{ "free-port", 0, 0, O_FREEPORT },
+	{ "help", 0, 0, O_HELP },
+	{ 0, 0, 0, 0 },
+};
+
+static int parse_version(const char *s)
+{
+	if (!strcmp(s, "4") || !strcmp(s, "3.1.1") || !strcmp(s, "311"))
+		return 4;
+	if (!strcmp(s, "5") || !strcmp(s, "5.0"))
+		return 5;
+	return -1;
+}
+
+static int parse(int argc, char **argv, struct opts *o, int *mode)
+{
+	int ch;
+
+	while ((ch = getopt_long(argc, argv, "s:H:p:V:q:S:c:d:n:r:w:t:", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's': o->scenario = optarg; break;
+		case 'H': o->host = optarg; break;
+		case 'p': o->port = atoi(optarg); break;
+		case 'V': o->version = parse_version(optarg); break;
+		case 'q': o->qos = atoi(optarg); break;
+		case 'S': o->payload = (size_t)atol(optarg); break;
+		case 'c': o->clients = atoi(optarg); break;
+		case O_PUBS: o->pubs = atoi(optarg); break;
+		case O_SUBS: o->subs = atoi(optarg); break;
+		case 'd': o->duration = atof(optarg); break;
+		case O_WARMUP: o->warmup = atof(optarg); break;
+		case 'n': o->count = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case 'r': o->rate = atof(optarg); break;
+		case 'w': o->window = atoi(optarg); break;
+		case O_PERSIST: o->persistent = true; break;
+		case O_IDLE: o->idle = atoi(optarg); break;
+		case O_PID: o->pid = (pid_t)atoi(optarg); break;
+		case 't': o->time_limit = atoi(optarg); break;
+		case O_DRAIN: o->drain_timeout = atof(optarg); break;
+		case O_LABEL: o->label = optarg; break;
+		case O_QUIET: o->quiet = true; break;
+		case O_SELFTEST: *mode = 1; break;
+		case O_FREEPORT: *mode = 2; break;
+		case O_HELP: usage(stdout); exit(0);
+		default: return -1;
+		}
+	}
+	if (optind != argc || o->version < 0 || o->qos < 0 || o->qos > 2 || o->port <= 0 ||
+	    o->port > 65535 || o->clients < 1 || o->pubs < 0 || o->subs < 0 || o->window < 1 ||
+	    o->window > 65535 || o->time_limit < 1 || o->duration <= 0 || o->idle < 0 ||
+	    o->rate < 0 || o->payload > 65536 * 1024) {
+		fprintf(stderr, "sluice-bench: bad arguments (see --help)\n");
+		return -1;
+	}
+	if (o->payload < PAYLOAD_HDR)
+		o->payload = PAYLOAD_HDR;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o = {
+		.scenario = "pairs", .host = "127.0.0.1", .port = 1883, .version = 4,
+		.payload = 64, .clients = 10, .duration = 5, .warmup = 0.5, .window = 64,
+		.idle = 10000, .time_limit = 60, .drain_timeout = 10,
+	};
+	int mode = 0;
+
+	if (parse(argc, argv, &o, &mode) < 0)
+		return 2;
+	if (mode == 2)
+		return free_port();
+	signal(SIGALRM, on_alarm);
+	signal(SIGPIPE, SIG_IGN);
+	alarm((unsigned)o.time_limit);
+	raise_nofile();
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (net_init(&o) < 0)
+		return 2;
+	if (mode == 1)
+		return selftest(&o);
+	return run_one(&o);
+}

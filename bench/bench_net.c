@@ -1,0 +1,817 @@
+/*
+ * bench_net.c - the client side of MQTT for many connections in one epoll
+ * loop: connect, subscribe, publish with a bounded window, acknowledge.
+ *
+ * The loop is level-triggered. Output is appended to each client's buffer
+ * and written once per turn for every client on the dirty list, so that a
+ * publisher's whole burst and a subscriber's acknowledgements of a whole
+ * read go out in one write(); EPOLLOUT is armed only while a write is short.
+ *
+ * A publisher sends from a PUBLISH encoded once by codec_encode_publish()
+ * (pub_prepare) in which only the packet identifier and the 16-byte payload
+ * header (publisher id, sequence, send time) are patched: the generator
+ * must cost far less per message than the broker, or it measures itself.
+ * Everything it receives goes through framer_feed() and codec_decode(),
+ * which also checks that the broker's packets are well formed.
+ *
+ * A publisher sends while all of these hold: its count is not reached, its
+ * buffer is small, a packet identifier is free (QoS 1/2: at most `window`
+ * unacknowledged, capped by the broker's Receive Maximum), and at most
+ * `window` of its messages per receiver are still on their way to the
+ * subscribers (end to end, at every QoS: this keeps the broker's queues
+ * short, so that what is measured is forwarding, not queue overflow). When
+ * messages are lost at QoS 0 the end-to-end window would never reopen; after
+ * 500 ms without progress the missing ones are written off. At QoS 1/2
+ * nothing is written off: a slow broker is waited for, and a broker that
+ * loses messages stalls the publisher, which the drain then reports.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "codec.h"
+#include "mem.h"
+#include "mqtt.h"
+
+#define READ_BUF (256 * 1024)
+#define OUT_HIGH (64 * 1024) /* a publisher stops adding above this */
+#define BURST 32 /* messages per publisher per turn */
+#define WRITE_OFF_NS 500000000LL
+
+struct run *net_run;
+uint64_t net_errors;
+
+static const struct opts *O;
+static int ep = -1;
+static struct sockaddr_storage addr;
+static socklen_t addrlen;
+static struct client *dirty;
+static uint16_t broker_rmax = 65535;
+static uint8_t rbuf[READ_BUF];
+static int64_t last_ka_scan;
+static int n_reported; /* error lines printed in this run */
+/* Every client not yet freed, for the keep-alive scan. */
+static struct client **all;
+static int n_all, cap_all;
+
+struct clientx {
+	struct client c;
+	const char *filter;
+	int sub_qos;
+};
+
+static int parse_addr(const char *host, int port)
+{
+	struct sockaddr_in *a4 = (struct sockaddr_in *)&addr;
+	struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&addr;
+
+	memset(&addr, 0, sizeof(addr));
+	if (!strcmp(host, "localhost"))
+		host = "127.0.0.1";
+	if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+		/* Loopback only: 127.0.0.0/8. */
+		if ((ntohl(a4->sin_addr.s_addr) >> 24) != 127)
+			return -1;
+		a4->sin_family = AF_INET;
+		a4->sin_port = htons((uint16_t)port);
+		addrlen = sizeof(*a4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+		if (!IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr))
+			return -1;
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)port);
+		addrlen = sizeof(*a6);
+		return 0;
+	}
+	return -1;
+}
+
+int net_init(const struct opts *o)
+{
+	O = o;
+	n_reported = 0;
+	if (parse_addr(o->host, o->port) < 0) {
+		fprintf(stderr, "sluice-bench: refusing %s: only loopback addresses "
+				"(127.0.0.0/8, ::1) are allowed\n",
+			o->host);
+		return -1;
+	}
+	if (ep < 0)
+		ep = epoll_create1(EPOLL_CLOEXEC);
+	return ep < 0 ? -1 : 0;
+}
+
+uint16_t net_broker_rmax(void)
+{
+	return broker_rmax;
+}
+
+struct client *net_client_new(enum role role, int index, const char *id, bool clean)
+{
+	struct clientx *x = mem_calloc(1, sizeof(*x));
+
+	if (!x)
+		return NULL;
+	if (n_all == cap_all) {
+		int cap = cap_all ? cap_all * 2 : 256;
+		struct client **na = mem_realloc(all, (size_t)cap * sizeof(*na));
+
+		if (!na) {
+			mem_free(x);
+			return NULL;
+		}
+		all = na;
+		cap_all = cap;
+	}
+	x->c.slot = n_all;
+	all[n_all++] = &x->c;
+	x->c.fd = -1;
+	x->c.role = role;
+	x->c.index = index;
+	x->c.clean = clean;
+	x->c.keepalive = 120;
+	x->c.state = C_CLOSED;
+	snprintf(x->c.id, sizeof(x->c.id), "%s", id);
+	framer_init(&x->c.fr, 0);
+	buf_init(&x->c.out);
+	return &x->c;
+}
+
+static void mark_dirty(struct client *c)
+{
+	if (c->dirty)
+		return;
+	c->dirty = true;
+	c->next_dirty = dirty;
+	dirty = c;
+}
+
+static void set_out(struct client *c, bool on)
+{
+	struct epoll_event ev = { .events = EPOLLIN | (on ? EPOLLOUT : 0), .data.ptr = c };
+
+	if (c->epollout == on || c->fd < 0)
+		return;
+	c->epollout = on;
+	epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Prints at most 10 error lines per run: one cause often fails hundreds of clients. */
+static bool report(void)
+{
+	if (n_reported == 10)
+		fprintf(stderr, "sluice-bench: further errors not shown\n");
+	return n_reported++ < 10;
+}
+
+static void fail(struct client *c, const char *what, int err)
+{
+	if (!c->failed && c->state != C_CLOSING) {
+		if (report())
+			fprintf(stderr, "sluice-bench: client %s: %s%s%s\n", c->id, what,
+				err ? ": " : "", err ? strerror(err) : "");
+		net_errors++;
+	}
+	c->failed = true;
+	net_close(c);
+}
+
+void net_close(struct client *c)
+{
+	if (c->fd >= 0) {
+		epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+		close(c->fd);
+	}
+	c->fd = -1;
+	c->epollout = false;
+	c->state = C_CLOSED;
+	buf_reset(&c->out);
+	framer_free(&c->fr);
+	framer_init(&c->fr, 0);
+}
+
+void net_free(struct client *c)
+{
+	struct client **pp;
+
+	if (!c)
+		return;
+	net_close(c);
+	for (pp = &dirty; *pp; pp = &(*pp)->next_dirty)
+		if (*pp == c) {
+			*pp = c->next_dirty;
+			break;
+		}
+	all[c->slot] = all[--n_all];
+	all[c->slot]->slot = c->slot;
+	buf_free(&c->out);
+	framer_free(&c->fr);
+	mem_free(c);
+}
+
+int net_connect(struct client *c)
+{
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.ptr = c };
+	int one = 1;
+
+	c->failed = false;
+	c->fd = socket(addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (c->fd < 0) {
+		fail(c, "socket", errno);
+		return -1;
+	}
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(c->fd, (struct sockaddr *)&addr, addrlen) < 0 && errno != EINPROGRESS) {
+		fail(c, "connect", errno);
+		return -1;
+	}
+	c->state = C_CONNECTING;
+	c->epollout = true;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
+		fail(c, "epoll_ctl", errno);
+		return -1;
+	}
+	return 0;
+}
+
+static int send_connect(struct client *c)
+{
+	struct mqtt_connect cn = { 0 };
+	struct buf props;
+	int rc;
+
+	buf_init(&props);
+	cn.version = (uint8_t)O->version;
+	cn.clean_start = c->clean;
+	cn.keep_alive = c->keepalive;
+	cn.client_id.p = c->id;
+	cn.client_id.len = (uint16_t)strlen(c->id);
+	if (O->version >= MQTT_V5 && !c->clean)
+		props_put_u32(&props, MQTT_PROP_SESSION_EXPIRY, 3600);
+	cn.props.raw = props.data;
+	cn.props.raw_len = props.len;
+	rc = codec_encode_connect(&c->out, &cn);
+	buf_free(&props);
+	c->state = C_WAIT_CONNACK;
+	mark_dirty(c);
+	return rc;
+}
+
+int net_subscribe(struct client *c, const char *filter, int qos)
+{
+	struct clientx *x = (struct clientx *)c;
+
+	x->filter = filter;
+	x->sub_qos = qos;
+	return 0;
+}
+
+static int send_subscribe(struct client *c)
+{
+	struct clientx *x = (struct clientx *)c;
+	uint8_t opt = (uint8_t)x->sub_qos;
+	const char *f[1] = { x->filter };
+
+	c->state = C_WAIT_SUBACK;
+	mark_dirty(c);
+	return codec_encode_subscribe(&c->out, (uint8_t)O->version, 1, NULL, 0, f, &opt, 1);
+}
+
+void net_disconnect(struct client *c)
+{
+	struct mqtt_disconnect d = { 0 };
+
+	if (c->fd < 0 || c->state == C_CLOSED)
+		return;
+	codec_encode_disconnect(&c->out, (uint8_t)O->version, &d);
+	c->state = C_CLOSING;
+	mark_dirty(c);
+}
+
+static void send_ack(struct client *c, uint8_t type, uint16_t id)
+{
+	struct mqtt_ack a = { .packet_id = id };
+
+	codec_encode_ack(&c->out, (uint8_t)O->version, type, &a);
+	c->last_send_ns = now_ns();
+	mark_dirty(c);
+}
+
+/* --- publishing ---------------------------------------------------------- */
+
+int pub_prepare(struct pub *p, const struct opts *o, uint16_t rmax)
+{
+	size_t plen = o->payload < PAYLOAD_HDR ? PAYLOAD_HDR : o->payload;
+	uint8_t *zero = mem_calloc(1, plen);
+	struct buf b;
+	int i, w = o->window;
+
+	if (o->qos && w > rmax)
+		w = rmax;
+	if (w < 1)
+		w = 1;
+	p->window = w;
+	buf_init(&b);
+	if (!zero || codec_encode_publish(&b, (uint8_t)o->version, p->topic, strlen(p->topic),
+					  (uint8_t)o->qos, false, false, o->qos ? 1 : 0, NULL, 0,
+					  zero, plen) < 0) {
+		mem_free(zero);
+		buf_free(&b);
+		return -1;
+	}
+	mem_free(zero);
+	p->tmpl = b.data;
+	p->tmpl_len = b.len;
+	p->payload_off = b.len - plen;
+	p->pid_off = p->payload_off - (o->version >= MQTT_V5 ? 1 : 0) - 2;
+	p->next_seq = 1;
+	if (o->qos) {
+		p->free_ids = mem_calloc((size_t)w, sizeof(*p->free_ids));
+		p->id_state = mem_calloc((size_t)w + 1, 1);
+		if (!p->free_ids || !p->id_state)
+			return -1;
+		for (i = 0; i < w; i++)
+			p->free_ids[i] = (uint16_t)(w - i);
+		p->n_free = w;
+	}
+	return 0;
+}
+
+static void put_le32(uint8_t *w, uint32_t v)
+{
+	memcpy(w, &v, 4); /* x86 and arm64 are little endian; both ends are this program */
+}
+
+static bool can_send(struct pub *p, int64_t now)
+{
+	uint64_t sent = p->next_seq - 1;
+
+	if (p->limit && sent >= p->limit)
+		return false;
+	if (p->c->state != C_READY || p->c->out.len > OUT_HIGH)
+		return false;
+	if (O->qos && p->n_free == 0)
+		return false;
+	if (O->rate > 0 && now < p->next_due)
+		return false;
+	if (p->n_recv) {
+		uint64_t want = sent * p->n_recv, got = p->recv + p->written_off;
+
+		if (want > got && want - got >= (uint64_t)p->window * p->n_recv) {
+			if (!p->blocked_since) {
+				p->blocked_since = now;
+			} else if (!O->qos && now - p->blocked_since > WRITE_OFF_NS) {
+				p->written_off += want - got;
+				p->blocked_since = 0;
+			}
+			return false;
+		}
+	}
+	return true;
+}
+
+static void send_one(struct pub *p, int64_t now)
+{
+	uint8_t *w;
+	uint16_t id = 0;
+
+	if (O->qos) {
+		id = p->free_ids[--p->n_free];
+		p->id_state[id] = 1;
+		p->unacked++;
+		w = p->tmpl + p->pid_off;
+		w[0] = (uint8_t)(id >> 8);
+		w[1] = (uint8_t)id;
+	}
+	w = p->tmpl + p->payload_off;
+	put_le32(w, p->id);
+	put_le32(w + 4, p->next_seq);
+	memcpy(w + 8, &now, 8);
+	if (buf_put(&p->c->out, p->tmpl, p->tmpl_len) < 0) {
+		fail(p->c, "out of memory", 0);
+		return;
+	}
+	p->next_seq++;
+	net_run->sent++;
+	p->blocked_since = 0;
+	if (O->rate > 0) {
+		p->next_due += (int64_t)(1e9 / O->rate);
+		if (p->next_due < now - 100000000)
+			p->next_due = now; /* fell far behind: do not burst to catch up */
+	}
+	p->c->last_send_ns = now;
+	mark_dirty(p->c);
+}
+
+/* Returns 1 when some publisher stopped only because of its burst quota. */
+static int produce(int64_t now)
+{
+	struct run *r = net_run;
+	int i, n, more = 0;
+
+	if (!r || !r->producing)
+		return 0;
+	for (i = 0; i < r->npubs; i++) {
+		struct pub *p = &r->pubs[i];
+
+		for (n = 0; n < BURST && can_send(p, now); n++)
+			send_one(p, now);
+		if (n == BURST)
+			more = 1;
+	}
+	return more;
+}
+
+static int next_due_ms(int64_t now)
+{
+	struct run *r = net_run;
+	int64_t best = now + 10000000;
+	int i;
+
+	if (!r || !r->producing || O->rate <= 0)
+		return 10;
+	for (i = 0; i < r->npubs; i++)
+		if (r->pubs[i].next_due < best && r->pubs[i].c->state == C_READY)
+			best = r->pubs[i].next_due;
+	if (best <= now)
+		return 0;
+	return (int)((best - now + 999999) / 1000000);
+}
+
+static void id_release(struct pub *p, uint16_t id)
+{
+	p->id_state[id] = 0;
+	p->free_ids[p->n_free++] = id;
+	p->unacked--;
+	p->acked++;
+}
+
+static void on_pub_ack(struct client *c, uint8_t type, const struct mqtt_ack *a)
+{
+	struct pub *p;
+	uint16_t id = a->packet_id;
+
+	if (!net_run || c->role != ROLE_PUB || c->index >= net_run->npubs)
+		return;
+	p = &net_run->pubs[c->index];
+	if (!O->qos || id == 0 || id > p->window || !p->id_state[id]) {
+		if (report())
+			fprintf(stderr, "sluice-bench: client %s: unexpected ack type %d id %u\n",
+				c->id, type, id);
+		net_errors++;
+		return;
+	}
+	if (a->reason >= 0x80) {
+		net_run->refused++;
+		id_release(p, id);
+		return;
+	}
+	if (type == MQTT_PUBACK || type == MQTT_PUBCOMP) {
+		id_release(p, id);
+	} else if (type == MQTT_PUBREC) {
+		p->id_state[id] = 2;
+		send_ack(c, MQTT_PUBREL, id);
+	}
+}
+
+/* --- receiving ------------------------------------------------------------ */
+
+static void count_publish(struct sub *s, const uint8_t *pl, size_t len)
+{
+	struct run *r = net_run;
+	uint32_t pid, seq, k;
+	int64_t ts, now;
+	struct pub *p;
+	int fresh;
+
+	if (len < PAYLOAD_HDR) {
+		r->foreign++;
+		return;
+	}
+	memcpy(&pid, pl, 4);
+	memcpy(&seq, pl + 4, 4);
+	memcpy(&ts, pl + 8, 8);
+	if (pid >= (uint32_t)r->npubs || pid < s->sink->pub_first ||
+	    pid - s->sink->pub_first >= s->sink->pub_n) {
+		r->foreign++;
+		return;
+	}
+	now = now_ns();
+	if (ts >= r->win_start && ts < r->win_end)
+		hist_add(&r->lat, (uint64_t)(now - ts));
+	p = &r->pubs[pid];
+	p->recv++;
+	p->blocked_since = 0;
+	k = pid - s->sink->pub_first;
+	fresh = seen_mark(&s->sink->seen[k], seq);
+	if (seq < s->last[k]) {
+		if (fresh == 1)
+			s->order_err++;
+	} else {
+		s->last[k] = seq;
+	}
+	s->recv++;
+	r->recv++;
+	r->last_recv_ns = now;
+}
+
+static void on_publish(struct client *c, const struct mqtt_publish *pp)
+{
+	if (net_run && c->role == ROLE_SUB && c->index < net_run->nsubs)
+		count_publish(&net_run->subs[c->index], pp->payload, pp->payload_len);
+	else if (net_run)
+		net_run->foreign++;
+	if (pp->qos == 1)
+		send_ack(c, MQTT_PUBACK, pp->packet_id);
+	else if (pp->qos == 2)
+		send_ack(c, MQTT_PUBREC, pp->packet_id);
+}
+
+static int on_connack(struct client *c, const struct mqtt_connack *ca)
+{
+	char msg[96];
+
+	if (c->state != C_WAIT_CONNACK) {
+		fail(c, "CONNACK out of place", 0);
+		return -1;
+	}
+	if (ca->reason) {
+		snprintf(msg, sizeof(msg), "broker refused the connection (CONNACK code 0x%02x)",
+			 ca->reason);
+		fail(c, msg, 0);
+		return -1;
+	}
+	if (ca->props.present & PROP_BIT(MQTT_PROP_RECEIVE_MAX))
+		broker_rmax = ca->props.receive_max;
+	if (ca->props.present & PROP_BIT(MQTT_PROP_SERVER_KEEP_ALIVE))
+		c->keepalive = ca->props.server_keep_alive;
+	if (((struct clientx *)c)->filter)
+		return send_subscribe(c);
+	c->state = C_READY;
+	return 0;
+}
+
+static int on_suback(struct client *c, const struct mqtt_suback *sa)
+{
+	char msg[96];
+
+	if (c->state != C_WAIT_SUBACK || sa->count != 1) {
+		fail(c, "SUBACK out of place", 0);
+		return -1;
+	}
+	if (sa->reasons[0] >= 0x80) {
+		snprintf(msg, sizeof(msg), "broker refused the subscription to %s (0x%02x)",
+			 ((struct clientx *)c)->filter, sa->reasons[0]);
+		fail(c, msg, 0);
+		return -1;
+	}
+	c->state = C_READY;
+	return 0;
+}
+
+static int on_packet(void *arg, const uint8_t *pkt, size_t len)
+{
+	struct client *c = arg;
+	struct mqtt_packet p;
+	char msg[96];
+	int rc = codec_decode(pkt, len, (uint8_t)O->version, &p);
+
+	if (rc < 0) {
+		snprintf(msg, sizeof(msg), "malformed packet from broker (type %d, error %d)",
+			 pkt[0] >> 4, rc);
+		fail(c, msg, 0);
+		return -1;
+	}
+	switch (p.type) {
+	case MQTT_CONNACK:
+		return on_connack(c, &p.u.connack);
+	case MQTT_SUBACK:
+		return on_suback(c, &p.u.suback);
+	case MQTT_PUBLISH:
+		on_publish(c, &p.u.publish);
+		return 0;
+	case MQTT_PUBREL:
+		send_ack(c, MQTT_PUBCOMP, p.u.ack.packet_id);
+		return 0;
+	case MQTT_PUBACK:
+	case MQTT_PUBREC:
+	case MQTT_PUBCOMP:
+		on_pub_ack(c, p.type, &p.u.ack);
+		return 0;
+	case MQTT_PINGRESP:
+		return 0;
+	case MQTT_DISCONNECT:
+		snprintf(msg, sizeof(msg), "broker sent DISCONNECT (reason 0x%02x)",
+			 p.u.disconnect.reason);
+		fail(c, msg, 0);
+		return -1;
+	default:
+		snprintf(msg, sizeof(msg), "unexpected packet type %d from broker", p.type);
+		fail(c, msg, 0);
+		return -1;
+	}
+}
+
+static void on_readable(struct client *c)
+{
+	int i;
+
+	for (i = 0; i < 4 && c->fd >= 0; i++) {
+		ssize_t n = read(c->fd, rbuf, sizeof(rbuf));
+
+		if (n > 0) {
+			if (framer_feed(&c->fr, rbuf, (size_t)n, on_packet, c) < 0 && c->fd >= 0)
+				fail(c, "framing error in the broker's byte stream", 0);
+			if ((size_t)n < sizeof(rbuf))
+				return;
+			continue;
+		}
+		if (n == 0) {
+			if (c->state == C_CLOSING)
+				net_close(c);
+			else
+				fail(c, c->state == C_WAIT_CONNACK ?
+						"broker closed the connection before CONNACK" :
+						"broker closed the connection",
+				     0);
+			return;
+		}
+		if (errno == EAGAIN || errno == EINTR)
+			return;
+		fail(c, "read", errno);
+		return;
+	}
+}
+
+static void flush(struct client *c)
+{
+	while (c->out.len && c->fd >= 0) {
+		ssize_t n = write(c->fd, c->out.data, c->out.len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				set_out(c, true);
+				return;
+			}
+			fail(c, "write", errno);
+			return;
+		}
+		buf_consume(&c->out, (size_t)n);
+	}
+	if (c->fd >= 0) {
+		set_out(c, false);
+		if (c->state == C_CLOSING)
+			shutdown(c->fd, SHUT_WR);
+	}
+}
+
+static void flush_dirty(void)
+{
+	while (dirty) {
+		struct client *c = dirty;
+
+		dirty = c->next_dirty;
+		c->dirty = false;
+		flush(c);
+	}
+}
+
+static void on_writable(struct client *c)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (c->state != C_CONNECTING) {
+		flush(c);
+		return;
+	}
+	if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+		fail(c, "connect", err ? err : errno);
+		return;
+	}
+	send_connect(c);
+	c->last_send_ns = now_ns();
+	flush(c);
+}
+
+/* Keep alive: a PINGREQ when a client has been silent for half its keep alive. */
+static void keepalive_scan(int64_t now)
+{
+	int i;
+
+	for (i = 0; i < n_all; i++) {
+		struct client *c = all[i];
+
+		if (c->state != C_READY || !c->keepalive)
+			continue;
+		if (now - c->last_send_ns > (int64_t)c->keepalive * 500000000LL) {
+			codec_encode_empty(&c->out, MQTT_PINGREQ);
+			c->last_send_ns = now;
+			mark_dirty(c);
+		}
+	}
+}
+
+int net_poll(int timeout_ms)
+{
+	struct epoll_event evs[256];
+	int64_t now = now_ns();
+	int i, n;
+
+	if (produce(now))
+		timeout_ms = 0;
+	else if (net_run && net_run->producing && O->rate > 0 && next_due_ms(now) < timeout_ms)
+		timeout_ms = next_due_ms(now);
+	flush_dirty();
+	n = epoll_wait(ep, evs, 256, timeout_ms);
+	if (n < 0)
+		return errno == EINTR ? 0 : -1;
+	for (i = 0; i < n; i++) {
+		struct client *c = evs[i].data.ptr;
+
+		if (c->fd < 0)
+			continue;
+		if (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+			on_writable(c);
+		if (c->fd >= 0 && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) &&
+		    c->state != C_CONNECTING)
+			on_readable(c);
+	}
+	if (now - last_ka_scan > 1000000000LL) {
+		last_ka_scan = now;
+		keepalive_scan(now);
+	}
+	return n;
+}
+
+int net_loop(int (*done)(void *), void *arg, int64_t deadline)
+{
+	while (!done(arg)) {
+		if (now_ns() >= deadline)
+			return -1;
+		if (net_poll(10) < 0)
+			return -1;
+	}
+	flush_dirty();
+	return 0;
+}
+
+struct many {
+	struct client **cs;
+	int n, next, pending, ready, failed, concurrency;
+};
+
+static int many_done(void *arg)
+{
+	struct many *m = arg;
+	int i;
+
+	m->pending = m->ready = m->failed = 0;
+	for (i = 0; i < m->next; i++) {
+		if (m->cs[i]->failed)
+			m->failed++;
+		else if (m->cs[i]->state == C_READY)
+			m->ready++;
+		else
+			m->pending++;
+	}
+	while (m->next < m->n && m->pending < m->concurrency) {
+		if (net_connect(m->cs[m->next++]) < 0)
+			m->failed++;
+		else
+			m->pending++;
+	}
+	return m->ready + m->failed == m->n;
+}
+
+/* Connects (and subscribes) n clients, at most `concurrency` in progress at once. */
+int net_connect_many(struct client **cs, int n, int concurrency, int64_t deadline)
+{
+	struct many m = { .cs = cs, .n = n, .concurrency = concurrency };
+	int rc;
+
+	rc = net_loop(many_done, &m, deadline);
+	if (rc < 0) {
+		fprintf(stderr, "sluice-bench: timed out connecting: %d of %d ready, %d failed\n",
+			m.ready, n, m.failed);
+		net_errors++;
+		return -1;
+	}
+	if (m.failed) {
+		fprintf(stderr, "sluice-bench: %d of %d connections failed\n", m.failed, n);
+		return -1;
+	}
+	return 0;
+}

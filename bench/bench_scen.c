@@ -1,0 +1,586 @@
+/*
+ * bench_scen.c - the scenarios: who publishes what to whom, the phases of a
+ * run, and what is reported.
+ *
+ * A traffic run (fan-in, fan-out, pairs, shared) connects its subscribers
+ * first, then its publishers, then publishes either for a warm-up plus a
+ * measured window (rates count only what was sent and received inside the
+ * window) or a fixed count per publisher (rates over the whole run). Then
+ * it stops publishing and drains: it waits until every message the broker
+ * acknowledged has arrived (QoS 1/2) or until nothing has arrived for
+ * 300 ms (QoS 0), so that loss is counted on a quiet broker, not on
+ * messages still in flight.
+ *
+ *   fanin    P publishers on topics .../fanin/{i}, one subscriber to .../fanin/+
+ *   fanout   one publisher, S subscribers of its topic (out = in x S)
+ *   pairs    P publisher/subscriber pairs, each pair on its own topic
+ *   shared   P publishers, S consumers of $share/{group}/.../shared/+; the
+ *            group as a whole must get every message once; each consumer in
+ *            order; the split between consumers is reported
+ *   connections  pairs without, then with N idle clients connected
+ *   backlog  a persistent subscriber goes offline, a publisher fills its
+ *            queue, the subscriber comes back and drains it
+ *
+ * Topics and client ids carry a per-process run id so that runs against a
+ * broker that is kept up do not see each other's messages or sessions.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "mem.h"
+
+#define CONNECT_CONCURRENCY 256
+#define SETUP_NS (30 * 1000000000LL)
+
+static unsigned run_id;
+
+enum kind { K_FANIN, K_FANOUT, K_PAIRS, K_SHARED };
+
+static int64_t secs(double s)
+{
+	return (int64_t)(s * 1e9);
+}
+
+static void run_free(struct run *r)
+{
+	int i;
+
+	for (i = 0; i < r->npubs; i++) {
+		net_free(r->pubs[i].c);
+		mem_free(r->pubs[i].tmpl);
+		mem_free(r->pubs[i].free_ids);
+		mem_free(r->pubs[i].id_state);
+	}
+	for (i = 0; i < r->nsubs; i++) {
+		net_free(r->subs[i].c);
+		mem_free(r->subs[i].last);
+	}
+	for (i = 0; i < r->nsinks; i++) {
+		uint32_t k;
+
+		for (k = 0; k < r->sinks[i].pub_n; k++)
+			seen_free(&r->sinks[i].seen[k]);
+		mem_free(r->sinks[i].seen);
+	}
+	mem_free(r->pubs);
+	mem_free(r->subs);
+	mem_free(r->sinks);
+	memset(r, 0, sizeof(*r));
+}
+
+static int sink_init(struct sink *s, uint32_t first, uint32_t n)
+{
+	s->pub_first = first;
+	s->pub_n = n;
+	s->seen = mem_calloc(n, sizeof(*s->seen));
+	return s->seen ? 0 : -1;
+}
+
+/* Lays out publishers, subscribers and sinks for one traffic scenario. */
+static int plan(struct run *r, enum kind k, int np, int ns, const struct opts *o)
+{
+	const char *name[] = { "fanin", "fanout", "pair", "shared" };
+	int i;
+
+	r->npubs = np;
+	r->nsubs = ns;
+	r->nsinks = (k == K_FANIN || k == K_SHARED) ? 1 : ns;
+	r->pubs = mem_calloc((size_t)np, sizeof(*r->pubs));
+	r->subs = mem_calloc((size_t)ns, sizeof(*r->subs));
+	r->sinks = mem_calloc((size_t)r->nsinks, sizeof(*r->sinks));
+	if (!r->pubs || !r->subs || !r->sinks)
+		return -1;
+	for (i = 0; i < np; i++) {
+		struct pub *p = &r->pubs[i];
+
+		p->id = (uint32_t)i;
+		if (k == K_FANOUT)
+			snprintf(p->topic, sizeof(p->topic), "sb/%x/fanout", run_id);
+		else
+			snprintf(p->topic, sizeof(p->topic), "sb/%x/%s/%d", run_id, name[k], i);
+		p->n_recv = k == K_FANOUT ? (uint32_t)ns : 1;
+		p->limit = o->count;
+	}
+	for (i = 0; i < r->nsinks; i++) {
+		int first = k == K_PAIRS ? i : 0, n = k == K_PAIRS ? 1 : np;
+
+		if (sink_init(&r->sinks[i], (uint32_t)first, (uint32_t)n) < 0)
+			return -1;
+	}
+	for (i = 0; i < ns; i++) {
+		struct sub *s = &r->subs[i];
+
+		s->sink = &r->sinks[r->nsinks == 1 ? 0 : i];
+		s->last = mem_calloc(s->sink->pub_n, sizeof(*s->last));
+		if (!s->last)
+			return -1;
+		if (k == K_FANIN)
+			snprintf(s->filter, sizeof(s->filter), "sb/%x/fanin/+", run_id);
+		else if (k == K_FANOUT)
+			snprintf(s->filter, sizeof(s->filter), "sb/%x/fanout", run_id);
+		else if (k == K_PAIRS)
+			snprintf(s->filter, sizeof(s->filter), "sb/%x/pair/%d", run_id, i);
+		else
+			snprintf(s->filter, sizeof(s->filter), "$share/g%x/sb/%x/shared/+", run_id,
+				 run_id);
+	}
+	return 0;
+}
+
+static int make_clients(struct run *r, const struct opts *o, struct client ***all)
+{
+	struct client **cs = mem_calloc((size_t)(r->npubs + r->nsubs), sizeof(*cs));
+	char id[64];
+	int i;
+
+	if (!cs)
+		return -1;
+	for (i = 0; i < r->nsubs; i++) {
+		snprintf(id, sizeof(id), "sb-%x-s%d", run_id, i);
+		cs[i] = r->subs[i].c = net_client_new(ROLE_SUB, i, id, !o->persistent);
+		if (!cs[i])
+			return -1;
+		net_subscribe(cs[i], r->subs[i].filter, o->qos);
+	}
+	for (i = 0; i < r->npubs; i++) {
+		snprintf(id, sizeof(id), "sb-%x-p%d", run_id, i);
+		cs[r->nsubs + i] = r->pubs[i].c = net_client_new(ROLE_PUB, i, id, !o->persistent);
+		if (!cs[r->nsubs + i])
+			return -1;
+	}
+	*all = cs;
+	return 0;
+}
+
+static uint64_t expected(const struct run *r)
+{
+	uint64_t e = 0;
+	int i;
+	uint32_t k;
+
+	for (i = 0; i < r->nsinks; i++)
+		for (k = 0; k < r->sinks[i].pub_n; k++) {
+			const struct pub *p = &r->pubs[r->sinks[i].pub_first + k];
+
+			e += p->next_seq - 1;
+		}
+	return e;
+}
+
+static uint64_t unique(const struct run *r)
+{
+	uint64_t u = 0;
+	int i;
+	uint32_t k;
+
+	for (i = 0; i < r->nsinks; i++)
+		for (k = 0; k < r->sinks[i].pub_n; k++)
+			u += r->sinks[i].seen[k].unique;
+	return u;
+}
+
+struct until {
+	int64_t t;
+};
+
+static int time_reached(void *arg)
+{
+	return now_ns() >= ((struct until *)arg)->t;
+}
+
+struct drain {
+	struct run *r;
+	uint64_t last_recv;
+	int64_t last_change, quiet_ns;
+	bool need_sent; /* count mode: every publisher must reach its limit */
+};
+
+static int drained(void *arg)
+{
+	struct drain *d = arg;
+	struct run *r = d->r;
+	int64_t now = now_ns();
+	int i;
+
+	if (r->recv != d->last_recv) {
+		d->last_recv = r->recv;
+		d->last_change = now;
+	}
+	for (i = 0; i < r->npubs; i++) {
+		const struct pub *p = &r->pubs[i];
+
+		if (p->c->failed)
+			return 1;
+		if (d->need_sent && p->next_seq - 1 < p->limit)
+			return 0;
+		if (p->unacked)
+			return 0;
+	}
+	if (unique(r) >= expected(r))
+		return 1;
+	return d->quiet_ns && now - d->last_change > d->quiet_ns;
+}
+
+static void close_all(struct client **cs, int n)
+{
+	struct until u = { now_ns() + 2000000000LL };
+	int i;
+
+	for (i = 0; i < n; i++)
+		net_disconnect(cs[i]);
+	/* Wait a little for the broker to close them, so that it is idle after. */
+	for (i = 0; i < 200 && !time_reached(&u); i++) {
+		int open = 0, j;
+
+		for (j = 0; j < n; j++)
+			open += cs[j]->fd >= 0;
+		if (!open)
+			break;
+		net_poll(10);
+	}
+}
+
+static void fill_result(struct run *r, struct result *res)
+{
+	int i;
+
+	res->expected = expected(r);
+	res->lost = res->expected - unique(r);
+	res->dups = 0;
+	for (i = 0; i < r->nsinks; i++) {
+		uint32_t k;
+
+		for (k = 0; k < r->sinks[i].pub_n; k++)
+			res->dups += r->sinks[i].seen[k].dups;
+	}
+	res->order_err = 0;
+	res->share_min = UINT64_MAX;
+	res->share_max = 0;
+	for (i = 0; i < r->nsubs; i++) {
+		res->order_err += r->subs[i].order_err;
+		if (r->subs[i].recv < res->share_min)
+			res->share_min = r->subs[i].recv;
+		if (r->subs[i].recv > res->share_max)
+			res->share_max = r->subs[i].recv;
+	}
+	if (!r->nsubs)
+		res->share_min = 0;
+	res->sent = r->sent;
+	res->recv = r->recv;
+	res->refused = r->refused;
+	res->foreign = r->foreign;
+	res->lat_n = r->lat.n;
+	res->p50 = hist_pct(&r->lat, 50);
+	res->p99 = hist_pct(&r->lat, 99);
+	res->p999 = hist_pct(&r->lat, 99.9);
+	res->max = r->lat.max;
+}
+
+/* The measured part of a traffic run, once everyone is connected. */
+static int measure(struct run *r, const struct opts *o, struct result *res)
+{
+	struct until u;
+	struct drain d = { .r = r, .quiet_ns = o->qos ? 0 : 300000000LL };
+	int64_t t0 = now_ns(), ta, tb;
+	uint64_t s0 = 0, r0 = 0;
+	double c0, m0;
+	int i;
+
+	for (i = 0; i < r->npubs; i++)
+		r->pubs[i].next_due = t0 + (o->rate > 0 ? (int64_t)(1e9 / o->rate) * i / r->npubs : 0);
+	r->producing = true;
+	if (o->count) {
+		r->win_start = 0;
+		r->win_end = INT64_MAX;
+		ta = t0;
+	} else {
+		r->win_start = t0 + secs(o->warmup);
+		r->win_end = r->win_start + secs(o->duration);
+		u.t = r->win_start;
+		net_loop(time_reached, &u, INT64_MAX);
+		ta = now_ns();
+		s0 = r->sent;
+		r0 = r->recv;
+	}
+	c0 = proc_cpu_s(o->pid);
+	m0 = proc_cpu_s(getpid());
+	if (o->count) {
+		d.need_sent = true;
+		d.last_change = now_ns();
+		if (!d.quiet_ns)
+			d.quiet_ns = secs(o->drain_timeout);
+		net_loop(drained, &d, INT64_MAX);
+	} else {
+		u.t = r->win_end;
+		net_loop(time_reached, &u, INT64_MAX);
+	}
+	tb = now_ns();
+	if (o->count && r->last_recv_ns > ta)
+		tb = r->last_recv_ns; /* not the quiet time waited after it */
+	res->broker_cpu = (proc_cpu_s(o->pid) - c0) / ((double)(tb - ta) / 1e9);
+	res->own_cpu = (proc_cpu_s(getpid()) - m0) / ((double)(tb - ta) / 1e9);
+	res->rss_kb = proc_rss_kb(o->pid);
+	res->elapsed = (double)(tb - ta) / 1e9;
+	res->in_rate = (double)(r->sent - s0) / res->elapsed;
+	res->out_rate = (double)(r->recv - r0) / res->elapsed;
+	r->producing = false;
+	if (!o->count) {
+		d.last_change = now_ns();
+		if (net_loop(drained, &d, now_ns() + secs(o->drain_timeout)) < 0 && o->qos)
+			fprintf(stderr, "sluice-bench: drain timed out after %.1f s\n",
+				o->drain_timeout);
+	}
+	fill_result(r, res);
+	return 0;
+}
+
+static int traffic(const struct opts *o, enum kind k, int np, int ns, struct result *res)
+{
+	struct run r = { .o = o };
+	struct client **cs = NULL;
+	int i, rc = -1;
+
+	net_run = &r;
+	if (plan(&r, k, np, ns, o) < 0 || make_clients(&r, o, &cs) < 0) {
+		fprintf(stderr, "sluice-bench: out of memory\n");
+		goto out;
+	}
+	if (net_connect_many(cs, np + ns, CONNECT_CONCURRENCY, now_ns() + SETUP_NS) < 0)
+		goto out;
+	for (i = 0; i < np; i++)
+		if (pub_prepare(&r.pubs[i], o, net_broker_rmax()) < 0)
+			goto out;
+	rc = measure(&r, o, res);
+	close_all(cs, np + ns);
+out:
+	net_run = NULL;
+	run_free(&r);
+	mem_free(cs);
+	return rc;
+}
+
+static int scen_connections(const struct opts *o, struct result *res)
+{
+	struct result with = { 0 };
+	struct client **idle;
+	struct until u;
+	char id[64];
+	long rss0, rss1;
+	int64_t t0;
+	int i, n = o->idle, rc = -1, np = o->clients;
+
+	if (traffic(o, K_PAIRS, np, np, res) < 0)
+		return -1;
+	res->base_rate = res->out_rate;
+	idle = mem_calloc((size_t)n, sizeof(*idle));
+	if (!idle)
+		return -1;
+	for (i = 0; i < n; i++) {
+		snprintf(id, sizeof(id), "sb-%x-i%d", run_id, i);
+		idle[i] = net_client_new(ROLE_IDLE, i, id, true);
+		if (!idle[i])
+			goto out;
+	}
+	rss0 = proc_rss_kb(o->pid);
+	t0 = now_ns();
+	if (net_connect_many(idle, n, CONNECT_CONCURRENCY, now_ns() + secs(o->time_limit)) < 0)
+		goto out;
+	res->conn_rate = n / ((double)(now_ns() - t0) / 1e9);
+	u.t = now_ns() + 1000000000LL; /* let the broker settle */
+	net_loop(time_reached, &u, INT64_MAX);
+	rss1 = proc_rss_kb(o->pid);
+	res->kb_per_conn = rss0 > 0 ? (double)(rss1 - rss0) / n : -1;
+	res->held = n;
+	if (traffic(o, K_PAIRS, np, np, &with) < 0)
+		goto out;
+	with.conn_rate = res->conn_rate;
+	with.kb_per_conn = res->kb_per_conn;
+	with.held = n;
+	with.base_rate = res->base_rate;
+	with.with_idle_rate = with.out_rate;
+	*res = with;
+	rc = 0;
+out:
+	for (i = 0; i < n; i++)
+		net_free(idle[i]);
+	mem_free(idle);
+	return rc;
+}
+
+static int closed(void *arg)
+{
+	return ((struct client *)arg)->state == C_CLOSED;
+}
+
+static int scen_backlog(const struct opts *o, struct result *res)
+{
+	struct run r = { .o = o };
+	struct drain d = { .r = &r };
+	struct client *cs[2];
+	uint32_t n = o->count ? o->count : 1000;
+	int64_t t0;
+	int rc = -1;
+
+	if (o->qos == 0) {
+		fprintf(stderr, "sluice-bench: backlog needs QoS 1 or 2 (QoS 0 is not queued "
+				"for offline clients)\n");
+		return 1;
+	}
+	net_run = &r;
+	if (plan(&r, K_PAIRS, 1, 1, o) < 0)
+		goto out;
+	r.pubs[0].limit = n;
+	r.pubs[0].n_recv = 0; /* nobody online: only the ack window applies */
+	cs[0] = r.subs[0].c = net_client_new(ROLE_SUB, 0, "", false);
+	cs[1] = r.pubs[0].c = net_client_new(ROLE_PUB, 0, "", true);
+	if (!cs[0] || !cs[1])
+		goto out;
+	snprintf(cs[0]->id, sizeof(cs[0]->id), "sb-%x-bsub", run_id);
+	snprintf(cs[1]->id, sizeof(cs[1]->id), "sb-%x-bpub", run_id);
+	net_subscribe(cs[0], r.subs[0].filter, o->qos);
+	if (net_connect_many(cs, 1, 1, now_ns() + SETUP_NS) < 0)
+		goto out;
+	net_disconnect(cs[0]);
+	if (net_loop(closed, cs[0], now_ns() + SETUP_NS) < 0)
+		goto out;
+	if (net_connect_many(cs + 1, 1, 1, now_ns() + SETUP_NS) < 0 ||
+	    pub_prepare(&r.pubs[0], o, net_broker_rmax()) < 0)
+		goto out;
+	r.win_start = r.win_end = 0; /* time spent queued is not latency */
+	r.producing = true;
+	d.need_sent = true;
+	d.quiet_ns = 0;
+	t0 = now_ns();
+	while (!(r.pubs[0].next_seq - 1 == n && r.pubs[0].unacked == 0) && !cs[1]->failed &&
+	       now_ns() - t0 < secs(o->drain_timeout))
+		net_poll(10);
+	res->elapsed = (double)(now_ns() - t0) / 1e9;
+	res->in_rate = n / res->elapsed;
+	r.producing = false;
+	net_subscribe(cs[0], NULL, 0); /* the session keeps the subscription */
+	t0 = now_ns();
+	d.last_change = t0;
+	d.quiet_ns = secs(o->drain_timeout);
+	if (net_connect(cs[0]) < 0)
+		goto out;
+	net_loop(drained, &d, now_ns() + secs(o->drain_timeout) * 2);
+	res->drain_rate = r.recv && r.last_recv_ns > t0 ?
+				  r.recv / ((double)(r.last_recv_ns - t0) / 1e9) : 0;
+	res->out_rate = res->drain_rate;
+	res->rss_kb = proc_rss_kb(o->pid);
+	fill_result(&r, res);
+	close_all(cs, 2);
+	rc = 0;
+out:
+	net_run = NULL;
+	run_free(&r);
+	return rc;
+}
+
+int scen_run(const struct opts *o, struct result *r)
+{
+	int c = o->clients;
+
+	if (!run_id)
+		run_id = (unsigned)getpid() ^ (unsigned)now_ns();
+	run_id = (run_id * 2654435761u) & 0xffffff;
+	memset(r, 0, sizeof(*r));
+	if (!strcmp(o->scenario, "fanin"))
+		return traffic(o, K_FANIN, o->pubs ? o->pubs : c, o->subs ? o->subs : 1, r);
+	if (!strcmp(o->scenario, "fanout"))
+		return traffic(o, K_FANOUT, o->pubs ? o->pubs : 1, o->subs ? o->subs : c, r);
+	if (!strcmp(o->scenario, "pairs"))
+		return traffic(o, K_PAIRS, c, c, r);
+	if (!strcmp(o->scenario, "shared"))
+		return traffic(o, K_SHARED, o->pubs ? o->pubs : c, o->subs ? o->subs : 4, r);
+	if (!strcmp(o->scenario, "connections"))
+		return scen_connections(o, r);
+	if (!strcmp(o->scenario, "backlog"))
+		return scen_backlog(o, r);
+	if (!strcmp(o->scenario, "delayed")) {
+		printf("delayed: not available yet - the broker has no delayed topics "
+		       "($delayed/{seconds}/{topic}) until the delayed plugin lands\n");
+		return 77;
+	}
+	fprintf(stderr, "sluice-bench: unknown scenario '%s'\n", o->scenario);
+	return -1;
+}
+
+static double ms(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+void scen_print(const struct opts *o, const struct result *r)
+{
+	if (!o->quiet) {
+		printf("%s qos %d v%s: in %.0f msg/s, out %.0f msg/s over %.2f s\n", o->scenario,
+		       o->qos, o->version == 5 ? "5" : "3.1.1", r->in_rate, r->out_rate,
+		       r->elapsed);
+		printf("  latency ms: p50 %.3f p99 %.3f p99.9 %.3f max %.3f (%llu samples)\n",
+		       ms(r->p50), ms(r->p99), ms(r->p999), ms(r->max),
+		       (unsigned long long)r->lat_n);
+		printf("  sent %llu, expected deliveries %llu, received %llu: lost %llu, "
+		       "duplicates %llu, out of order %llu, refused %llu, foreign %llu\n",
+		       (unsigned long long)r->sent, (unsigned long long)r->expected,
+		       (unsigned long long)r->recv, (unsigned long long)r->lost,
+		       (unsigned long long)r->dups, (unsigned long long)r->order_err,
+		       (unsigned long long)r->refused, (unsigned long long)r->foreign);
+		printf("  broker rss %ld kB, broker cpu %.0f%%, generator cpu %.0f%%\n", r->rss_kb,
+		       r->broker_cpu * 100, r->own_cpu * 100);
+		if (!strcmp(o->scenario, "shared"))
+			printf("  per-consumer split: min %llu max %llu\n",
+			       (unsigned long long)r->share_min, (unsigned long long)r->share_max);
+		if (!strcmp(o->scenario, "connections"))
+			printf("  %d connections at %.0f connects/s, %.2f kB broker RSS each; "
+			       "throughput %.0f msg/s without, %.0f with (%.0f%%)\n",
+			       r->held, r->conn_rate, r->kb_per_conn, r->base_rate,
+			       r->with_idle_rate,
+			       r->base_rate > 0 ? 100 * r->with_idle_rate / r->base_rate : 0);
+		if (!strcmp(o->scenario, "backlog"))
+			printf("  backlog: publish %.0f msg/s, drain %.0f msg/s\n", r->in_rate,
+			       r->drain_rate);
+	}
+	printf("RESULT label=%s scenario=%s qos=%d version=%d in=%.0f out=%.0f p50=%.3f "
+	       "p99=%.3f p999=%.3f max=%.3f lost=%llu dups=%llu order=%llu refused=%llu "
+	       "rss_kb=%ld cpu=%.2f gen_cpu=%.2f conn_rate=%.0f kb_per_conn=%.2f "
+	       "base=%.0f with_idle=%.0f drain=%.0f share_min=%llu share_max=%llu\n",
+	       o->label ? o->label : "-", o->scenario, o->qos, o->version, r->in_rate,
+	       r->out_rate, ms(r->p50), ms(r->p99), ms(r->p999), ms(r->max),
+	       (unsigned long long)r->lost, (unsigned long long)r->dups,
+	       (unsigned long long)r->order_err, (unsigned long long)r->refused, r->rss_kb,
+	       r->broker_cpu, r->own_cpu, r->conn_rate, r->kb_per_conn, r->base_rate,
+	       r->with_idle_rate, r->drain_rate, (unsigned long long)r->share_min,
+	       (unsigned long long)r->share_max);
+	fflush(stdout);
+}
+
+int scen_check(const struct opts *o, const struct result *r)
+{
+	int bad = 0;
+
+	if (o->qos >= 1 && r->lost) {
+		fprintf(stderr, "sluice-bench: FAIL: %llu messages lost at QoS %d\n",
+			(unsigned long long)r->lost, o->qos);
+		bad = 1;
+	}
+	if (o->qos >= 1 && r->dups) {
+		fprintf(stderr, "sluice-bench: FAIL: %llu duplicates at QoS %d\n",
+			(unsigned long long)r->dups, o->qos);
+		bad = 1;
+	}
+	if (o->qos >= 1 && r->order_err) {
+		fprintf(stderr, "sluice-bench: FAIL: %llu out of order at QoS %d\n",
+			(unsigned long long)r->order_err, o->qos);
+		bad = 1;
+	}
+	if (r->refused) {
+		fprintf(stderr, "sluice-bench: FAIL: the broker refused %llu publishes\n",
+			(unsigned long long)r->refused);
+		bad = 1;
+	}
+	return bad ? -1 : 0;
+}

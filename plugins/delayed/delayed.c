@@ -1,0 +1,698 @@
+/*
+ * delayed.c - the delayed topics plugin: the glue between the broker's
+ * plugin layer (sluice_plugin.h) and the scheduler in sched.c.
+ *
+ * A PUBLISH that asks for a delay (sched_parse) is taken over: the message,
+ * already rewritten to its release topic and without the delay properties,
+ * is encoded into a cold value "p"+seq, and a 13-byte entry for it joins its
+ * chunk row in the key/value state (sched.h). Both writes are queued during
+ * the PUBLISH callback, so the broker acknowledges the message only after
+ * they are committed: an acknowledged delayed message survives SIGKILL. The
+ * MQTT 5 PUBACK/PUBREC carries the user property message-id = seq.
+ *
+ * Memory holds the index only: 16 bytes per message in the far heap, the
+ * chunk rows (13 bytes per message) the broker keeps for the key/value
+ * state, and the client ids of senders once each. Payloads stay in the
+ * store until their message is due within the prefetch window
+ * (plugin_opt_prefetch_ms); then cold_get reads them back, so that at the
+ * due time the message is in memory and leaves on the single timer armed
+ * for the earliest due (sched_wake). Release: the entry leaves its chunk,
+ * the message is rewritten once more so that its expiry interval counts
+ * from now, routed to the plugins after this one and then to subscribers,
+ * and its cold value deleted. A crash after routing and before that commit
+ * releases it again after the restart: at least once, as QoS 1.
+ *
+ * Cancel removes the chunk entry and the payload at once; the queue entry
+ * stays until its time comes and is then skipped, because the chunk row is
+ * what says whether a message is still pending (lazy deletion keeps the
+ * heap free of a position index).
+ *
+ * Who may cancel: the client whose client id published the message. There
+ * are no usernames in sluice yet; once there are, this should compare the
+ * authenticated identity instead, since a client id can be reused by anyone.
+ *
+ * Start-up rebuilds the queue from the chunk rows (kv_scan); overdue
+ * messages are staged first and go at once, in due order, as their payloads
+ * arrive. Message ids never repeat: the next id is reserved in blocks in
+ * the row "n".
+ *
+ * $SYS/broker/delayed/{pending,next,scheduled,released,cancelled,rejected}
+ * are published retained every plugin_opt_sys_interval seconds.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sched.h"
+#include "sluice_plugin.h"
+
+#define DEFAULT_MAX_MS (42ull * 86400 * 1000)
+#define DEFAULT_WINDOW_MS 1500
+#define DEFAULT_STAGE_CAP 50000
+#define DEFAULT_SYS_S 10
+#define SEQ_BLOCK 65536
+#define RELEASE_BUDGET 20000 /* releases per timer run before yielding to the loop */
+
+struct dl {
+	const struct sp_host *host;
+	struct sp_plugin *self;
+	uint64_t max_ms, sys_ms;
+	struct sched q;
+	struct sched_senders senders;
+	uint32_t next_sender;
+	uint64_t next_seq, seq_limit;
+	struct sp_timer *timer;
+	uint64_t timer_at; /* wall ms the timer is armed for */
+	struct sp_timer *sys_timer;
+	uint64_t pending, scheduled, released, cancelled, rejected, lost;
+};
+
+static const char *const drop_keys[] = { SCHED_KEY_DELAY, SCHED_KEY_AT };
+
+static void pump(struct dl *dl);
+static void on_timer(void *arg);
+
+/* --- small helpers ----------------------------------------------------------------- */
+
+static void unref_msg(void *m);
+static const struct sp_host *g_host; /* for unref_msg, called through sched_free */
+
+static void unref_msg(void *m)
+{
+	g_host->msg_unref(m);
+}
+
+/* Arms the one timer for wall time `at` unless it is armed for earlier already. */
+static void arm(struct dl *dl, uint64_t at)
+{
+	uint64_t now;
+
+	if (at == UINT64_MAX || (dl->timer && dl->timer_at <= at))
+		return;
+	if (dl->timer)
+		dl->host->timer_cancel(dl->timer);
+	now = dl->host->now_ms();
+	dl->timer_at = at;
+	dl->timer = dl->host->timer_add(dl->self, at > now ? at - now : 0, on_timer, dl);
+	if (!dl->timer)
+		dl->host->log(dl->self, SP_LOG_ERR, "delayed: cannot arm a timer");
+}
+
+/* The chunk row holding seq: 0 with *len and the bytes in buf, -1 when there is none. */
+static int chunk_get(struct dl *dl, uint64_t seq, uint8_t *buf, size_t *len)
+{
+	uint8_t key[9];
+	void *val = NULL;
+	size_t vlen = 0;
+
+	sched_key_chunk(key, seq);
+	if (dl->host->kv_get(dl->self, key, sizeof(key), &val, &vlen))
+		return -1;
+	if (!sched_chunk_valid(val, vlen)) {
+		dl->host->free(val);
+		return -1;
+	}
+	memcpy(buf, val, vlen);
+	*len = vlen;
+	dl->host->free(val);
+	return 0;
+}
+
+static int chunk_put(struct dl *dl, uint64_t seq, const uint8_t *v, size_t len)
+{
+	uint8_t key[9];
+
+	sched_key_chunk(key, seq);
+	if (!len)
+		return dl->host->kv_del(dl->self, key, sizeof(key));
+	return dl->host->kv_put(dl->self, key, sizeof(key), v, len);
+}
+
+/* The pending entry for seq (0) or -1 when it is not pending (released, cancelled). */
+static int entry_find(struct dl *dl, uint64_t seq, struct sched_item *it)
+{
+	uint8_t buf[SCHED_CHUNK_MAX];
+	size_t len;
+
+	if (chunk_get(dl, seq, buf, &len))
+		return -1;
+	return sched_chunk_find(buf, len, (unsigned)(seq & (SCHED_CHUNK - 1)), it);
+}
+
+/* Forgets one sender's message: its id row goes with its last message. */
+static void sender_unref(struct dl *dl, uint32_t id)
+{
+	struct sched_sender *s = sched_senders_by_id(&dl->senders, id);
+	uint8_t key[5];
+
+	if (!s || !s->refs || --s->refs)
+		return;
+	sched_key_sender(key, id);
+	dl->host->kv_del(dl->self, key, sizeof(key));
+	sched_senders_remove(&dl->senders, s);
+}
+
+/* Removes a pending entry from the durable index and its payload from the store. */
+static int entry_remove(struct dl *dl, uint64_t seq)
+{
+	uint8_t buf[SCHED_CHUNK_MAX], out[SCHED_CHUNK_MAX], key[9];
+	unsigned idx = (unsigned)(seq & (SCHED_CHUNK - 1));
+	struct sched_item it;
+	size_t len;
+
+	if (chunk_get(dl, seq, buf, &len) || sched_chunk_find(buf, len, idx, &it))
+		return -1;
+	if (chunk_put(dl, seq, out, sched_chunk_remove(buf, len, idx, out)))
+		dl->host->log(dl->self, SP_LOG_ERR, "delayed: cannot update the index");
+	sched_key_payload(key, seq);
+	dl->host->cold_del(dl->self, key, sizeof(key));
+	sender_unref(dl, it.sender);
+	if (dl->pending)
+		dl->pending--;
+	return 0;
+}
+
+/* --- release --------------------------------------------------------------------------- */
+
+static void release_one(struct dl *dl, struct sched_rec *r)
+{
+	struct sp_msg *m = r->msg, *out;
+	int n;
+
+	if (entry_remove(dl, r->e.seq)) {
+		/* Cancelled after it was queued: nothing to do. */
+	} else if (!m) {
+		dl->lost++;
+		dl->host->log(dl->self, SP_LOG_ERR,
+			      "delayed: message %" PRIu64 " lost: its payload could not be read",
+			      r->e.seq);
+	} else {
+		out = dl->host->msg_rewrite(m, NULL, NULL, 0, true); /* expiry from now */
+		n = out ? dl->host->route(dl->self, out) : -1;
+		if (n < 0)
+			dl->host->log(dl->self, SP_LOG_ERR,
+				      "delayed: message %" PRIu64 " on '%s' could not be routed",
+				      r->e.seq, dl->host->msg_topic(m));
+		dl->released++;
+		dl->host->log(dl->self, SP_LOG_DEBUG,
+			      "delayed: released %" PRIu64 " on '%s', %" PRId64 " ms late",
+			      r->e.seq, dl->host->msg_topic(m),
+			      (int64_t)(dl->host->now_ms() - r->e.due));
+		if (out)
+			dl->host->msg_unref(out);
+	}
+	if (m)
+		dl->host->msg_unref(m);
+	sched_rec_free(r);
+}
+
+static void fetched(void *arg, const void *val, size_t vlen)
+{
+	struct sched_rec *r = arg;
+	struct dl *dl = r->ctx;
+
+	r->msg = val ? dl->host->msg_decode(val, vlen) : NULL;
+	r->state = r->msg ? SCHED_READY : SCHED_MISSING;
+	arm(dl, dl->host->now_ms()); /* the loop releases it, not this store callback */
+}
+
+static void fetch(struct dl *dl, struct sched_rec *r)
+{
+	uint8_t key[9];
+
+	sched_key_payload(key, r->e.seq);
+	r->state = SCHED_FETCHING;
+	r->ctx = dl;
+	if (dl->host->cold_get(dl->self, key, sizeof(key), fetched, r))
+		r->state = SCHED_MISSING;
+}
+
+/* Stages what is due soon (fetching payloads) and releases what is due now. */
+static void pump(struct dl *dl)
+{
+	uint64_t now = dl->host->now_ms();
+	struct sched_rec *r;
+	size_t budget = RELEASE_BUDGET;
+	bool more = true;
+
+	while (more && budget) {
+		more = false;
+		while ((r = sched_stage(&dl->q, now)))
+			fetch(dl, r);
+		while (budget && (r = sched_due(&dl->q, now))) {
+			release_one(dl, r);
+			budget--;
+			more = true;
+		}
+	}
+	arm(dl, budget ? sched_wake(&dl->q) : now);
+}
+
+static void on_timer(void *arg)
+{
+	struct dl *dl = arg;
+
+	dl->timer = NULL; /* it fired */
+	pump(dl);
+}
+
+/* --- $SYS ------------------------------------------------------------------------------- */
+
+static void sys_publish(struct dl *dl, const char *leaf, uint64_t v)
+{
+	char topic[64], text[32];
+	struct sp_msg_spec spec;
+	struct sp_msg *m;
+
+	snprintf(topic, sizeof(topic), "$SYS/broker/delayed/%s", leaf);
+	snprintf(text, sizeof(text), "%" PRIu64, v);
+	memset(&spec, 0, sizeof(spec));
+	spec.topic = topic;
+	spec.topic_len = strlen(topic);
+	spec.payload = text;
+	spec.payload_len = strlen(text);
+	spec.retain = true;
+	m = dl->host->msg_new(&spec);
+	if (!m)
+		return;
+	dl->host->route(dl->self, m);
+	dl->host->msg_unref(m);
+}
+
+/* The next due time of a message still pending (cancelled ones at the front are dropped). */
+static uint64_t next_due(struct dl *dl)
+{
+	struct sched_ent e;
+	struct sched_item it;
+	struct sched_rec *r;
+
+	while (sched_first(&dl->q, &e)) {
+		if (!entry_find(dl, e.seq, &it))
+			return e.due;
+		if (dl->q.n_near && dl->q.near[0]->state == SCHED_FETCHING)
+			return e.due; /* its fetch callback still needs the record */
+		r = sched_drop_first(&dl->q);
+		if (r && r->msg)
+			dl->host->msg_unref(r->msg);
+		if (r)
+			sched_rec_free(r);
+	}
+	return 0;
+}
+
+static void sys_stats(void *arg)
+{
+	struct dl *dl = arg;
+
+	dl->sys_timer = NULL;
+	sys_publish(dl, "pending", dl->pending);
+	sys_publish(dl, "next", next_due(dl));
+	sys_publish(dl, "scheduled", dl->scheduled);
+	sys_publish(dl, "released", dl->released);
+	sys_publish(dl, "cancelled", dl->cancelled);
+	sys_publish(dl, "rejected", dl->rejected);
+	if (dl->sys_ms)
+		dl->sys_timer = dl->host->timer_add(dl->self, dl->sys_ms, sys_stats, dl);
+}
+
+/* --- PUBLISH ------------------------------------------------------------------------------ */
+
+static int reject(struct dl *dl, const struct sp_event *ev, struct sp_result *res, uint8_t reason,
+		  const char *why)
+{
+	dl->rejected++;
+	dl->host->log(dl->self, SP_LOG_NOTICE, "delayed: %s from '%s' on '%s' %s: %s",
+		      ev->protocol == 5 ? "refused" : "dropped",
+		      ev->client_id ? ev->client_id : "", dl->host->msg_topic(ev->msg),
+		      ev->protocol == 5 ? "with a reason code" : "(no negative ack before MQTT 5)",
+		      why);
+	res->verdict = SP_REJECT;
+	res->reason = reason;
+	res->reason_string = why;
+	return 0;
+}
+
+static void collect_props(const struct dl *dl, const struct sp_msg *m, struct sched_props *p)
+{
+	size_t pos = 0, kl, vl;
+	const char *k, *v;
+
+	memset(p, 0, sizeof(*p));
+	while (dl->host->msg_user_prop(m, &pos, &k, &kl, &v, &vl) == 1) {
+		if (kl == strlen(SCHED_KEY_DELAY) && !memcmp(k, SCHED_KEY_DELAY, kl)) {
+			p->delay = v;
+			p->delay_len = vl;
+			p->n_delay++;
+		} else if (kl == strlen(SCHED_KEY_AT) && !memcmp(k, SCHED_KEY_AT, kl)) {
+			p->at = v;
+			p->at_len = vl;
+			p->n_at++;
+		}
+	}
+}
+
+static int do_cancel(struct dl *dl, const struct sp_event *ev, uint64_t id, struct sp_result *res)
+{
+	const char *who = dl->host->msg_sender(ev->msg);
+	struct sched_sender *s;
+	struct sched_item it;
+
+	if (entry_find(dl, id, &it))
+		return reject(dl, ev, res, SCHED_RC_IMPL_ERROR,
+			      "no pending delayed message with that id");
+	s = sched_senders_by_id(&dl->senders, it.sender);
+	/* Client ids only: sluice has no usernames yet (see the top of this file). */
+	if (!s || strcmp(s->name, who))
+		return reject(dl, ev, res, SCHED_RC_NOT_AUTHORIZED,
+			      "only the client that published a delayed message may cancel it");
+	entry_remove(dl, id);
+	dl->cancelled++;
+	dl->host->log(dl->self, SP_LOG_INFO, "delayed: '%s' cancelled %" PRIu64, who, id);
+	res->verdict = SP_TAKE; /* swallowed: no reference kept, nothing routed */
+	return 0;
+}
+
+/* The sender's id, registered (and stored) on its first pending message. */
+static struct sched_sender *sender_ref(struct dl *dl, const char *name)
+{
+	struct sched_sender *s = sched_senders_find(&dl->senders, name);
+	uint8_t key[5];
+
+	if (!s) {
+		while (sched_senders_by_id(&dl->senders, dl->next_sender))
+			dl->next_sender++;
+		s = sched_senders_add(&dl->senders, name, dl->next_sender++);
+		if (!s)
+			return NULL;
+		sched_key_sender(key, s->id);
+		if (dl->host->kv_put(dl->self, key, sizeof(key), name, strlen(name))) {
+			sched_senders_remove(&dl->senders, s);
+			return NULL;
+		}
+	}
+	s->refs++;
+	return s;
+}
+
+static int next_seq(struct dl *dl, uint64_t *seq)
+{
+	uint8_t v[8];
+
+	if (dl->next_seq >= dl->seq_limit) {
+		sched_put_be64(v, dl->next_seq + SEQ_BLOCK);
+		if (dl->host->kv_put(dl->self, "n", 1, v, sizeof(v)))
+			return -1;
+		dl->seq_limit = dl->next_seq + SEQ_BLOCK;
+	}
+	*seq = dl->next_seq++;
+	return 0;
+}
+
+/* Writes the index entry and the payload of a new delayed message. */
+static int store_new(struct dl *dl, uint64_t seq, uint64_t due, const char *sender,
+		     const struct sp_msg *m)
+{
+	uint8_t buf[SCHED_CHUNK_MAX], out[SCHED_CHUNK_MAX + SCHED_REC_SIZE], key[9];
+	struct sched_item it = { (unsigned)(seq & (SCHED_CHUNK - 1)), due, 0 };
+	struct sched_sender *s = sender_ref(dl, sender);
+	size_t len = 0;
+	void *enc = NULL;
+	size_t elen = 0;
+
+	if (!s)
+		return -1;
+	it.sender = s->id;
+	if (chunk_get(dl, seq, buf, &len))
+		len = 0;
+	if (dl->host->msg_encode(m, &enc, &elen) ||
+	    chunk_put(dl, seq, out, sched_chunk_add(buf, len, &it, out)))
+		goto fail;
+	sched_key_payload(key, seq);
+	if (dl->host->cold_put(dl->self, key, sizeof(key), enc, elen)) {
+		entry_remove(dl, seq);
+		dl->host->free(enc);
+		return -1;
+	}
+	dl->host->free(enc);
+	return 0;
+fail:
+	dl->host->free(enc);
+	sender_unref(dl, s->id);
+	return -1;
+}
+
+static int do_delay(struct dl *dl, const struct sp_event *ev, const struct sched_req *rq,
+		    struct sp_result *res)
+{
+	struct sp_msg *m = dl->host->msg_rewrite(ev->msg, rq->target, drop_keys, 2, false);
+	struct sched_rec *r = NULL;
+	struct sched_ent e = { rq->due_ms, 0 };
+	char id[24];
+
+	if (!m || next_seq(dl, &e.seq) ||
+	    store_new(dl, e.seq, e.due, dl->host->msg_sender(ev->msg), m))
+		goto fail;
+	dl->pending++;
+	dl->scheduled++;
+	if (sched_add(&dl->q, e, dl->host->now_ms(), &r)) {
+		/* Stored but not queued: it goes after the next restart. Say so. */
+		dl->host->log(dl->self, SP_LOG_ERR, "delayed: out of memory queueing %" PRIu64,
+			      e.seq);
+	} else if (r) {
+		r->msg = m; /* due soon: keep it, no need to read it back */
+		r->state = SCHED_READY;
+		m = NULL;
+	}
+	if (m)
+		dl->host->msg_unref(m);
+	arm(dl, sched_wake(&dl->q));
+	snprintf(id, sizeof(id), "%" PRIu64, e.seq);
+	if (ev->protocol == 5)
+		dl->host->ack_user_prop("message-id", id);
+	dl->host->log(dl->self, SP_LOG_DEBUG, "delayed: %s for '%s' at %" PRIu64, id, rq->target,
+		      e.due);
+	res->verdict = SP_TAKE; /* the message itself is not kept: its copy is stored */
+	return 0;
+fail:
+	if (m)
+		dl->host->msg_unref(m);
+	return reject(dl, ev, res, SCHED_RC_IMPL_ERROR, "delayed message could not be stored");
+}
+
+static int on_publish(const struct sp_event *ev, struct sp_result *res, void *udata)
+{
+	struct dl *dl = udata;
+	struct sched_props props;
+	struct sched_req rq;
+
+	collect_props(dl, ev->msg, &props);
+	if (sched_parse(dl->host->msg_topic(ev->msg), &props, dl->host->now_ms(), dl->max_ms,
+			&rq))
+		return reject(dl, ev, res, rq.reason, rq.why);
+	if (rq.kind == SCHED_CANCEL)
+		return do_cancel(dl, ev, rq.cancel_id, res);
+	if (rq.kind == SCHED_DELAY)
+		return do_delay(dl, ev, &rq, res);
+	return 0;
+}
+
+/* --- start and stop ------------------------------------------------------------------------ */
+
+static int load_sender(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+	struct dl *dl = arg;
+	char *name;
+	uint32_t id;
+
+	if (klen != 5)
+		return 0;
+	id = sched_get_be32((const uint8_t *)key + 1);
+	name = dl->host->alloc(vlen + 1);
+	if (name) {
+		memcpy(name, val, vlen);
+		name[vlen] = '\0';
+	}
+	if (!name || !sched_senders_add(&dl->senders, name, id))
+		dl->host->log(dl->self, SP_LOG_ERR, "delayed: sender row %" PRIu32 " not loaded",
+			      id);
+	dl->host->free(name);
+	if (id >= dl->next_sender)
+		dl->next_sender = id + 1;
+	return 0;
+}
+
+static int load_chunk(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+	struct dl *dl = arg;
+	uint64_t chunk;
+	size_t i;
+
+	if (klen != 9 || !sched_chunk_valid(val, vlen)) {
+		dl->host->log(dl->self, SP_LOG_ERR, "delayed: skipping a malformed index row");
+		return 0;
+	}
+	chunk = sched_get_be64((const uint8_t *)key + 1);
+	for (i = 0; i < vlen / SCHED_REC_SIZE; i++) {
+		struct sched_item it;
+		struct sched_ent e;
+		struct sched_sender *s;
+
+		sched_chunk_item(val, i, &it);
+		e.due = it.due;
+		e.seq = chunk << SCHED_CHUNK_BITS | it.idx;
+		if (sched_heap_append(&dl->q.far, e))
+			return 1; /* out of memory: stop, reported by the caller */
+		if ((s = sched_senders_by_id(&dl->senders, it.sender)))
+			s->refs++;
+		if (e.seq >= dl->next_seq)
+			dl->next_seq = e.seq + 1;
+		dl->pending++;
+	}
+	return 0;
+}
+
+/* Sender rows no pending message refers to any more (a crash between two writes). */
+static void drop_unused_senders(struct dl *dl)
+{
+	size_t i;
+
+	for (i = 0; i < dl->senders.size; i++) {
+		struct sched_sender *s = dl->senders.name_tab[i], *next;
+
+		for (; s; s = next) {
+			next = s->by_name;
+			if (!s->refs) {
+				s->refs = 1;
+				sender_unref(dl, s->id);
+			}
+		}
+	}
+}
+
+static int on_start(const struct sp_event *ev, struct sp_result *res, void *udata)
+{
+	struct dl *dl = udata;
+	void *val = NULL;
+	size_t vlen = 0;
+
+	(void)ev;
+	(void)res;
+	if (!dl->host->kv_get(dl->self, "n", 1, &val, &vlen) && vlen == 8)
+		dl->next_seq = sched_get_be64(val);
+	dl->host->free(val);
+	if (!dl->next_seq)
+		dl->next_seq = 1;
+	dl->host->kv_scan(dl->self, "s", 1, load_sender, dl);
+	dl->host->kv_scan(dl->self, "c", 1, load_chunk, dl);
+	if (dl->pending != dl->q.far.n)
+		dl->host->log(dl->self, SP_LOG_ERR, "delayed: out of memory rebuilding the queue");
+	sched_heap_build(&dl->q.far);
+	drop_unused_senders(dl);
+	dl->seq_limit = dl->next_seq; /* the next id reserves a new block */
+	dl->host->log(dl->self, SP_LOG_NOTICE,
+		      "delayed: %" PRIu64 " pending message(s) restored, next id %" PRIu64,
+		      dl->pending, dl->next_seq);
+	sys_stats(dl);
+	pump(dl);
+	return 0;
+}
+
+static int on_stop(const struct sp_event *ev, struct sp_result *res, void *udata)
+{
+	struct dl *dl = udata;
+
+	(void)ev;
+	(void)res;
+	if (dl->timer)
+		dl->host->timer_cancel(dl->timer);
+	if (dl->sys_timer)
+		dl->host->timer_cancel(dl->sys_timer);
+	dl->timer = dl->sys_timer = NULL;
+	/* The store has answered every cold_get by now: it closes before STOP. */
+	sched_free(&dl->q, unref_msg);
+	sched_senders_free(&dl->senders);
+	dl->host->log(dl->self, SP_LOG_INFO,
+		      "delayed: stopped with %" PRIu64 " pending (kept in the store)", dl->pending);
+	return 0;
+}
+
+/* --- entry points ---------------------------------------------------------------------------- */
+
+static int apply_opts(struct dl *dl, const struct sp_opt *opts, int n_opts, uint64_t *window,
+		      uint64_t *cap)
+{
+	for (int i = 0; i < n_opts; i++) {
+		const char *k = opts[i].key, *v = opts[i].value;
+		int bad;
+
+		if (!strcmp(k, "max"))
+			bad = sched_parse_duration(v, &dl->max_ms);
+		else if (!strcmp(k, "sys_interval"))
+			bad = sched_parse_duration(v, &dl->sys_ms);
+		else if (!strcmp(k, "prefetch_ms"))
+			bad = sched_parse_uint(v, strlen(v), window) || *window > 3600000;
+		else if (!strcmp(k, "prefetch_max"))
+			bad = sched_parse_uint(v, strlen(v), cap) || !*cap || *cap > 10000000;
+		else
+			bad = -1;
+		if (bad) {
+			dl->host->log(dl->self, SP_LOG_ERR,
+				      "delayed: bad option plugin_opt_%s %s (max DURATION, "
+				      "sys_interval DURATION, prefetch_ms MS, prefetch_max N)",
+				      k, v);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int sluice_plugin_version(void)
+{
+	return SLUICE_PLUGIN_API;
+}
+
+int sluice_plugin_init(const struct sp_host *host, struct sp_plugin *self,
+		       const struct sp_opt *opts, int n_opts, void **udata)
+{
+	struct dl *dl;
+	uint64_t window = DEFAULT_WINDOW_MS, cap = DEFAULT_STAGE_CAP;
+
+	if (host->api != SLUICE_PLUGIN_API || host->size < sizeof(struct sp_host)) {
+		fprintf(stderr, "delayed: host API %u size %u, expected %d size %zu\n", host->api,
+			host->size, SLUICE_PLUGIN_API, sizeof(struct sp_host));
+		return -1;
+	}
+	g_host = host;
+	sched_set_alloc(host->alloc, host->free);
+	dl = host->alloc(sizeof(*dl));
+	if (!dl)
+		return -1;
+	memset(dl, 0, sizeof(*dl));
+	dl->host = host;
+	dl->self = self;
+	dl->max_ms = DEFAULT_MAX_MS;
+	dl->sys_ms = DEFAULT_SYS_S * 1000;
+	sched_senders_init(&dl->senders);
+	if (apply_opts(dl, opts, n_opts, &window, &cap))
+		goto fail;
+	sched_init(&dl->q, window, (size_t)cap);
+	*udata = dl;
+	if (host->on(self, SP_EV_START, on_start) || host->on(self, SP_EV_STOP, on_stop) ||
+	    host->on(self, SP_EV_PUBLISH, on_publish))
+		goto fail;
+	host->log(self, SP_LOG_INFO, "delayed: max %" PRIu64 " s, prefetch %" PRIu64 " ms",
+		  dl->max_ms / 1000, window);
+	return 0;
+fail:
+	*udata = NULL;
+	host->free(dl);
+	return -1;
+}
+
+void sluice_plugin_cleanup(void *udata)
+{
+	struct dl *dl = udata;
+
+	if (dl)
+		dl->host->free(dl);
+}

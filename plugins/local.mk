@@ -1,0 +1,28 @@
+# plugins/local.mk - the plugins (delayed topics; ordered and transactional to come).
+#
+# Included at the end of Makefile.am, after the definitions of check_PROGRAMS
+# (under HAVE_CMOCKA), UNIT_CFLAGS and AM_TESTS_ENVIRONMENT that it extends.
+# Each plugin is a libtool module installed to $(pkglibdir), where a bare
+# "plugin NAME" line of the configuration finds it (plugin_dir). It includes
+# only include/sluice_plugin.h; its pure part is unit-tested without the broker.
+
+pkglib_LTLIBRARIES = plugins/delayed/delayed.la
+plugins_delayed_delayed_la_SOURCES = plugins/delayed/delayed.c \
+	plugins/delayed/sched.c plugins/delayed/sched.h include/sluice_plugin.h
+plugins_delayed_delayed_la_CPPFLAGS = -I$(top_srcdir)/include
+plugins_delayed_delayed_la_LDFLAGS = -module -avoid-version -shared
+
+if HAVE_CMOCKA
+check_PROGRAMS += tests/unit/test_delayed
+endif
+tests_unit_test_delayed_SOURCES = tests/unit/test_delayed.c \
+	plugins/delayed/sched.c plugins/delayed/sched.h
+tests_unit_test_delayed_CPPFLAGS = -I$(top_srcdir)/plugins/delayed
+tests_unit_test_delayed_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_delayed_LDADD = $(CMOCKA_LIBS)
+
+AM_TESTS_ENVIRONMENT += \
+	SLUICE_DELAYED_PLUGIN=$(abs_top_builddir)/plugins/delayed/.libs/delayed.so; \
+	export SLUICE_DELAYED_PLUGIN;
+
+EXTRA_DIST += plugins/delayed/bench_delayed.py
