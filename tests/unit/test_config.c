@@ -656,6 +656,8 @@ static void test_shipped_conf_examples(void **state)
 		"max_keepalive", "max_topic_alias", "max_qos", "retain_available",
 		"allow_zero_length_clientid", "auto_id_prefix", "connect_timeout",
 		"max_connections", "sys_interval", "log_dest", "log_type",
+		"persistence", "persistence_file", "persistence_sync", "persistence_max_bytes",
+		"max_queued_in_memory", "plugin_dir", "plugin_opt_max",
 	};
 	struct config *c = *state;
 	char path[4096], line[4200], want[80];
@@ -666,8 +668,10 @@ static void test_shipped_conf_examples(void **state)
 	shipped_conf_path(path, sizeof(path));
 	f = fopen(path, "r");
 	assert_non_null(f);
+	/* the active lines the examples follow: a listener and a plugin */
 	parse_ok(c, "listener 1");
 	parse_ok(c, "protocol websockets");
+	parse_ok(c, "plugin delayed");
 	while (fgets(line, sizeof(line), f)) {
 		line[strcspn(line, "\n")] = '\0';
 		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
