@@ -127,7 +127,7 @@ static int on_packet(void *arg, const uint8_t *pkt, size_t len)
 	if (c->state == CONN_CLOSING)
 		return 1;
 	/* Keep alive counts Control Packets, not bytes [MQTT-3.1.2-24]. */
-	c->last_rx_ms = clock_now_ms();
+	c->last_rx_ms = c->chunk_ms;
 	proto_handle(c, pkt, len);
 	return c->state == CONN_CLOSING ? 1 : 0;
 }
@@ -138,6 +138,7 @@ int conn_on_data(struct conn *c, const uint8_t *p, size_t n)
 
 	if (c->state == CONN_CLOSING)
 		return 0;
+	c->chunk_ms = clock_now_ms();
 	c->bytes_in += n;
 	broker.stats.bytes_received += n;
 	rc = framer_feed(&c->framer, p, n, on_packet, c);

@@ -67,6 +67,7 @@ struct conn {
 	uint8_t version;
 	uint16_t keep_alive; /* effective, seconds; 0 = none */
 	uint64_t last_rx_ms;
+	uint64_t chunk_ms; /* when the chunk being read arrived: one clock read per read */
 	struct timer timer; /* connect timeout, then keep alive */
 
 	/* what the client told us (MQTT 5) */

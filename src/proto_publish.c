@@ -111,9 +111,11 @@ static int check_publish(struct conn *c, const struct mqtt_publish *p)
 		conn_close(c, MQTT_RC_PROTOCOL_ERROR, "PUBLISH with a subscription identifier");
 		return -1;
 	}
-	if (p->qos == 2 && !session_rx_qos2_has(c->session, p->packet_id) &&
+	/* [MQTT-3.3.4-9] more unacknowledged QoS 2 than our Receive Maximum. MQTT
+	 * 3.1.1 has no Receive Maximum: there the 65535 packet ids are the bound. */
+	if (c->version == MQTT_V5 && p->qos == 2 &&
+	    !session_rx_qos2_has(c->session, p->packet_id) &&
 	    c->session->n_rx_qos2 >= broker.cfg->max_inflight_messages) {
-		/* [MQTT-3.3.4-9] more unacknowledged QoS 2 than our Receive Maximum. */
 		conn_close(c, MQTT_RC_RECEIVE_MAX_EXCEEDED, "receive maximum exceeded");
 		return -1;
 	}

@@ -26,6 +26,22 @@ def test_mqtt_3_3_4_7_receive_maximum_exceeded_disconnect_0x93(t, transport):
 	t.check_alive(b)
 
 
+def test_mqtt_v311_has_no_receive_maximum_for_qos2_publishers(t):
+	"""3.1.1 has no Receive Maximum: a publisher with many QoS 2 messages
+	awaiting PUBREL is not disconnected, whatever max_inflight_messages says."""
+	b = t.broker(["max_inflight_messages 2"])
+	r = t.raw(b, version=4)
+	r.handshake(t.cid())
+	tp = t.topic("rm311")
+	r.send_many([R.publish(tp, b"x", qos=2, pid=i, version=4) for i in range(1, 11)])
+	recs = [r.expect(R.PUBREC).pid() for _ in range(10)]
+	assert sorted(recs) == list(range(1, 11)), recs
+	for pid in range(1, 11):
+		r.send(R.ack(R.PUBREL, pid, 4))
+	comps = [r.expect(R.PUBCOMP).pid() for _ in range(10)]
+	assert sorted(comps) == list(range(1, 11)), comps
+
+
 @param("transport", ["tcp", "ws"])
 def test_mqtt_3_3_4_9_broker_respects_client_receive_maximum(t, transport):
 	tp = t.topic("rm")
