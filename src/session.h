@@ -109,7 +109,7 @@ void session_destroy(struct session *s);
 size_t session_count(void);
 void session_destroy_all(void);
 
-/* Connection life: attach binds c (a pending delayed will is cancelled);
+/* Connection life: attach binds c (a will still waiting out its delay is cancelled);
  * resume, once the CONNACK is out, resends the inflight window with DUP and
  * drains the queue. */
 void session_attach(struct session *s, struct conn *c);
