@@ -26,6 +26,11 @@
 
 /* Every payload starts with these 16 bytes (little endian). */
 #define PAYLOAD_HDR 16
+/* Delayed messages add their due time (CLOCK_MONOTONIC ns) after them. */
+#define PAYLOAD_DELAYED (PAYLOAD_HDR + 8)
+/* "$delayed/SSSSS.mmm/": the delay is patched into the topic of each PUBLISH. */
+#define DELAY_PREFIX "$delayed/"
+#define DELAY_FIELD "00000.000"
 /* Latency histogram: log-linear, 32 sub-buckets per power of two (~3%). */
 #define HIST_BUCKETS 2048
 
@@ -50,6 +55,10 @@ struct opts {
 	double drain_timeout;
 	const char *label;
 	bool quiet;
+	/* delayed */
+	double delay_min, delay_max; /* seconds: each message's delay, uniform in between */
+	double delayed_rate; /* > 0: releases due at this many per second, all publishers */
+	double lead; /* delayed_rate: seconds from the start to the first release; 0 = guess */
 };
 
 struct hist {
@@ -110,6 +119,7 @@ struct pub {
 	uint64_t written_off;
 	uint8_t *tmpl;
 	size_t tmpl_len, payload_off, pid_off;
+	size_t delay_off; /* of DELAY_FIELD in tmpl; 0 = not a delayed topic */
 };
 
 struct sub {
@@ -138,6 +148,17 @@ struct run {
 	uint64_t foreign; /* PUBLISH not from this run */
 	uint64_t refused; /* acks with a failure reason code */
 	struct hist lat;
+	/* delayed: latency is lateness, arrival - (send time + delay) */
+	bool delayed;
+	uint32_t dl_min_ms, dl_max_ms; /* the delay of each message, uniform in between */
+	double rel_rate; /* > 0: message k is due at rel_t0 + k / rel_rate instead */
+	int64_t rel_t0;
+	uint64_t rng;
+	int64_t due_max; /* the latest due time sent */
+	int64_t first_recv_ns;
+	int64_t late_min; /* signed: below 0 only within the broker's 1 ms resolution */
+	uint64_t early; /* arrived more than 1 ms before due */
+	uint64_t overdue; /* due before it could be sent (rel_rate with too short a lead) */
 };
 
 /* bench_net.c */
@@ -182,6 +203,10 @@ struct result {
 	double drain_rate;
 	/* shared */
 	uint64_t share_min, share_max;
+	/* delayed: in_rate is scheduling (acknowledged), out_rate releasing */
+	uint64_t early, overdue;
+	double late_min_ms, sched_s, rel_cpu;
+	bool delayed;
 };
 int scen_run(const struct opts *o, struct result *r);
 void scen_print(const struct opts *o, const struct result *r);

@@ -5,13 +5,16 @@
  * (--time-limit, default 60 s) whose handler writes one line and _exit()s
  * with status 3, whatever the loop is doing. It only ever connects to a
  * loopback address. The exit status says what happened: 0 all well, 1 a
- * loss, duplicate or order error at QoS 1/2 (or a refused publish), 2 bad
- * usage or a connection the broker refused or dropped, 3 the hard time limit,
- * 77 a scenario that is not available yet.
+ * loss, duplicate or order error at QoS 1/2, a delayed message released
+ * early (or a refused publish), 2 bad usage or a connection the broker
+ * refused or dropped, 3 the hard time limit, 77 a scenario the broker cannot
+ * run (delayed: no delayed topics).
  *
  * --selftest runs every traffic scenario and the backlog briefly at QoS 0,
  * 1 and 2 with MQTT 3.1.1 and 5.0 against a running broker and fails on any
- * error: a quick check of the broker's delivery guarantees under load.
+ * error: a quick check of the broker's delivery guarantees under load. Then
+ * a short delayed run (QoS 1 v3.1.1, QoS 2 v5), skipped when the broker has no
+ * delayed topics.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -59,9 +62,16 @@ static void usage(FILE *f)
 		"      --pid PID         broker pid: report its RSS and CPU from /proc\n"
 		"  -t, --time-limit S    hard limit on the whole run (60)\n"
 		"      --drain-timeout S (10)\n"
+		"      --delay-min S, --delay-max S   delayed: each message's delay, spread\n"
+		"                        uniformly in between (1, 3; millisecond resolution)\n"
+		"      --delayed-rate R  delayed: -n per publisher (else R x -d in all), due at\n"
+		"                        R per second once the lead has passed\n"
+		"      --lead S          delayed-rate: seconds allowed for scheduling them all\n"
+		"                        (1 + messages / 50000)\n"
 		"      --label TEXT      copied into the RESULT line\n"
 		"      --quiet           only the RESULT line\n"
 		"      --selftest        short runs of every scenario at QoS 0/1/2, v3.1.1 and v5\n"
+		"                        (and delayed, when the broker has delayed topics)\n"
 		"      --free-port       print a free TCP port on 127.0.0.1 and exit\n");
 }
 
@@ -111,6 +121,25 @@ static int run_one(const struct opts *o)
 	return scen_check(o, &r) < 0 ? 1 : 0;
 }
 
+/* 4 x 250 messages due within 0.1-0.6 s: under a second when the broker has the plugin. */
+static int selftest_delayed(const struct opts *base, int v, int q)
+{
+	struct opts o = *base;
+
+	o.scenario = "delayed";
+	o.version = v;
+	o.qos = q;
+	o.clients = 4;
+	o.pubs = 0;
+	o.count = 250;
+	o.delay_min = 0.1;
+	o.delay_max = 0.6;
+	o.delayed_rate = 0;
+	o.quiet = true;
+	o.drain_timeout = 5;
+	return run_one(&o);
+}
+
 static int selftest(const struct opts *base)
 {
 	static const char *const scen[] = { "pairs", "fanin", "fanout", "shared", "backlog" };
@@ -139,6 +168,17 @@ static int selftest(const struct opts *base)
 				       v);
 				bad += rc != 0;
 			}
+	for (v = 4; v <= 5; v++) {
+		int rc = selftest_delayed(base, v, v - 3);
+
+		if (rc == 77) {
+			printf("skipped: delayed (the broker has no delayed topics)\n");
+			break;
+		}
+		n++;
+		printf("%s: delayed qos %d v%d\n", rc ? "FAIL" : "PASS", v - 3, v);
+		bad += rc != 0;
+	}
 	printf("selftest: %d of %d passed\n", n - bad, n);
 	return bad ? 1 : 0;
 }
@@ -155,6 +195,10 @@ enum {
 	O_QUIET,
 	O_SELFTEST,
 	O_FREEPORT,
+	O_DMIN,
+	O_DMAX,
+	O_DRATE,
+	O_LEAD,
 	O_HELP,
 };
 
@@ -182,6 +226,10 @@ static const struct option longopts[] = {
 	{ "quiet", 0, 0, O_QUIET },
 	{ "selftest", 0, 0, O_SELFTEST },
 	{ "free-port", 0, 0, O_FREEPORT },
+	{ "delay-min", 1, 0, O_DMIN },
+	{ "delay-max", 1, 0, O_DMAX },
+	{ "delayed-rate", 1, 0, O_DRATE },
+	{ "lead", 1, 0, O_LEAD },
 	{ "help", 0, 0, O_HELP },
 	{ 0, 0, 0, 0 },
 };
@@ -224,6 +272,10 @@ static int parse(int argc, char **argv, struct opts *o, int *mode)
 		case O_QUIET: o->quiet = true; break;
 		case O_SELFTEST: *mode = 1; break;
 		case O_FREEPORT: *mode = 2; break;
+		case O_DMIN: o->delay_min = atof(optarg); break;
+		case O_DMAX: o->delay_max = atof(optarg); break;
+		case O_DRATE: o->delayed_rate = atof(optarg); break;
+		case O_LEAD: o->lead = atof(optarg); break;
 		case O_HELP: usage(stdout); exit(0);
 		default: return -1;
 		}
@@ -231,7 +283,9 @@ static int parse(int argc, char **argv, struct opts *o, int *mode)
 	if (optind != argc || o->version < 0 || o->qos < 0 || o->qos > 2 || o->port <= 0 ||
 	    o->port > 65535 || o->clients < 1 || o->pubs < 0 || o->subs < 0 || o->window < 1 ||
 	    o->window > 65535 || o->time_limit < 1 || o->duration <= 0 || o->idle < 0 ||
-	    o->rate < 0 || o->payload > 65536 * 1024) {
+	    o->rate < 0 || o->payload > 65536 * 1024 || o->delay_min < 0 ||
+	    o->delay_max < o->delay_min || o->delay_max >= 99999 || o->delayed_rate < 0 ||
+	    o->lead < 0) {
 		fprintf(stderr, "sluice-bench: bad arguments (see --help)\n");
 		return -1;
 	}
@@ -245,7 +299,8 @@ int main(int argc, char **argv)
 	struct opts o = {
 		.scenario = "pairs", .host = "127.0.0.1", .port = 1883, .version = 4,
 		.payload = 64, .clients = 10, .duration = 5, .warmup = 0.5, .window = 64,
-		.idle = 10000, .time_limit = 60, .drain_timeout = 10,
+		.idle = 10000, .time_limit = 60, .drain_timeout = 10, .delay_min = 1,
+		.delay_max = 3,
 	};
 	int mode = 0;
 

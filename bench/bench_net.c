@@ -12,7 +12,9 @@
  * header (publisher id, sequence, send time) are patched: the generator
  * must cost far less per message than the broker, or it measures itself.
  * Everything it receives goes through framer_feed() and codec_decode(),
- * which also checks that the broker's packets are well formed.
+ * which also checks that the broker's packets are well formed. A delayed
+ * publisher's topic is $delayed/SSSSS.mmm/...: the delay is patched in the
+ * same way, and its due time (send time + delay) follows the header.
  *
  * A publisher sends while all of these hold: its count is not reached, its
  * buffer is small, a packet identifier is free (QoS 1/2: at most `window`
@@ -334,6 +336,10 @@ int pub_prepare(struct pub *p, const struct opts *o, uint16_t rmax)
 	p->tmpl_len = b.len;
 	p->payload_off = b.len - plen;
 	p->pid_off = p->payload_off - (o->version >= MQTT_V5 ? 1 : 0) - 2;
+	p->delay_off = 0;
+	if (!strncmp(p->topic, DELAY_PREFIX, strlen(DELAY_PREFIX)))
+		p->delay_off = p->payload_off - (o->version >= MQTT_V5 ? 1 : 0) -
+			       (o->qos ? 2 : 0) - strlen(p->topic) + strlen(DELAY_PREFIX);
 	p->next_seq = 1;
 	if (o->qos) {
 		p->free_ids = mem_calloc((size_t)w, sizeof(*p->free_ids));
@@ -350,6 +356,61 @@ int pub_prepare(struct pub *p, const struct opts *o, uint16_t rmax)
 static void put_le32(uint8_t *w, uint32_t v)
 {
 	memcpy(w, &v, 4); /* x86 and arm64 are little endian; both ends are this program */
+}
+
+/* xorshift64*: the spread of delays needs to be cheap, not good. */
+static uint64_t rng_next(uint64_t *x)
+{
+	*x ^= *x >> 12;
+	*x ^= *x << 25;
+	*x ^= *x >> 27;
+	return *x * 2685821657736338717ull;
+}
+
+/* The delay of p's next message in ms: spread at random, or so that message k of the
+ * whole run is due at rel_t0 + k / rel_rate (rounded up: never due before that). */
+static uint32_t delay_ms(struct run *r, const struct pub *p, int64_t now)
+{
+	uint64_t k;
+	int64_t want;
+
+	if (r->rel_rate <= 0)
+		return r->dl_min_ms +
+		       (uint32_t)(rng_next(&r->rng) % (r->dl_max_ms - r->dl_min_ms + 1));
+	k = (uint64_t)(p->next_seq - 1) * (uint64_t)r->npubs + p->id;
+	want = r->rel_t0 + (int64_t)((double)k * 1e9 / r->rel_rate);
+	if (want <= now) {
+		r->overdue++;
+		return 0;
+	}
+	return (uint32_t)((want - now + 999999) / 1000000);
+}
+
+/* Writes ms as DELAY_FIELD, "SSSSS.mmm" (the plugin accepts leading zeros). */
+static void put_delay(uint8_t *w, uint32_t ms)
+{
+	uint32_t s = ms / 1000, f = ms % 1000;
+	int i;
+
+	if (s > 99999)
+		s = 99999;
+	for (i = 4; i >= 0; i--, s /= 10)
+		w[i] = (uint8_t)('0' + s % 10);
+	w[5] = '.';
+	for (i = 8; i >= 6; i--, f /= 10)
+		w[i] = (uint8_t)('0' + f % 10);
+}
+
+/* A delayed message: the delay goes into the topic, the due time after the header. */
+static void stamp_delay(struct pub *p, int64_t now)
+{
+	uint32_t d = delay_ms(net_run, p, now);
+	int64_t due = now + (int64_t)d * 1000000;
+
+	put_delay(p->tmpl + p->delay_off, d);
+	memcpy(p->tmpl + p->payload_off + PAYLOAD_HDR, &due, 8);
+	if (due > net_run->due_max)
+		net_run->due_max = due;
 }
 
 static bool can_send(struct pub *p, int64_t now)
@@ -397,6 +458,8 @@ static void send_one(struct pub *p, int64_t now)
 	put_le32(w, p->id);
 	put_le32(w + 4, p->next_seq);
 	memcpy(w + 8, &now, 8);
+	if (p->delay_off)
+		stamp_delay(p, now);
 	if (buf_put(&p->c->out, p->tmpl, p->tmpl_len) < 0) {
 		fail(p->c, "out of memory", 0);
 		return;
@@ -486,6 +549,26 @@ static void on_pub_ack(struct client *c, uint8_t type, const struct mqtt_ack *a)
 
 /* --- receiving ------------------------------------------------------------ */
 
+/*
+ * The plugin takes the due time as its wall clock in whole ms at arrival plus the
+ * delay, and releases once its clock (whole ms) reaches it: a message may leave up to
+ * 1 ms before send time + delay, never more. Earlier than that is an error.
+ */
+static void count_lateness(struct run *r, const uint8_t *pl, int64_t now)
+{
+	int64_t due, late;
+
+	memcpy(&due, pl + PAYLOAD_HDR, 8);
+	late = now - due;
+	if (late < -1000000)
+		r->early++;
+	if (late < r->late_min)
+		r->late_min = late;
+	if (!r->first_recv_ns)
+		r->first_recv_ns = now;
+	hist_add(&r->lat, late > 0 ? (uint64_t)late : 0);
+}
+
 static void count_publish(struct sub *s, const uint8_t *pl, size_t len)
 {
 	struct run *r = net_run;
@@ -507,14 +590,23 @@ static void count_publish(struct sub *s, const uint8_t *pl, size_t len)
 		return;
 	}
 	now = now_ns();
-	if (ts >= r->win_start && ts < r->win_end)
+	if (r->delayed) {
+		if (len < PAYLOAD_DELAYED) {
+			r->foreign++;
+			return;
+		}
+		count_lateness(r, pl, now);
+	} else if (ts >= r->win_start && ts < r->win_end) {
 		hist_add(&r->lat, (uint64_t)(now - ts));
+	}
 	p = &r->pubs[pid];
 	p->recv++;
 	p->blocked_since = 0;
 	k = pid - s->sink->pub_first;
 	fresh = seen_mark(&s->sink->seen[k], seq);
-	if (seq < s->last[k]) {
+	if (r->delayed) {
+		/* Released in due order, not publishing order: no order check. */
+	} else if (seq < s->last[k]) {
 		if (fresh == 1)
 			s->order_err++;
 	} else {

@@ -20,6 +20,9 @@
  *   connections  pairs without, then with N idle clients connected
  *   backlog  a persistent subscriber goes offline, a publisher fills its
  *            queue, the subscriber comes back and drains it
+ *   delayed  P publishers schedule messages on $delayed/{seconds}/.../delayed/{i},
+ *            one subscriber of .../delayed/+ measures how late each is released
+ *            (below)
  *
  * Topics and client ids carry a per-process run id so that runs against a
  * broker that is kept up do not see each other's messages or sessions.
@@ -37,7 +40,7 @@
 
 static unsigned run_id;
 
-enum kind { K_FANIN, K_FANOUT, K_PAIRS, K_SHARED };
+enum kind { K_FANIN, K_FANOUT, K_PAIRS, K_SHARED, K_DELAYED };
 
 static int64_t secs(double s)
 {
@@ -82,12 +85,12 @@ static int sink_init(struct sink *s, uint32_t first, uint32_t n)
 /* Lays out publishers, subscribers and sinks for one traffic scenario. */
 static int plan(struct run *r, enum kind k, int np, int ns, const struct opts *o)
 {
-	const char *name[] = { "fanin", "fanout", "pair", "shared" };
+	const char *name[] = { "fanin", "fanout", "pair", "shared", "delayed" };
 	int i;
 
 	r->npubs = np;
 	r->nsubs = ns;
-	r->nsinks = (k == K_FANIN || k == K_SHARED) ? 1 : ns;
+	r->nsinks = (k == K_FANIN || k == K_SHARED || k == K_DELAYED) ? 1 : ns;
 	r->pubs = mem_calloc((size_t)np, sizeof(*r->pubs));
 	r->subs = mem_calloc((size_t)ns, sizeof(*r->subs));
 	r->sinks = mem_calloc((size_t)r->nsinks, sizeof(*r->sinks));
@@ -99,6 +102,9 @@ static int plan(struct run *r, enum kind k, int np, int ns, const struct opts *o
 		p->id = (uint32_t)i;
 		if (k == K_FANOUT)
 			snprintf(p->topic, sizeof(p->topic), "sb/%x/fanout", run_id);
+		else if (k == K_DELAYED)
+			snprintf(p->topic, sizeof(p->topic), DELAY_PREFIX DELAY_FIELD "/sb/%x/delayed/%d",
+				 run_id, i);
 		else
 			snprintf(p->topic, sizeof(p->topic), "sb/%x/%s/%d", run_id, name[k], i);
 		p->n_recv = k == K_FANOUT ? (uint32_t)ns : 1;
@@ -123,6 +129,8 @@ static int plan(struct run *r, enum kind k, int np, int ns, const struct opts *o
 			snprintf(s->filter, sizeof(s->filter), "sb/%x/fanout", run_id);
 		else if (k == K_PAIRS)
 			snprintf(s->filter, sizeof(s->filter), "sb/%x/pair/%d", run_id, i);
+		else if (k == K_DELAYED)
+			snprintf(s->filter, sizeof(s->filter), "sb/%x/delayed/+", run_id);
 		else
 			snprintf(s->filter, sizeof(s->filter), "$share/g%x/sb/%x/shared/+", run_id,
 				 run_id);
@@ -480,6 +488,258 @@ out:
 	return rc;
 }
 
+/*
+ * delayed: the publishers schedule (each message's delay is written into its
+ * topic, its due time = send time + delay into its payload), then everyone
+ * waits for the releases. The scheduling rate counts acknowledged messages
+ * (QoS 1/2: the plugin acknowledges once the message is stored). Latency is
+ * lateness, arrival - due. Every scheduled message must arrive once (QoS 1/2),
+ * and none earlier than the plugin's 1 ms resolution allows (bench_net.c).
+ * Before that, one message on $delayed/0.100/... tells whether the broker has
+ * delayed topics at all: a broker without them publishes it on the literal
+ * topic, which nobody here subscribes to, so it never arrives (exit 77).
+ */
+#define PROBE_MS 100
+#define PROBE_WAIT_NS 1500000000LL
+#define RSS_EVERY_NS 100000000LL
+#define QUIET_NS 300000000LL
+
+struct dl_state {
+	struct client **cs;
+	long rss_max;
+	int64_t next_rss;
+};
+
+static void dl_sample(struct dl_state *st, const struct opts *o, int64_t now)
+{
+	long kb;
+
+	if (now < st->next_rss)
+		return;
+	st->next_rss = now + RSS_EVERY_NS;
+	kb = proc_rss_kb(o->pid);
+	if (kb > st->rss_max)
+		st->rss_max = kb;
+}
+
+static int dl_setup(struct run *r, const struct opts *o, int np, struct dl_state *st)
+{
+	int i;
+
+	net_run = r;
+	if (plan(r, K_DELAYED, np, 1, o) < 0 || make_clients(r, o, &st->cs) < 0) {
+		fprintf(stderr, "sluice-bench: out of memory\n");
+		return -1;
+	}
+	if (net_connect_many(st->cs, np + 1, CONNECT_CONCURRENCY, now_ns() + SETUP_NS) < 0)
+		return -1;
+	for (i = 0; i < np; i++) {
+		if (pub_prepare(&r->pubs[i], o, net_broker_rmax()) < 0)
+			return -1;
+		r->pubs[i].n_recv = 0; /* held by the broker for seconds: only the ack window */
+	}
+	r->delayed = true;
+	r->late_min = INT64_MAX;
+	r->rng = ((uint64_t)run_id << 32 | (uint64_t)now_ns()) | 1;
+	r->win_start = 0;
+	r->win_end = INT64_MAX;
+	return 0;
+}
+
+static void dl_teardown(struct run *r, struct dl_state *st)
+{
+	if (st->cs)
+		close_all(st->cs, r->npubs + r->nsubs);
+	net_run = NULL;
+	run_free(r);
+	mem_free(st->cs);
+	st->cs = NULL;
+}
+
+static bool dl_failed(const struct run *r)
+{
+	int i;
+
+	for (i = 0; i < r->npubs; i++)
+		if (r->pubs[i].c->failed)
+			return true;
+	return r->subs[0].c->failed;
+}
+
+/* Every publisher has sent what it may (reached its count, or production stopped)
+ * and every one of those messages is acknowledged. */
+static bool dl_scheduled(const struct run *r)
+{
+	int i;
+
+	for (i = 0; i < r->npubs; i++) {
+		const struct pub *p = &r->pubs[i];
+
+		if (r->producing && (!p->limit || p->next_seq - 1 < p->limit))
+			return false;
+		if (p->unacked)
+			return false;
+	}
+	return true;
+}
+
+/* Waits for the releases: all of them, or (QoS 0) a quiet spell after the last due. */
+static void dl_wait(struct run *r, const struct opts *o, struct dl_state *st)
+{
+	uint64_t want = expected(r);
+	int64_t deadline = r->due_max + secs(o->drain_timeout), now;
+
+	while (unique(r) < want && !dl_failed(r)) {
+		now = now_ns();
+		if (now >= deadline)
+			break;
+		if (!o->qos && now > r->due_max + QUIET_NS && now - r->last_recv_ns > QUIET_NS)
+			break;
+		dl_sample(st, o, now);
+		net_poll(10);
+	}
+}
+
+static int dl_probe(const struct opts *o)
+{
+	struct opts po = *o;
+	struct run r = { .o = &po };
+	struct dl_state st = { 0 };
+	int64_t end;
+	int rc = -1;
+
+	po.count = 1;
+	po.rate = 0;
+	if (dl_setup(&r, &po, 1, &st) < 0)
+		goto out;
+	r.dl_min_ms = r.dl_max_ms = PROBE_MS;
+	r.producing = true;
+	end = now_ns() + PROBE_WAIT_NS;
+	while (!r.recv && !dl_failed(&r) && now_ns() < end)
+		net_poll(10);
+	rc = dl_failed(&r) ? -1 : r.recv ? 0 : 77;
+	if (rc == 77 && !o->quiet)
+		printf("delayed: not available - no message published on $delayed/0.100/... "
+		       "arrived within %.1f s: the broker has no delayed topics\n",
+		       (double)PROBE_WAIT_NS / 1e9);
+out:
+	dl_teardown(&r, &st);
+	return rc;
+}
+
+/* Messages per publisher, and (delayed_rate) when the first falls due. */
+static int dl_plan(const struct opts *o, int np, struct run *r, uint32_t *limit)
+{
+	double total = 0, need;
+
+	if (o->delay_min < 0 || o->delay_max < o->delay_min || o->delay_max >= 99999) {
+		fprintf(stderr, "sluice-bench: delayed: need 0 <= --delay-min <= --delay-max\n");
+		return -1;
+	}
+	r->dl_min_ms = (uint32_t)(o->delay_min * 1000 + 0.5);
+	r->dl_max_ms = (uint32_t)(o->delay_max * 1000 + 0.5);
+	*limit = o->count;
+	need = (o->count ? 0 : o->duration) + o->delay_max;
+	if (o->delayed_rate > 0) {
+		total = o->count ? (double)o->count * np : o->delayed_rate * o->duration;
+		*limit = (uint32_t)((total + np - 1) / np);
+		r->rel_rate = o->delayed_rate;
+		/* Scheduling must be done before the first release: a guess, or --lead. */
+		need = (o->lead > 0 ? o->lead : 1 + total / 50000) + total / o->delayed_rate;
+	}
+	if (need + 2 > o->time_limit) {
+		fprintf(stderr, "sluice-bench: delayed: the last message falls due after about "
+				"%.0f s, beyond the time limit (-t %d)\n",
+			need, o->time_limit);
+		return -1;
+	}
+	return 0;
+}
+
+static void dl_result(struct run *r, const struct opts *o, struct result *res)
+{
+	fill_result(r, res);
+	res->delayed = true;
+	res->early = r->early;
+	res->overdue = r->overdue;
+	res->late_min_ms = r->late_min == INT64_MAX ? 0 : (double)r->late_min / 1e6;
+	res->out_rate = r->recv > 1 && r->last_recv_ns > r->first_recv_ns ?
+				(double)(r->recv - 1) /
+					((double)(r->last_recv_ns - r->first_recv_ns) / 1e9) :
+				0;
+	(void)o;
+}
+
+static int scen_delayed(const struct opts *o, struct result *res)
+{
+	struct opts lo = *o;
+	struct run r = { .o = &lo };
+	struct dl_state st = { .rss_max = -1 };
+	int np = o->pubs ? o->pubs : o->clients, rc;
+	uint32_t dmin, dmax;
+	double rate;
+	int64_t t0, t1, t2;
+	double c0, c1, c2, m0, m1;
+	uint64_t acked = 0;
+	uint32_t limit;
+	int i;
+
+	if (lo.payload < PAYLOAD_DELAYED)
+		lo.payload = PAYLOAD_DELAYED;
+	if (dl_plan(&lo, np, &r, &limit) < 0)
+		return 1;
+	dmin = r.dl_min_ms, dmax = r.dl_max_ms, rate = r.rel_rate;
+	rc = dl_probe(&lo);
+	if (rc)
+		return rc;
+	run_id = (run_id * 2654435761u) & 0xffffff; /* the probe's clients and topics are done */
+	if (dl_setup(&r, &lo, np, &st) < 0) {
+		rc = -1;
+		goto out;
+	}
+	for (i = 0; i < np; i++)
+		r.pubs[i].limit = limit;
+	r.dl_min_ms = dmin, r.dl_max_ms = dmax, r.rel_rate = rate;
+	t0 = now_ns();
+	for (i = 0; i < np; i++)
+		r.pubs[i].next_due = t0 + (o->rate > 0 ? (int64_t)(1e9 / o->rate) * i / np : 0);
+	r.rel_t0 = t0 + secs(o->lead > 0 ? o->lead : 1 + (double)limit * np / 50000);
+	c0 = proc_cpu_s(o->pid);
+	m0 = proc_cpu_s(getpid());
+	r.producing = true;
+	while (!dl_scheduled(&r) && !dl_failed(&r)) {
+		int64_t now = now_ns();
+
+		if (!limit && now - t0 >= secs(o->duration))
+			r.producing = false;
+		dl_sample(&st, o, now);
+		net_poll(10);
+	}
+	r.producing = false;
+	t1 = now_ns();
+	c1 = proc_cpu_s(o->pid);
+	m1 = proc_cpu_s(getpid());
+	dl_wait(&r, &lo, &st);
+	t2 = r.last_recv_ns > t1 ? r.last_recv_ns : now_ns();
+	c2 = proc_cpu_s(o->pid);
+	for (i = 0; i < np; i++)
+		acked += o->qos ? r.pubs[i].acked : r.pubs[i].next_seq - 1;
+	dl_result(&r, &lo, res);
+	res->sched_s = (double)(t1 - t0) / 1e9;
+	res->in_rate = (double)acked / res->sched_s;
+	res->elapsed = (double)(t2 - t0) / 1e9;
+	res->broker_cpu = (c1 - c0) / res->sched_s;
+	res->rel_cpu = t2 > t1 ? (c2 - c1) / ((double)(t2 - t1) / 1e9) : 0;
+	res->own_cpu = (m1 - m0) / res->sched_s; /* whether it limited the scheduling */
+	st.next_rss = 0;
+	dl_sample(&st, o, t2);
+	res->rss_kb = st.rss_max;
+	rc = dl_failed(&r) ? -1 : 0;
+out:
+	dl_teardown(&r, &st);
+	return rc;
+}
+
 int scen_run(const struct opts *o, struct result *r)
 {
 	int c = o->clients;
@@ -500,11 +760,8 @@ int scen_run(const struct opts *o, struct result *r)
 		return scen_connections(o, r);
 	if (!strcmp(o->scenario, "backlog"))
 		return scen_backlog(o, r);
-	if (!strcmp(o->scenario, "delayed")) {
-		printf("delayed: not available yet - the broker has no delayed topics "
-		       "($delayed/{seconds}/{topic}) until the delayed plugin lands\n");
-		return 77;
-	}
+	if (!strcmp(o->scenario, "delayed"))
+		return scen_delayed(o, r);
 	fprintf(stderr, "sluice-bench: unknown scenario '%s'\n", o->scenario);
 	return -1;
 }
@@ -514,9 +771,32 @@ static double ms(uint64_t ns)
 	return (double)ns / 1e6;
 }
 
+static void print_delayed(const struct opts *o, const struct result *r)
+{
+	printf("delayed qos %d v%s: scheduled %llu at %.0f msg/s (%s) in %.2f s, "
+	       "released at %.0f msg/s; %.2f s in all\n",
+	       o->qos, o->version == 5 ? "5" : "3.1.1", (unsigned long long)r->sent, r->in_rate,
+	       o->qos ? "acknowledged" : "sent",
+	       r->sched_s, r->out_rate, r->elapsed);
+	printf("  lateness ms: p50 %.3f p99 %.3f p99.9 %.3f max %.3f min %.3f (%llu samples)\n",
+	       ms(r->p50), ms(r->p99), ms(r->p999), ms(r->max), r->late_min_ms,
+	       (unsigned long long)r->lat_n);
+	printf("  received %llu: lost %llu, duplicates %llu, early %llu, refused %llu, "
+	       "foreign %llu, due before it could be scheduled %llu\n",
+	       (unsigned long long)r->recv, (unsigned long long)r->lost,
+	       (unsigned long long)r->dups, (unsigned long long)r->early,
+	       (unsigned long long)r->refused, (unsigned long long)r->foreign,
+	       (unsigned long long)r->overdue);
+	printf("  broker rss %ld kB (peak sampled), broker cpu %.0f%% scheduling, %.0f%% "
+	       "releasing, generator cpu %.0f%% scheduling\n",
+	       r->rss_kb, r->broker_cpu * 100, r->rel_cpu * 100, r->own_cpu * 100);
+}
+
 void scen_print(const struct opts *o, const struct result *r)
 {
-	if (!o->quiet) {
+	if (!o->quiet && r->delayed) {
+		print_delayed(o, r);
+	} else if (!o->quiet) {
 		printf("%s qos %d v%s: in %.0f msg/s, out %.0f msg/s over %.2f s\n", o->scenario,
 		       o->qos, o->version == 5 ? "5" : "3.1.1", r->in_rate, r->out_rate,
 		       r->elapsed);
@@ -547,14 +827,16 @@ void scen_print(const struct opts *o, const struct result *r)
 	printf("RESULT label=%s scenario=%s qos=%d version=%d in=%.0f out=%.0f p50=%.3f "
 	       "p99=%.3f p999=%.3f max=%.3f lost=%llu dups=%llu order=%llu refused=%llu "
 	       "rss_kb=%ld cpu=%.2f gen_cpu=%.2f conn_rate=%.0f kb_per_conn=%.2f "
-	       "base=%.0f with_idle=%.0f drain=%.0f share_min=%llu share_max=%llu\n",
+	       "base=%.0f with_idle=%.0f drain=%.0f share_min=%llu share_max=%llu early=%llu "
+	       "overdue=%llu late_min=%.3f rel_cpu=%.2f\n",
 	       o->label ? o->label : "-", o->scenario, o->qos, o->version, r->in_rate,
 	       r->out_rate, ms(r->p50), ms(r->p99), ms(r->p999), ms(r->max),
 	       (unsigned long long)r->lost, (unsigned long long)r->dups,
 	       (unsigned long long)r->order_err, (unsigned long long)r->refused, r->rss_kb,
 	       r->broker_cpu, r->own_cpu, r->conn_rate, r->kb_per_conn, r->base_rate,
 	       r->with_idle_rate, r->drain_rate, (unsigned long long)r->share_min,
-	       (unsigned long long)r->share_max);
+	       (unsigned long long)r->share_max, (unsigned long long)r->early,
+	       (unsigned long long)r->overdue, r->late_min_ms, r->rel_cpu);
 	fflush(stdout);
 }
 
@@ -577,6 +859,17 @@ int scen_check(const struct opts *o, const struct result *r)
 			(unsigned long long)r->order_err, o->qos);
 		bad = 1;
 	}
+	if (r->early) {
+		fprintf(stderr, "sluice-bench: FAIL: %llu delayed messages arrived before their "
+				"due time\n",
+			(unsigned long long)r->early);
+		bad = 1;
+	}
+	if (r->overdue)
+		fprintf(stderr, "sluice-bench: warning: %llu messages fell due before they could "
+				"be scheduled (scheduling slower than the lead allowed for: "
+				"raise --lead)\n",
+			(unsigned long long)r->overdue);
 	if (r->refused) {
 		fprintf(stderr, "sluice-bench: FAIL: the broker refused %llu publishes\n",
 			(unsigned long long)r->refused);

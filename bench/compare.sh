@@ -6,16 +6,21 @@
 # come from /proc) and stops it. Brokers alternate A B A B for each
 # (scenario, QoS) so that drift on a shared machine hits both alike. The
 # table shows medians over the runs and, per row, the ratio of each broker
-# to the reference (mosquitto).
+# to the reference (mosquitto). The delayed rows need sluice's delayed
+# plugin (plugins/delayed/.libs/delayed.so in the build directory, found
+# like src/sluice, or --plugin); a broker without delayed topics shows n/a.
 #
 # usage: bench/compare.sh [--quick] [--runs N] [--duration S] [--pin]
 #                         [--scenarios "fanin fanout ..."] [--qos "0 1 2"]
 #                         [--protocol 4|5] [--sluice PATH] [--bench PATH]
 #                         [--mosquitto PATH] [--raw FILE] [--persist]
+#                         [--plugin PATH/delayed.so]
 #
 #   --quick   a smoke run: 1 run each, 1 s, 2000 idle connections
 #   --pin     broker on CPU 0, load generator on CPU 1 (taskset)
 #   --persist also a sluice with persistence on (SQLite in a scratch dir)
+#   scenarios: fanin fanout pairs shared latency connections backlog delayed
+#             and release (not by default: delayed --delayed-rate, issue 5)
 #
 # Every broker this script starts is killed on exit (trap), by pid.
 set -u
@@ -34,10 +39,15 @@ LAT_PAIRS=10
 LAT_RATE=1000 # messages/s per publisher in the latency rows
 IDLE=10000
 BACKLOG=5000
+DELAYED_N=5000 # per publisher (10): 50,000 scheduled, due 1-6 s later (~10,000/s)
+DELAYED_MIN=1
+DELAYED_MAX=6
+RELEASE_RATE=10000 # release: due at this many per second for DURATION s
 WINDOW=64
 RAW=
 SLUICE=
 BENCH=
+PLUGIN=
 MOSQUITTO=/usr/sbin/mosquitto
 
 # Limits both brokers get. The publisher window stays below INFLIGHT: at QoS 2
@@ -62,7 +72,7 @@ REF=mosquitto
 
 while [ $# -gt 0 ]; do
 	case $1 in
-	--quick) RUNS=1 DURATION=1 IDLE=2000 BACKLOG=2000 ;;
+	--quick) RUNS=1 DURATION=1 IDLE=2000 BACKLOG=2000 DELAYED_N=1000 ;;
 	--runs) RUNS=$2; shift ;;
 	--duration) DURATION=$2; shift ;;
 	--pin) PIN=1 ;;
@@ -74,7 +84,8 @@ while [ $# -gt 0 ]; do
 	--bench) BENCH=$2; shift ;;
 	--mosquitto) MOSQUITTO=$2; shift ;;
 	--raw) RAW=$2; shift ;;
-	-h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+	--plugin) PLUGIN=$2; shift ;;
+	-h|--help) sed -n '2,28p' "$0"; exit 0 ;;
 	*) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -95,6 +106,18 @@ BENCH=$(find_prog sluice-bench ${BENCH:-} ./bench/sluice-bench \
 	"$here/sluice-bench" /tmp/build-bench/bench/sluice-bench) || exit 2
 SLUICE=$(readlink -f "$SLUICE")
 BENCH=$(readlink -f "$BENCH")
+PLUGIN_DIR=
+case " $SCENARIOS " in
+*" delayed "*|*" release "*)
+	PLUGIN=$(find_prog delayed.so ${PLUGIN:-} ./plugins/delayed/.libs/delayed.so \
+		"$here/../plugins/delayed/.libs/delayed.so" \
+		/tmp/build-bench/plugins/delayed/.libs/delayed.so) || exit 2
+	PLUGIN_DIR=$(dirname "$(readlink -f "$PLUGIN")")
+	[ "$(basename "$PLUGIN")" = delayed.so ] || {
+		echo "compare.sh: --plugin must name a file delayed.so (plugin_dir + plugin delayed)" >&2
+		exit 2
+	} ;;
+esac
 [ -x "$MOSQUITTO" ] || { echo "compare.sh: $MOSQUITTO not found" >&2; exit 2; }
 
 WORK=$(mktemp -d /tmp/sluice-compare.XXXXXX)
@@ -198,12 +221,19 @@ bench_args() { # scenario qos -> arguments of sluice-bench
 	latency) echo "-s pairs -c $LAT_PAIRS -r $LAT_RATE -d $d" ;;
 	connections) echo "-s connections -c 10 --idle $IDLE -d $d" ;;
 	backlog) echo "-s backlog -n $BACKLOG" ;;
+	delayed) echo "-s delayed -c 10 -n $DELAYED_N --delay-min $DELAYED_MIN" \
+		"--delay-max $DELAYED_MAX" ;;
+	release) echo "-s delayed -c 10 --delayed-rate $RELEASE_RATE -d $d" ;;
 	esac
 }
 
 measure() { # scenario qos broker-entry
 	local s=$1 q=$2 name kind extra out rc limit
 	IFS='|' read -r name kind extra <<< "$3"
+	# Delayed topics are sluice's delayed plugin; other brokers run the probe and get n/a.
+	if [ "$kind" = sluice ] && { [ "$s" = delayed ] || [ "$s" = release ]; }; then
+		extra="${extra:+$extra;}plugin_dir $PLUGIN_DIR;plugin delayed"
+	fi
 	start_broker "$name" "$kind" "$extra" || { echo "ERROR $name $s $q start" >> "$RAW"; return; }
 	limit=$(awk -v d="$DURATION" 'BEGIN { print int(3 * d + 90) }')
 	# shellcheck disable=SC2046
@@ -223,18 +253,15 @@ measure() { # scenario qos broker-entry
 echo "sluice:    $SLUICE"
 echo "mosquitto: $MOSQUITTO ($("$MOSQUITTO" -h 2>&1 | head -1))"
 echo "bench:     $BENCH"
+[ -n "$PLUGIN_DIR" ] && echo "delayed:   $PLUGIN_DIR/delayed.so"
 echo "runs $RUNS, $DURATION s each, MQTT protocol level $PROTO, 64-byte payloads," \
 	"window $WINDOW, max_queued_messages $QUEUE, max_inflight_messages $INFLIGHT," \
 	"pinned: $([ "$PIN" = 1 ] && echo "broker CPU 0, generator CPU 1" || echo no)"
 start=$(date +%s)
 for s in $SCENARIOS; do
-	if [ "$s" = delayed ]; then
-		"$BENCH" -s delayed > "$WORK/delayed" 2>&1
-		echo "NOTE $(cat "$WORK/delayed")" >> "$RAW"
-		continue
-	fi
 	for q in $QOS_LIST; do
-		[ "$s" = backlog ] && [ "$q" = 0 ] && continue
+		# Nothing is queued or scheduled reliably at QoS 0.
+		case $s in backlog|delayed|release) [ "$q" = 0 ] && continue ;; esac
 		printf '%s qos %s:' "$s" "$q" >&2
 		for r in $(seq "$RUNS"); do
 			for b in "${BROKERS[@]}"; do
@@ -286,10 +313,12 @@ function ratio(a, b) {
 		order[++nrows] = f["row"] SUBSEP f["qos"]
 	}
 	runs[k]++
+	if (f["rc"] == 77) { na[k] = 1; next } # the broker lacks the feature (delayed topics)
 	bad = f["rc"] != 0 || f["failed"] == 1
 	if (f["qos"] > 0 && (f["lost"] > 0 || f["dups"] > 0 || f["order"] > 0)) bad = 1
+	if (f["early"] > 0) bad = 1
 	if (bad) { err[k]++; if (f["failed"] == 1) next }
-	split("in out p50 p99 p999 max rss_kb cpu conn_rate kb_per_conn base with_idle drain lost dups", m, " ")
+	split("in out p50 p99 p999 max rss_kb cpu conn_rate kb_per_conn base with_idle drain lost dups early overdue rel_cpu", m, " ")
 	for (i in m) { key = k SUBSEP m[i]; cnt[key]++; val[key, cnt[key]] = f[m[i]] }
 }
 END {
@@ -302,7 +331,7 @@ END {
 		for (b = 1; b <= nb; b++) {
 			k = rq[1] SUBSEP rq[2] SUBSEP B[b]
 			for (i in M) delete M[i]
-			split("in out p50 p99 p999 max rss_kb cpu conn_rate kb_per_conn base with_idle drain lost", m, " ")
+			split("in out p50 p99 p999 max rss_kb cpu conn_rate kb_per_conn base with_idle drain lost early overdue rel_cpu", m, " ")
 			for (i in m) M[m[i]] = median(k SUBSEP m[i])
 			note = ""
 			if (rq[1] == "connections" && M["conn_rate"] != "")
@@ -310,7 +339,19 @@ END {
 					M["conn_rate"], M["kb_per_conn"], M["base"] ? 100 * M["with_idle"] / M["base"] : 0, fmt(M["base"]))
 			if (rq[1] == "backlog" && M["drain"] != "")
 				note = sprintf("publish %s/s, drain %s/s", fmt(M["in"]), fmt(M["drain"]))
+			if ((rq[1] == "delayed" || rq[1] == "release") && M["in"] != "")
+				note = sprintf("in = scheduled/s (acked), out = released/s, ms = lateness;" \
+					" release CPU %.0f%%", 100 * M["rel_cpu"])
+			if (M["early"] > 0) note = note sprintf(" early(median) %d", M["early"])
+			if (M["overdue"] > 0) note = note sprintf(" overdue(median) %d: raise --lead", M["overdue"])
 			if (M["lost"] > 0) note = note sprintf(" lost(median) %d", M["lost"])
+			if (na[k] && M["in"] == "") {
+				printf "%-11s %-3s %-19s %10s %10s %8s %8s %8s %8s %7s %5s %4s  %s\n", rq[1], rq[2], \
+					B[b], "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", "-", \
+					"no delayed topics"
+				for (i in M) S[B[b], i] = M[i]
+				continue
+			}
 			printf "%-11s %-3s %-19s %10s %10s %8s %8s %8s %8s %7s %5s %4s  %s\n", rq[1], rq[2], B[b], \
 				fmt(M["in"]), fmt(M["out"]), fmt(M["p50"]), fmt(M["p99"]), fmt(M["p999"]), \
 				fmt(M["max"]), M["rss_kb"] == "" ? "-" : sprintf("%.1f", M["rss_kb"] / 1024), \
@@ -326,6 +367,10 @@ END {
 					", idle-held out " ratio(S[B[b], "with_idle"], S[ref, "with_idle"])
 			if (rq[1] == "backlog")
 				note = "drain " ratio(S[B[b], "drain"], S[ref, "drain"])
+			if (na[rq[1] SUBSEP rq[2] SUBSEP ref])
+				note = ref ": no delayed topics"
+			else if (na[rq[1] SUBSEP rq[2] SUBSEP B[b]])
+				note = B[b] ": no delayed topics"
 			printf "%-11s %-3s %-19s %10s %10s %8s %8s %8s %8s %7s %5s %4s  %s\n", "", "", \
 				B[b] "/" substr(ref, 1, 4), ratio(S[B[b], "in"], S[ref, "in"]), \
 				ratio(S[B[b], "out"], S[ref, "out"]), ratio(S[B[b], "p50"], S[ref, "p50"]), \
