@@ -18,6 +18,7 @@
 
 #include "mem.h"
 #include "retain_tree.h"
+#include "topic_cases.h"
 #include "topic_tree.h"
 
 #define NVAL 4096
@@ -164,29 +165,6 @@ static void test_empty_levels_and_dollar(void **state)
 	assert_int_equal(total_freed(), 6);
 }
 
-struct spec_case {
-	const char *filter;
-	const char *topic;
-	bool match;
-};
-
-static const struct spec_case spec[] = {
-	{ "sport/tennis/player1/#", "sport/tennis/player1", true },
-	{ "sport/tennis/player1/#", "sport/tennis/player1/ranking", true },
-	{ "sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon", true },
-	{ "sport/#", "sport", true },
-	{ "sport/tennis/+", "sport/tennis/player1/ranking", false },
-	{ "sport/+", "sport", false },
-	{ "sport/+", "sport/", true },
-	{ "+/+", "/finance", true },
-	{ "/+", "/finance", true },
-	{ "+", "/finance", false },
-	{ "#", "$SYS/x", false },
-	{ "+/monitor/Clients", "$SYS/monitor/Clients", false },
-	{ "$SYS/monitor/+", "$SYS/monitor/Clients", true },
-	{ "a/+/#", "a", false },
-	{ "+/#", "a", true },
-};
 
 static void test_spec_examples(void **state)
 {

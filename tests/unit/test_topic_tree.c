@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "mem.h"
+#include "topic_cases.h"
 #include "topic_tree.h"
 
 /* Owners are addresses in this array; an owner's index identifies it. */
@@ -76,54 +77,6 @@ static void unsub(struct topic_tree *t, const char *f, size_t owner, int want)
 	assert_int_equal(topic_tree_unsubscribe(t, f, strlen(f), NULL, 0, OWNER(owner)), want);
 }
 
-struct spec_case {
-	const char *filter;
-	const char *topic;
-	bool match;
-};
-
-/* Section 4.7 examples, and the corners around them. */
-static const struct spec_case spec[] = {
-	{ "sport/tennis/player1/#", "sport/tennis/player1", true },
-	{ "sport/tennis/player1/#", "sport/tennis/player1/ranking", true },
-	{ "sport/tennis/player1/#", "sport/tennis/player1/score/wimbledon", true },
-	{ "sport/tennis/player1/#", "sport/tennis/player2", false },
-	{ "sport/#", "sport", true },
-	{ "sport/#", "sport/", true },
-	{ "sport/#", "sports", false },
-	{ "#", "sport/tennis", true },
-	{ "#", "/", true },
-	{ "#", "$SYS/x", false }, /* [MQTT-4.7.2-1] */
-	{ "#", "$SYS", false },
-	{ "+", "$SYS", false },
-	{ "+/monitor/Clients", "$SYS/monitor/Clients", false },
-	{ "$SYS/#", "$SYS/monitor/Clients", true },
-	{ "$SYS/#", "$SYS", true },
-	{ "$SYS/monitor/+", "$SYS/monitor/Clients", true },
-	{ "sport/tennis/+", "sport/tennis/player1", true },
-	{ "sport/tennis/+", "sport/tennis/player2", true },
-	{ "sport/tennis/+", "sport/tennis/player1/ranking", false },
-	{ "sport/+", "sport", false },
-	{ "sport/+", "sport/", true },
-	{ "+/+", "/finance", true },
-	{ "/+", "/finance", true },
-	{ "+", "/finance", false },
-	{ "+", "finance", true },
-	{ "+/tennis/#", "sport/tennis", true },
-	{ "+/tennis/#", "sport/tennis/x/y", true },
-	{ "+/tennis/#", "sport/golf", false },
-	{ "/finance", "finance", false },
-	{ "a//b", "a//b", true },
-	{ "a/+/b", "a//b", true },
-	{ "a/b", "a/b/", false },
-	{ "a/b/", "a/b", false },
-	{ "ACCOUNTS", "Accounts", false },
-	{ "a/#", "a", true },
-	{ "a/+/#", "a", false },
-	{ "a/+/#", "a/b", true },
-	{ "+/#", "a", true },
-	{ "$x/+", "$x/y", true },
-};
 
 static void test_spec_examples(void **state)
 {
