@@ -23,8 +23,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"Usage: sluice [-c FILE] [-p PORT] [-v]\n"
-		"MQTT 3.1, 3.1.1 and 5.0 broker with durable, ordered, delayed and\n"
-		"transactional topics.\n\n"
+		"MQTT 3.1, 3.1.1 and 5.0 broker, durable by default, extended by plugins\n"
+		"(see the README).\n\n"
 		"  -c, --config FILE  read the configuration from FILE\n"
 		"  -p, --port PORT    listen for MQTT on PORT (instead of the default 1883\n"
 		"                     when the configuration has no listener, else in addition)\n"
