@@ -21,9 +21,10 @@
  * recurse. It is a depth-first walk driven by parent pointers: at each node
  * the '#' child is delivered, the '+' child is descended first, and when a
  * branch is exhausted the walk climbs back, recovering the topic position
- * by scanning back one level, and tries the exact child. The stack depth is
- * therefore constant even for a topic of thirty thousand levels. The same
- * holds for freeing the tree.
+ * from the level starts found once at the beginning (or, for a topic of
+ * more than WALK_LEVELS levels, by scanning back one level), and tries the
+ * exact child. The stack depth is therefore constant even for a topic of
+ * thirty thousand levels. The same holds for freeing the tree.
  *
  * topic_match_naive() is a deliberately plain, independent matcher used by
  * the tests as the reference for the trie.
@@ -460,15 +461,68 @@ size_t topic_tree_count(const struct topic_tree *t)
 
 /* ---- matching ---------------------------------------------------------- */
 
+/*
+ * Level starts of the topic, found once per match so that stepping down
+ * and back up is an array lookup; a topic with more levels than this is
+ * walked by scanning (level_len, prev_level) instead.
+ */
+#define WALK_LEVELS 32
+
 struct walk {
 	const struct node *root;
 	const char *topic;
 	size_t len;
 	size_t pos; /* start of the topic level to match below the current node */
+	size_t depth; /* index of that level */
+	size_t nlevels; /* levels in starts[]; 0 when the topic has too many */
 	bool dollar; /* [MQTT-4.7.2-1]: no wildcard at the first level */
 	topic_match_fn fn;
 	void *arg;
+	uint32_t starts[WALK_LEVELS];
 };
+
+static void walk_split(struct walk *w)
+{
+	const char *p = w->topic, *end = w->topic + w->len, *slash;
+
+	w->nlevels = 0;
+	for (;;) {
+		if (w->nlevels == WALK_LEVELS) {
+			w->nlevels = 0; /* too deep: scan instead */
+			return;
+		}
+		w->starts[w->nlevels++] = (uint32_t)(p - w->topic);
+		slash = memchr(p, '/', (size_t)(end - p));
+		if (!slash)
+			return;
+		p = slash + 1;
+	}
+}
+
+static size_t walk_level_len(const struct walk *w)
+{
+	if (!w->nlevels)
+		return level_len(w->topic, w->len, w->pos);
+	if (w->depth + 1 < w->nlevels)
+		return w->starts[w->depth + 1] - 1 - w->pos;
+	return w->len - w->pos;
+}
+
+/* Steps to the next level; past the last one, pos is len + 1. */
+static void walk_down(struct walk *w)
+{
+	if (!w->nlevels)
+		w->pos = next_level(w->topic, w->len, w->pos);
+	else
+		w->pos = w->depth + 1 < w->nlevels ? w->starts[w->depth + 1] : w->len + 1;
+	w->depth++;
+}
+
+static void walk_up(struct walk *w)
+{
+	w->depth--;
+	w->pos = w->nlevels ? w->starts[w->depth] : prev_level(w->topic, w->pos);
+}
 
 static void deliver(const struct walk *w, const struct node *n)
 {
@@ -484,7 +538,7 @@ static void deliver(const struct walk *w, const struct node *n)
 
 static struct node *exact_kid(const struct walk *w, const struct node *n)
 {
-	return kid_find(n, w->topic + w->pos, level_len(w->topic, w->len, w->pos), NULL);
+	return kid_find(n, w->topic + w->pos, walk_level_len(w), NULL);
 }
 
 /* Delivers what matches at n; returns the first child to descend into, or NULL. */
@@ -512,7 +566,7 @@ static struct node *climb(struct walk *w, const struct node *n)
 	while (n != w->root) {
 		c = n;
 		n = n->parent;
-		w->pos = prev_level(w->topic, w->pos);
+		walk_up(w);
 		if (c == n->plus && (k = exact_kid(w, n)))
 			return k;
 	}
@@ -522,18 +576,26 @@ static struct node *climb(struct walk *w, const struct node *n)
 void topic_tree_match(struct topic_tree *t, const char *topic, size_t topic_len,
 		      topic_match_fn fn, void *arg)
 {
-	struct walk w = { t->root, topic, topic_len, 0, false, fn, arg };
+	struct walk w;
 	struct node *n = t->root, *next;
 
 	if (topic_len == 0)
 		return;
+	w.root = t->root;
+	w.topic = topic;
+	w.len = topic_len;
+	w.pos = 0;
+	w.depth = 0;
 	w.dollar = topic[0] == '$';
+	w.fn = fn;
+	w.arg = arg;
+	walk_split(&w);
 	while (n) {
 		next = visit(&w, n);
 		if (!next)
 			next = climb(&w, n);
 		if (next)
-			w.pos = next_level(topic, topic_len, w.pos);
+			walk_down(&w);
 		n = next;
 	}
 }

@@ -283,6 +283,57 @@ static void test_many_children(void **state)
 	topic_tree_free(t);
 }
 
+/*
+ * Around the depth where matching stops using its table of level starts
+ * and scans instead (32 levels): topics and filters of 28 to 36 levels,
+ * mostly alike so that they match, checked against the naive matcher.
+ */
+static void deep_string(char *out, size_t levels, bool filter)
+{
+	size_t i;
+
+	out[0] = '\0';
+	for (i = 0; i < levels; i++) {
+		uint32_t r = rnd() % 32;
+		const char *l = r < 30 ? "a" : r < 31 ? "b" : "";
+
+		if (filter && r >= 24)
+			l = r == 31 && i == levels - 1 ? "#" : "+";
+		strcat(out, i ? "/" : "");
+		strcat(out, l);
+	}
+}
+
+static void test_level_table_boundary(void **state)
+{
+	enum { NF = 400, NT = 400 };
+	static char f[NF][80];
+	struct topic_tree *t = topic_tree_new();
+	static struct hits h;
+	char topic[80];
+	size_t i, j, total = 0;
+
+	(void)state;
+	for (i = 0; i < NF; i++) {
+		deep_string(f[i], 28 + i % 9, true);
+		sub(t, f[i], i, 0, false);
+	}
+	for (j = 0; j < NT; j++) {
+		deep_string(topic, 28 + j % 9, false);
+		match(t, topic, &h);
+		for (i = 0; i < NF; i++) {
+			bool m = topic_match_naive(f[i], topic);
+
+			if (h.owner[i] != (m ? 1u : 0u))
+				fail_msg("filter \"%s\" topic \"%s\": naive %d, tree %zu", f[i], topic,
+					 m, h.owner[i]);
+			total += m;
+		}
+	}
+	assert_true(total > NT / 4);
+	topic_tree_free(t);
+}
+
 /* A topic of thousands of levels: matching and freeing do not recurse. */
 static void test_deep(void **state)
 {
@@ -563,6 +614,7 @@ int main(void)
 		cmocka_unit_test(test_spec_examples_together),
 		cmocka_unit_test(test_random_differential),
 		cmocka_unit_test(test_many_children),
+		cmocka_unit_test(test_level_table_boundary),
 		cmocka_unit_test(test_deep),
 		cmocka_unit_test(test_replace),
 		cmocka_unit_test(test_unsubscribe_missing),
