@@ -65,12 +65,26 @@ static int decode_multi(const uint8_t *p, size_t avail)
 	return (int)n;
 }
 
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+
+/* True when the 8 bytes at p are all ASCII and none is NUL (the common case). */
+static bool plain_ascii8(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return !(v & HIGHS) && !((v - ONES) & ~v & HIGHS);
+}
+
 int utf8_check(const char *s, size_t len)
 {
 	const uint8_t *p = (const uint8_t *)s;
 	size_t i = 0;
 	int n;
 
+	while (i + 8 <= len && plain_ascii8(p + i))
+		i += 8;
 	while (i < len) {
 		if (p[i] == 0) /* [MQTT-1.5.4-2] */
 			return -1;

@@ -141,6 +141,34 @@ static void test_utf8_len_bounds(void **state)
 	assert_int_equal(utf8_check(NULL, 0), 0);
 }
 
+/* Long ASCII runs are checked 8 bytes at a time: a NUL, a stray continuation
+ * byte or a good multi-byte character at any offset is still seen. */
+static void test_utf8_every_offset(void **state)
+{
+	char s[40];
+	size_t i, len;
+
+	(void)state;
+	for (len = 1; len <= sizeof(s); len++) {
+		memset(s, 'a', sizeof(s));
+		assert_int_equal(utf8_check(s, len), 0);
+		for (i = 0; i < len; i++) {
+			memset(s, 'a', sizeof(s));
+			s[i] = '\0';
+			assert_int_equal(utf8_check(s, len), -1);
+			s[i] = (char)0x80;
+			assert_int_equal(utf8_check(s, len), -1);
+			s[i] = 0x7F;
+			assert_int_equal(utf8_check(s, len), 0);
+			if (i + 1 < len) {
+				s[i] = (char)0xC3;
+				s[i + 1] = (char)0xA9;
+				assert_int_equal(utf8_check(s, len), 0);
+			}
+		}
+	}
+}
+
 static void test_topic_name(void **state)
 {
 	(void)state;
@@ -284,6 +312,7 @@ int main(void)
 		cmocka_unit_test(test_utf8_invalid),
 		cmocka_unit_test(test_utf8_exhaustive_boundaries),
 		cmocka_unit_test(test_utf8_len_bounds),
+		cmocka_unit_test(test_utf8_every_offset),
 		cmocka_unit_test(test_topic_name),
 		cmocka_unit_test(test_topic_filter),
 		cmocka_unit_test(test_share_split),
