@@ -39,10 +39,6 @@
 /* Seconds a closing connection may take to flush before it is cut. */
 #define CLOSE_FLUSH_SECS 3
 
-struct pss {
-	struct conn *conn;
-};
-
 static struct lws_context *ctx;
 static uv_loop_t loop;
 static uv_async_t waker;
@@ -74,8 +70,15 @@ static const struct conn_ops lws_conn_ops = {
 	.pause_rx = pause_rx,
 };
 
-static int open_conn(struct lws *wsi, struct pss *pss, bool websocket)
+/* A connection's struct conn rides on its wsi (no per-session data: one allocation less). */
+static struct conn *conn_of(struct lws *wsi)
 {
+	return wsi ? lws_get_opaque_user_data(wsi) : NULL;
+}
+
+static int open_conn(struct lws *wsi, bool websocket)
+{
+	struct conn *c;
 	char peer[64] = "";
 	const struct config *cfg = broker.cfg;
 
@@ -84,8 +87,9 @@ static int open_conn(struct lws *wsi, struct pss *pss, bool websocket)
 		log_notice("connection from %s refused: max_connections reached", peer);
 		return -1;
 	}
-	pss->conn = conn_new(&lws_conn_ops, wsi, websocket, peer, LWS_PRE);
-	if (!pss->conn) {
+	c = conn_new(&lws_conn_ops, wsi, websocket, peer, LWS_PRE);
+	lws_set_opaque_user_data(wsi, c);
+	if (!c) {
 		log_err("connection from %s refused: out of memory", peer);
 		return -1;
 	}
@@ -93,12 +97,14 @@ static int open_conn(struct lws *wsi, struct pss *pss, bool websocket)
 	return 0;
 }
 
-static void close_conn(struct pss *pss)
+static void close_conn(struct lws *wsi)
 {
-	if (!pss || !pss->conn)
+	struct conn *c = conn_of(wsi);
+
+	if (!c)
 		return;
-	conn_on_closed(pss->conn);
-	pss->conn = NULL;
+	lws_set_opaque_user_data(wsi, NULL);
+	conn_on_closed(c);
 }
 
 static int write_out(struct lws *wsi, struct conn *c, enum lws_write_protocol proto)
@@ -137,19 +143,20 @@ static int write_out(struct lws *wsi, struct conn *c, enum lws_write_protocol pr
 static int cb_raw(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		  size_t len)
 {
-	struct pss *pss = user;
+	struct conn *c = conn_of(wsi);
 
+	(void)user;
 	switch (reason) {
 	case LWS_CALLBACK_RAW_ADOPT:
-		return open_conn(wsi, pss, false);
+		return open_conn(wsi, false);
 	case LWS_CALLBACK_RAW_RX:
-		if (pss->conn)
-			conn_on_data(pss->conn, in, len);
+		if (c)
+			conn_on_data(c, in, len);
 		return 0;
 	case LWS_CALLBACK_RAW_WRITEABLE:
-		return pss->conn ? write_out(wsi, pss->conn, LWS_WRITE_RAW) : -1;
+		return c ? write_out(wsi, c, LWS_WRITE_RAW) : -1;
 	case LWS_CALLBACK_RAW_CLOSE:
-		close_conn(pss);
+		close_conn(wsi);
 		return 0;
 	default:
 		return 0;
@@ -159,25 +166,26 @@ static int cb_raw(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		 size_t len)
 {
-	struct pss *pss = user;
+	struct conn *c = conn_of(wsi);
 
+	(void)user;
 	switch (reason) {
 	case LWS_CALLBACK_ESTABLISHED:
-		return open_conn(wsi, pss, true);
+		return open_conn(wsi, true);
 	case LWS_CALLBACK_RECEIVE:
-		if (!pss->conn)
+		if (!c)
 			return -1;
 		if (!lws_frame_is_binary(wsi)) {
 			/* [MQTT-6.0.0-1] MQTT travels in binary frames only. */
-			conn_close(pss->conn, -1, "websocket text frame");
+			conn_close(c, -1, "websocket text frame");
 			return -1;
 		}
-		conn_on_data(pss->conn, in, len);
+		conn_on_data(c, in, len);
 		return 0;
 	case LWS_CALLBACK_SERVER_WRITEABLE:
-		return pss->conn ? write_out(wsi, pss->conn, LWS_WRITE_BINARY) : -1;
+		return c ? write_out(wsi, c, LWS_WRITE_BINARY) : -1;
 	case LWS_CALLBACK_CLOSED:
-		close_conn(pss);
+		close_conn(wsi);
 		return 0;
 	default:
 		return 0;
@@ -201,14 +209,14 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
 }
 
 static const struct lws_protocols raw_protocols[] = {
-	{ "sluice-mqtt-raw", cb_raw, sizeof(struct pss), 0, 0, NULL, 0 },
+	{ "sluice-mqtt-raw", cb_raw, 0, 0, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
 static const struct lws_protocols ws_protocols[] = {
 	{ "http", cb_http, 0, 0, 0, NULL, 0 },
-	{ "mqtt", cb_ws, sizeof(struct pss), 0, 0, NULL, 0 },
-	{ "mqttv3.1", cb_ws, sizeof(struct pss), 0, 0, NULL, 0 },
+	{ "mqtt", cb_ws, 0, 0, 0, NULL, 0 },
+	{ "mqttv3.1", cb_ws, 0, 0, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
