@@ -172,6 +172,8 @@ void broker_shutdown(void)
 	plugin_unload_all();
 	session_destroy_all();
 	router_free();
+	msg_drain_caches();
+	conn_drain_caches();
 	timers_free(&broker.timers);
 	buf_free(&broker.scratch);
 	log_notice("stopped");

@@ -53,40 +53,75 @@ static bool reason_fits(const struct conn *c, const char *why)
 
 static void on_timer(struct timer *t, void *arg);
 
+/*
+ * Output buffers start at OUT_BLOCK bytes. A connection that drained its
+ * buffer gives it back right away, so an idle one holds none; the freed
+ * blocks wait in a cache for the next write, and a busy broker does not
+ * call malloc per write.
+ */
+#define OUT_BLOCK 512
+static struct mem_cache out_cache = MEM_CACHE(OUT_BLOCK, 256);
+
 struct buf *conn_out(struct conn *c)
 {
 	if (!c->out.cap) {
-		if (buf_reserve(&c->out, c->headroom + 256))
+		if (c->headroom + 256 <= OUT_BLOCK) {
+			c->out.data = mem_cache_alloc(&out_cache);
+			if (!c->out.data)
+				return NULL;
+			c->out.cap = OUT_BLOCK;
+		} else if (buf_reserve(&c->out, c->headroom + 256)) {
 			return NULL;
+		}
 		c->out.len = c->headroom;
 		c->out_off = c->headroom;
 	}
 	return &c->out;
 }
 
+/* Gives the output buffer back (its contents are sent or dropped). */
+static void out_give_back(struct conn *c)
+{
+	if (c->out.cap == OUT_BLOCK) {
+		mem_cache_free(&out_cache, c->out.data);
+		buf_init(&c->out);
+	} else {
+		buf_free(&c->out);
+	}
+	c->out_off = 0;
+}
+
+void conn_drain_caches(void)
+{
+	mem_cache_drain(&out_cache);
+}
+
 /* An idle connection with nothing waiting gives its output buffer back. */
 static void release_out(struct conn *c)
 {
-	if (c->out.cap && c->out.len == c->out_off) {
-		buf_free(&c->out);
-		c->out_off = 0;
-	}
+	if (c->out.cap && c->out.len == c->out_off)
+		out_give_back(c);
 }
 
 struct conn *conn_new(const struct conn_ops *ops, void *tctx, bool websocket, const char *peer,
 		      size_t headroom)
 {
-	struct conn *c = mem_calloc(1, sizeof(*c));
+	size_t peer_len;
+	struct conn *c;
 
+	if (!peer)
+		peer = "?";
+	peer_len = strlen(peer);
+	c = mem_calloc(1, sizeof(*c) + peer_len + 1);
 	if (!c)
 		return NULL;
 	buf_init(&c->out); /* allocated on first use: conn_out() */
-	c->headroom = headroom;
+	c->headroom = (uint16_t)headroom; /* LWS_PRE and a WebSocket header */
 	c->ops = ops;
 	c->tctx = tctx;
 	c->websocket = websocket;
 	c->client_id = "";
-	snprintf(c->peer, sizeof(c->peer), "%s", peer ? peer : "?");
+	memcpy(c->peer, peer, peer_len + 1);
 	framer_init(&c->framer, broker.cfg->max_packet_size);
 	c->last_rx_ms = clock_now_ms();
 	timer_init(&c->timer, on_timer, c);
@@ -181,8 +216,7 @@ void conn_sent(struct conn *c, size_t n)
 	}
 	if (!left && c->out.cap <= 4096) {
 		/* Drained and small: given back, so an idle connection holds no buffer. */
-		buf_free(&c->out);
-		c->out_off = 0;
+		out_give_back(c);
 	} else if (!left) {
 		c->out.len = c->headroom;
 		c->out_off = c->headroom;
@@ -262,7 +296,7 @@ static void conn_free(struct conn *c)
 {
 	free_aliases(c);
 	framer_free(&c->framer);
-	buf_free(&c->out);
+	out_give_back(c);
 	mem_free(c);
 }
 

@@ -50,42 +50,40 @@ struct conn {
 	struct conn *next, *prev; /* all connections */
 	const struct conn_ops *ops;
 	void *tctx;
-	enum conn_state state;
-	bool websocket;
-	bool graceful; /* DISCONNECT received without will */
-	bool write_requested;
-	bool rx_paused; /* reading stopped until the output drains */
-	char peer[64];
+	struct session *session;
+	const char *client_id; /* the session's, for log lines; "" before CONNECT */
 
 	struct framer framer;
 	struct buf out;
 	size_t out_off; /* first unsent byte */
-	size_t headroom;
-
-	struct session *session;
-	const char *client_id; /* the session's, for log lines; "" before CONNECT */
+	uint16_t headroom;
+	uint8_t state; /* enum conn_state */
 	uint8_t version;
-	uint16_t keep_alive; /* effective, seconds; 0 = none */
+	uint32_t client_max_packet; /* what the client told us (MQTT 5); 0 = no limit */
+
 	uint64_t last_rx_ms;
 	uint64_t chunk_ms; /* when the chunk being read arrived: one clock read per read */
 	struct timer timer; /* connect timeout, then keep alive */
-
-	/* what the client told us (MQTT 5) */
-	uint16_t client_receive_max;
-	uint32_t client_max_packet; /* 0 = no limit */
-	uint16_t client_alias_max;
-	bool request_problem_info;
+	uint64_t bytes_in, bytes_out;
 
 	/* incoming topic aliases: alias_in[alias] = topic */
 	char **alias_in;
-	uint16_t alias_in_max;
 	/* outgoing topic aliases: open-addressed topic -> alias */
 	struct alias_slot *alias_out;
-	uint16_t alias_out_cap, alias_out_used;
 
-	uint64_t bytes_in, bytes_out;
 	uint32_t refs; /* holders besides the transport (acks waiting for a commit) */
+	uint16_t keep_alive; /* effective, seconds; 0 = none */
+	uint16_t client_receive_max; /* what the client told us (MQTT 5) */
+	uint16_t client_alias_max;
+	uint16_t alias_in_max;
+	uint16_t alias_out_cap, alias_out_used;
+	bool websocket;
+	bool graceful; /* DISCONNECT received without will */
+	bool write_requested;
+	bool rx_paused; /* reading stopped until the output drains */
+	bool request_problem_info;
 	bool gone; /* the transport closed; freed when the last reference goes */
+	char peer[]; /* address:port, for log lines; in the same allocation */
 };
 
 struct conn *conn_new(const struct conn_ops *ops, void *tctx, bool websocket, const char *peer,
@@ -106,10 +104,12 @@ bool conn_usable(const struct conn *c);
 
 /*
  * The output buffer, ready for appending (headroom in place). It is
- * allocated on first use and given back when the connection has been idle
- * for a keep-alive period, so idle connections cost little. NULL on OOM.
+ * allocated on first use and given back once drained (the blocks are
+ * cached), so idle connections hold none. NULL on OOM.
  */
 struct buf *conn_out(struct conn *c);
+/* Frees the cached output blocks (shutdown). */
+void conn_drain_caches(void);
 
 /* Asks the listener to write; called after appending to c->out. */
 void conn_flush(struct conn *c);

@@ -3,12 +3,24 @@
  *
  * The broker is single-threaded on its loop; the store thread allocates only
  * through SQLite. The fail counter is therefore a plain global: tests set it,
- * run one operation, and check that it failed cleanly.
+ * run one operation, and check that it failed cleanly. The same holds for
+ * the block caches (mem_cache_*), which only the loop thread uses.
  */
 #include "mem.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#define MEM_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MEM_SANITIZED 1
+#endif
+#endif
+#ifndef MEM_SANITIZED
+#define MEM_SANITIZED 0
+#endif
 
 static long fail_after = -1;
 
@@ -67,4 +79,41 @@ char *mem_strdup(const char *s)
 void mem_free(void *p)
 {
 	free(p);
+}
+
+void *mem_cache_alloc(struct mem_cache *c)
+{
+	void *p = c->top;
+
+	if (!p)
+		return mem_alloc(c->size);
+	if (should_fail())
+		return NULL;
+	memcpy(&c->top, p, sizeof(void *));
+	c->n--;
+	return p;
+}
+
+void mem_cache_free(struct mem_cache *c, void *p)
+{
+	if (!p)
+		return;
+	if (MEM_SANITIZED || c->n >= c->max) {
+		free(p);
+		return;
+	}
+	memcpy(p, &c->top, sizeof(void *));
+	c->top = p;
+	c->n++;
+}
+
+void mem_cache_drain(struct mem_cache *c)
+{
+	while (c->top) {
+		void *p = c->top;
+
+		memcpy(&c->top, p, sizeof(void *));
+		free(p);
+	}
+	c->n = 0;
 }

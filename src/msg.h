@@ -16,6 +16,8 @@
 struct msg {
 	uint32_t refs;
 	bool stored; /* the store holds a row for it (broker bookkeeping, not content) */
+	uint8_t size_class; /* which block cache it came from (msg.c); 0 = none */
+	uint16_t sender_len;
 	uint64_t fence; /* store batch that must commit before it is sent (QoS 2), or 0 */
 	uint64_t first_put_batch; /* store batch of its first delivery row, or 0 */
 	uint8_t qos; /* as published */
@@ -67,5 +69,7 @@ void msg_seen_id(uint64_t id);
 
 /* Number of messages alive, for $SYS and leak checks in tests. */
 size_t msg_alive(void);
+/* Frees the blocks kept for new messages (shutdown). */
+void msg_drain_caches(void);
 
 #endif

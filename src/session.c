@@ -47,6 +47,8 @@ static struct session **fence_waiters;
 static size_t n_fence_waiters, cap_fence_waiters;
 static uint64_t max_sid; /* the largest sid handed out or read back */
 static bool restoring; /* rebuilding from the store: write nothing back */
+/* Every delivery is an out_entry: freed ones are kept for the next. */
+static struct mem_cache entry_cache = MEM_CACHE(sizeof(struct out_entry), 4096);
 
 /* QoS 0 for a live client is dropped while this much output waits for it. */
 #define QOS0_BACKLOG_LIMIT (8u * 1024 * 1024)
@@ -109,18 +111,15 @@ static void on_will_delay(struct timer *t, void *arg);
 struct session *session_create(const char *client_id, uint8_t version)
 {
 	struct session *s;
-	size_t b;
+	size_t b, id_len;
 
 	if (n_sessions >= table_size && table_grow())
 		return NULL;
-	s = mem_calloc(1, sizeof(*s));
+	id_len = strlen(client_id);
+	s = mem_calloc(1, sizeof(*s) + id_len + 1);
 	if (!s)
 		return NULL;
-	s->client_id = mem_strdup(client_id);
-	if (!s->client_id) {
-		mem_free(s);
-		return NULL;
-	}
+	memcpy(s->client_id, client_id, id_len + 1);
 	s->version = version;
 	s->next_packet_id = 1;
 	s->next_seq = 1; /* seq 0 means none in the store */
@@ -170,7 +169,7 @@ static void entry_free(struct out_entry *e)
 	msg_unref(e->msg);
 	mem_free(e->more_subids);
 	mem_free(e->share);
-	mem_free(e);
+	mem_cache_free(&entry_cache, e);
 }
 
 static size_t share_len(const char *share)
@@ -183,10 +182,11 @@ static size_t share_len(const char *share)
 static struct out_entry *entry_new(struct msg *m, uint8_t qos, bool retain,
 				   const uint32_t *subids, size_t n_subids, const char *share)
 {
-	struct out_entry *e = mem_calloc(1, sizeof(*e));
+	struct out_entry *e = mem_cache_alloc(&entry_cache);
 
 	if (!e)
 		return NULL;
+	memset(e, 0, sizeof(*e));
 	if (n_subids > 1) {
 		e->more_subids = mem_alloc((n_subids - 1) * sizeof(uint32_t));
 		if (!e->more_subids)
@@ -211,7 +211,7 @@ static struct out_entry *entry_new(struct msg *m, uint8_t qos, bool retain,
 	return e;
 fail:
 	mem_free(e->more_subids);
-	mem_free(e);
+	mem_cache_free(&entry_cache, e);
 	return NULL;
 }
 
@@ -266,28 +266,56 @@ static void entry_done(struct session *s, struct out_entry *e)
 	entry_free(e);
 }
 
-static bool packet_id_in_use(const struct session *s, uint16_t id)
+/*
+ * How many ids from `from` upwards (wrapping after 65535) are free before
+ * the nearest one in use: 0 when from itself is in use, 65535 when none is.
+ * Entries put back by shrink_inflight, or prepared, sit at the queue's
+ * front with ids, so they count too.
+ */
+static uint16_t free_ids_from(const struct session *s, uint16_t from)
 {
-	const struct out_entry *e;
+	const struct out_entry *e = s->inflight.head;
+	uint32_t best = 65535, d;
+	bool in_queue = false;
 
-	for (e = s->inflight.head; e; e = e->next)
-		if (e->packet_id == id)
-			return true;
-	/* Entries put back by shrink_inflight, or prepared, sit at the queue's front with ids. */
-	for (e = s->queue.head; e && (e->sent_once || e->prepared); e = e->next)
-		if (e->packet_id == id)
-			return true;
-	return false;
+	for (;;) {
+		if (!e && !in_queue) {
+			e = s->queue.head;
+			in_queue = true;
+		}
+		if (!e || (in_queue && !e->sent_once && !e->prepared))
+			return (uint16_t)best;
+		d = ((uint32_t)e->packet_id + 65535 - from) % 65535;
+		if (d < best)
+			best = d;
+		e = e->next;
+	}
 }
 
+/*
+ * Packet ids go round 1..65535, skipping those still in use. A scan of the
+ * ids in use finds how many ids from next_packet_id on are free (up to the
+ * nearest one in use); that run is handed out without looking again, since
+ * ids only enter use through here (or the restore, which empties the run).
+ * With ids released in roughly the order they were given, a scan happens
+ * once per lap of 65,535 rather than once per message.
+ */
 static uint16_t next_packet_id(struct session *s)
 {
 	uint16_t id;
 
-	do {
-		id = s->next_packet_id;
-		s->next_packet_id = id == 65535 ? 1 : id + 1;
-	} while ((s->inflight.n || s->queue.n) && packet_id_in_use(s, id));
+	while (!s->ids_free) {
+		uint16_t d = free_ids_from(s, s->next_packet_id);
+
+		if (d) {
+			s->ids_free = d;
+			break;
+		}
+		s->next_packet_id = s->next_packet_id == 65535 ? 1 : s->next_packet_id + 1;
+	}
+	id = s->next_packet_id;
+	s->next_packet_id = id == 65535 ? 1 : id + 1;
+	s->ids_free--;
 	return id;
 }
 
@@ -895,7 +923,6 @@ void session_destroy(struct session *s)
 	if (s->conn)
 		s->conn->session = NULL;
 	mem_free(s->rx_qos2);
-	mem_free(s->client_id);
 	mem_free(s);
 }
 
@@ -915,6 +942,7 @@ void session_destroy_all(void)
 	mem_free(table);
 	table = NULL;
 	table_size = 0;
+	mem_cache_drain(&entry_cache);
 }
 
 /* --- subscriptions -------------------------------------------------------- */
@@ -1057,6 +1085,7 @@ static int restore_delivery(uint64_t sid, const struct store_delivery_row *r, vo
 	e->stored = true;
 	e->state = r->state;
 	e->packet_id = r->packet_id;
+	s->ids_free = 0; /* ids in use came from outside next_packet_id */
 	e->sent_once = r->state != OUT_QUEUED;
 	if (r->seq >= s->next_seq)
 		s->next_seq = r->seq + 1;

@@ -63,18 +63,13 @@ struct sub_rec {
 
 struct session {
 	struct session *hnext; /* hash chain */
-	char *client_id;
 	uint64_t sid; /* its key in the store; 0 while it has never been stored */
 	uint64_t next_seq; /* seq of the next out_entry */
 	uint64_t disconnected_wall; /* when it went offline (wall ms); 0 while connected */
 	struct conn *conn; /* NULL while offline */
-	uint8_t version;
-	bool clean; /* ends with its connection (3.1.1 clean session, 5 expiry 0) */
-	uint32_t expiry_interval; /* seconds; UINT32_MAX = never */
 	struct timer expiry_timer;
 
 	struct sub_rec *subs;
-	size_t n_subs;
 
 	struct out_list inflight;
 	struct out_list queue;
@@ -85,9 +80,6 @@ struct session {
 	 * in `queue`; they are read back as the queue drains.
 	 */
 	uint64_t disk_first_seq, disk_n;
-	bool loading; /* a read of the disk tail is on its way */
-	bool fence_wait; /* its queue waits for a store commit (a QoS 2 message) */
-	uint16_t next_packet_id;
 
 	uint16_t *rx_qos2; /* incoming QoS 2 packet ids awaiting PUBREL */
 	uint32_t n_rx_qos2, cap_rx_qos2; /* at most 65535 ids exist */
@@ -95,9 +87,19 @@ struct session {
 	uint64_t route_stamp; /* router: id of the message being routed */
 	uint32_t route_idx; /* router: this session's slot in its match list */
 
-	struct msg *will; /* will message, or NULL */
 	uint32_t will_delay; /* seconds (MQTT 5) */
+	struct msg *will; /* will message, or NULL */
 	struct timer will_timer;
+
+	uint32_t expiry_interval; /* seconds; UINT32_MAX = never */
+	uint32_t n_subs;
+	uint16_t next_packet_id;
+	uint16_t ids_free; /* ids from next_packet_id on known to be free */
+	uint8_t version;
+	bool clean; /* ends with its connection (3.1.1 clean session, 5 expiry 0) */
+	bool loading; /* a read of the disk tail is on its way */
+	bool fence_wait; /* its queue waits for a store commit (a QoS 2 message) */
+	char client_id[]; /* in the same allocation */
 };
 
 void session_init(void);

@@ -280,3 +280,41 @@ def test_mqtt_3_1_3_8_zero_length_client_id_not_allowed(t, version):
 		assert rc >= 0x80, "CONNACK 0x%02x" % rc
 	else:
 		assert rc == 0x02, "CONNACK 0x%02x, expected 0x02 [MQTT-3.2.2-?]" % rc
+
+
+@mosquitto_differs("mosquitto 2.0.11 reuses packet id 1 after a lap while it is still "
+		   "unacknowledged")
+@timeout(60)
+def test_mqtt_2_3_1_2_packet_ids_after_wrap_skip_one_in_use(t):
+	"""The broker's packet ids go round 1..65535: after a lap, an id still
+	unacknowledged (the subscriber holds the first message) is skipped
+	[MQTT-2.3.1-2], and every message arrives once and in order."""
+	total = 65535 + 10
+	b = t.broker(["max_inflight_messages 4", "max_queued_messages 100000"])
+	tp = t.topic("wrap")
+	sub = t.raw(b, version=4)
+	sub.handshake(t.cid())
+	sub.send(R.subscribe(1, [(tp, 1)], version=4))
+	sub.expect(R.SUBACK)
+	pub = t.raw(b, version=4)
+	pub.handshake(t.cid())
+	for start in range(0, total, 5000):
+		n = min(5000, total - start)
+		pub.send_many([R.publish(tp, b"%d" % (start + i), qos=1, pid=(start + i) % 65535 + 1,
+					 version=4) for i in range(n)])
+		for _ in range(n):
+			pub.expect(R.PUBACK)
+	held = sub.expect(R.PUBLISH).publish()
+	assert held["payload"] == b"0", held
+	pids = [held["pid"]]
+	for i in range(1, total):
+		p = sub.expect(R.PUBLISH).publish()
+		assert p["payload"] == b"%d" % i, (i, p)
+		assert p["pid"] != held["pid"], "id %d reused while unacknowledged" % p["pid"]
+		pids.append(p["pid"])
+		sub.send(R.ack(R.PUBACK, p["pid"], 4))
+	sub.send(R.ack(R.PUBACK, held["pid"], 4))
+	assert pids[:3] == [1, 2, 3], pids[:3]
+	after = pids.index(65535) + 1
+	assert pids[after] == 2, "after 65535 came %d, expected 2 (1 is in use)" % pids[after]
+	assert sub.recv_or_none(0.3) is None
