@@ -575,6 +575,22 @@ static int kv_unset(struct kv_space *sp, const void *key, size_t klen)
 	return 0;
 }
 
+/* Removes the entries with lo <= key < hi. */
+static void kv_unset_range(struct kv_space *sp, const void *lo, size_t lol, const void *hi,
+			   size_t hil)
+{
+	size_t a = kv_lower(sp, lo, lol), b = kv_lower(sp, hi, hil), i;
+
+	if (b <= a)
+		return;
+	for (i = a; i < b; i++) {
+		mem_free(sp->e[i].key);
+		mem_free(sp->e[i].val);
+	}
+	memmove(&sp->e[a], &sp->e[b], (sp->n - b) * sizeof(*sp->e));
+	sp->n -= b - a;
+}
+
 static void kv_free(struct kv_space *sp)
 {
 	size_t i;
@@ -660,6 +676,17 @@ static int host_cold_del(struct sp_plugin *self, const void *key, size_t klen)
 	if (!store_on())
 		return kv_unset(&self->cold, key, klen);
 	store_cold_del(self->name, key, klen);
+	return 0;
+}
+
+static int host_cold_del_range(struct sp_plugin *self, const void *lo, size_t lol, const void *hi,
+			       size_t hil)
+{
+	if (!store_on()) {
+		kv_unset_range(&self->cold, lo, lol, hi, hil);
+		return 0;
+	}
+	store_cold_del_range(self->name, lo, lol, hi, hil);
 	return 0;
 }
 
@@ -753,6 +780,7 @@ static const struct sp_host host = {
 	.cold_put = host_cold_put,
 	.cold_del = host_cold_del,
 	.cold_get = host_cold_get,
+	.cold_del_range = host_cold_del_range,
 };
 
 /* --- loading ------------------------------------------------------------------ */

@@ -70,6 +70,7 @@ enum op_type {
 	OP_COLD_PUT,
 	OP_COLD_DEL,
 	OP_COLD_GET, /* a read: the value comes back in blob2 */
+	OP_COLD_DEL_RANGE, /* keys from blob (included) to blob2 (excluded) */
 };
 
 /* A delivery as the writer read it: numbers, and offsets into `bytes`. */
@@ -191,6 +192,7 @@ enum stmt_id {
 	S_COLD_PUT,
 	S_COLD_DEL,
 	S_COLD_GET,
+	S_COLD_DEL_RANGE,
 	S__COUNT
 };
 
@@ -227,6 +229,7 @@ static const char *const stmt_sql[S__COUNT] = {
 	[S_COLD_PUT] = "INSERT OR REPLACE INTO plugin_cold VALUES (?1, ?2, ?3)",
 	[S_COLD_DEL] = "DELETE FROM plugin_cold WHERE plugin = ?1 AND key = ?2",
 	[S_COLD_GET] = "SELECT value FROM plugin_cold WHERE plugin = ?1 AND key = ?2",
+	[S_COLD_DEL_RANGE] = "DELETE FROM plugin_cold WHERE plugin = ?1 AND key >= ?2 AND key < ?3",
 };
 
 static sqlite3_stmt *stmts[S__COUNT];
@@ -960,6 +963,12 @@ void store_cold_del(const char *plugin, const void *k, size_t kl)
 	cold_op(OP_COLD_DEL, plugin, k, kl, NULL, 0);
 }
 
+void store_cold_del_range(const char *plugin, const void *lo, size_t lol, const void *hi,
+			  size_t hil)
+{
+	cold_op(OP_COLD_DEL_RANGE, plugin, lo, lol, hi, hil);
+}
+
 void store_cold_get(const char *plugin, const void *k, size_t kl, store_value_fn fn, void *arg)
 {
 	struct op *o = op_add(OP_COLD_GET);
@@ -1353,11 +1362,14 @@ static int exec_kv(const struct op *o)
 
 static int exec_cold(const struct op *o)
 {
-	sqlite3_stmt *st = bind(o->type == OP_COLD_PUT ? S_COLD_PUT : S_COLD_DEL);
+	static const enum stmt_id ids[] = { [OP_COLD_PUT] = S_COLD_PUT,
+					    [OP_COLD_DEL] = S_COLD_DEL,
+					    [OP_COLD_DEL_RANGE] = S_COLD_DEL_RANGE };
+	sqlite3_stmt *st = bind(ids[o->type]);
 
 	sqlite3_bind_text(st, 1, o->text, -1, SQLITE_STATIC);
 	sqlite3_bind_blob(st, 2, o->blob, (int)o->blob_len, SQLITE_STATIC);
-	if (o->type == OP_COLD_PUT)
+	if (o->type != OP_COLD_DEL)
 		sqlite3_bind_blob(st, 3, o->blob2, (int)o->blob2_len, SQLITE_STATIC);
 	return run(st);
 }
@@ -1494,6 +1506,7 @@ static int exec_op(struct op *o)
 		return exec_heartbeat(o);
 	case OP_COLD_PUT:
 	case OP_COLD_DEL:
+	case OP_COLD_DEL_RANGE:
 		return exec_cold(o);
 	case OP_COLD_GET:
 		return exec_cold_get(o);

@@ -99,6 +99,9 @@ void store_kv_del(const char *plugin, const void *k, size_t kl);
 /* Cold plugin values: stored only, never read back at start-up (sluice_plugin.h). */
 void store_cold_put(const char *plugin, const void *k, size_t kl, const void *v, size_t vl);
 void store_cold_del(const char *plugin, const void *k, size_t kl);
+/* Deletes every cold value of plugin with lo <= key < hi (byte order, as memcmp). */
+void store_cold_del_range(const char *plugin, const void *lo, size_t lol, const void *hi,
+			  size_t hil);
 /* Reads one behind every write queued before; val NULL when absent, status < 0 on error. */
 typedef void (*store_value_fn)(void *arg, int status, const void *val, size_t vlen);
 void store_cold_get(const char *plugin, const void *k, size_t kl, store_value_fn fn, void *arg);

@@ -22,6 +22,14 @@
  * and its cold value deleted. A crash after routing and before that commit
  * releases it again after the restart: at least once, as QoS 1.
  *
+ * Deleting payloads one by one in due order is random access all over the
+ * store's B-tree (keys are in publish order) and was what limited bursts of
+ * releases. So when a chunk is complete and all of it falls due within
+ * GC_HORIZON_MS, a released payload stays until the chunk's row goes, and
+ * then the chunk's 32 keys go in one range delete queued with the row's
+ * delete. The row says what is still pending, so a crash leaves nothing
+ * behind: the row empties later and its range delete takes the leftovers.
+ *
  * Cancel removes the chunk entry and the payload at once; the queue entry
  * stays until its time comes and is then skipped, because the chunk row is
  * what says whether a message is still pending (lazy deletion keeps the
@@ -40,6 +48,7 @@
  * are published retained every plugin_opt_sys_interval seconds.
  */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -52,6 +61,11 @@
 #define DEFAULT_SYS_S 10
 #define SEQ_BLOCK 65536
 #define RELEASE_BUDGET 20000 /* releases per timer run before yielding to the loop */
+#define GC_HORIZON_MS 60000 /* longest a released payload waits for its chunk's range delete */
+/* The first host table with cold values; later calls are used when the host has them. */
+#define HOST_MIN_SIZE (offsetof(struct sp_host, cold_get) + sizeof(void *))
+/* Hosts whose table is this large have cold_del_range (appended after the first release). */
+#define HOST_HAS_DEL_RANGE (offsetof(struct sp_host, cold_del_range) + sizeof(void *))
 
 struct dl {
 	const struct sp_host *host;
@@ -152,20 +166,59 @@ static void sender_unref(struct dl *dl, uint32_t id)
 	sched_senders_remove(&dl->senders, s);
 }
 
-/* Removes a pending entry from the durable index and its payload from the store. */
+/* Deletes the payloads of every message of seq's chunk, in one store operation. */
+static void chunk_payloads_del(struct dl *dl, uint64_t seq)
+{
+	uint64_t first = seq & ~(uint64_t)(SCHED_CHUNK - 1);
+	uint8_t lo[9], hi[9];
+	unsigned i;
+
+	sched_key_payload(lo, first);
+	sched_key_payload(hi, first + SCHED_CHUNK);
+	if (dl->host->size >= HOST_HAS_DEL_RANGE) {
+		dl->host->cold_del_range(dl->self, lo, sizeof(lo), hi, sizeof(hi));
+		return;
+	}
+	for (i = 0; i < SCHED_CHUNK; i++) {
+		sched_key_payload(lo, first + i);
+		dl->host->cold_del(dl->self, lo, sizeof(lo));
+	}
+}
+
+/*
+ * seq left its chunk row, which is now v (len bytes): its payload goes now,
+ * or with the whole chunk's when the row is about to go anyway.
+ */
+static void payload_del(struct dl *dl, uint64_t seq, const uint8_t *v, size_t len)
+{
+	uint8_t key[9];
+
+	if (!len) {
+		chunk_payloads_del(dl, seq);
+		return;
+	}
+	/* Complete (no id of it left to hand out) and all due soon: defer. */
+	if (dl->next_seq > (seq | (SCHED_CHUNK - 1)) &&
+	    sched_chunk_last_due(v, len) <= dl->host->now_ms() + GC_HORIZON_MS)
+		return;
+	sched_key_payload(key, seq);
+	dl->host->cold_del(dl->self, key, sizeof(key));
+}
+
+/* Removes a pending entry from the durable index and (soon) its payload from the store. */
 static int entry_remove(struct dl *dl, uint64_t seq)
 {
-	uint8_t buf[SCHED_CHUNK_MAX], out[SCHED_CHUNK_MAX], key[9];
+	uint8_t buf[SCHED_CHUNK_MAX], out[SCHED_CHUNK_MAX];
 	unsigned idx = (unsigned)(seq & (SCHED_CHUNK - 1));
 	struct sched_item it;
 	size_t len;
 
 	if (chunk_get(dl, seq, buf, &len) || sched_chunk_find(buf, len, idx, &it))
 		return -1;
-	if (chunk_put(dl, seq, out, sched_chunk_remove(buf, len, idx, out)))
+	len = sched_chunk_remove(buf, len, idx, out);
+	if (chunk_put(dl, seq, out, len))
 		dl->host->log(dl->self, SP_LOG_ERR, "delayed: cannot update the index");
-	sched_key_payload(key, seq);
-	dl->host->cold_del(dl->self, key, sizeof(key));
+	payload_del(dl, seq, out, len);
 	sender_unref(dl, it.sender);
 	if (dl->pending)
 		dl->pending--;
@@ -657,9 +710,9 @@ int sluice_plugin_init(const struct sp_host *host, struct sp_plugin *self,
 	struct dl *dl;
 	uint64_t window = DEFAULT_WINDOW_MS, cap = DEFAULT_STAGE_CAP;
 
-	if (host->api != SLUICE_PLUGIN_API || host->size < sizeof(struct sp_host)) {
+	if (host->api != SLUICE_PLUGIN_API || host->size < HOST_MIN_SIZE) {
 		fprintf(stderr, "delayed: host API %u size %u, expected %d size %zu\n", host->api,
-			host->size, SLUICE_PLUGIN_API, sizeof(struct sp_host));
+			host->size, SLUICE_PLUGIN_API, HOST_MIN_SIZE);
 		return -1;
 	}
 	g_host = host;

@@ -615,6 +615,19 @@ size_t sched_chunk_remove(const uint8_t *v, size_t len, unsigned idx, uint8_t *o
 	return o;
 }
 
+uint64_t sched_chunk_last_due(const uint8_t *v, size_t len)
+{
+	uint64_t last = 0, due;
+	size_t i;
+
+	for (i = 0; i < len / SCHED_REC_SIZE; i++) {
+		due = sched_get_be64(v + i * SCHED_REC_SIZE + 1);
+		if (due > last)
+			last = due;
+	}
+	return last;
+}
+
 size_t sched_key_chunk(uint8_t *out, uint64_t seq)
 {
 	out[0] = 'c';

@@ -179,6 +179,8 @@ int sched_chunk_find(const uint8_t *v, size_t len, unsigned idx, struct sched_it
 size_t sched_chunk_add(const uint8_t *v, size_t len, const struct sched_item *it, uint8_t *out);
 /* Writes v without idx to out (room for len); returns the length. */
 size_t sched_chunk_remove(const uint8_t *v, size_t len, unsigned idx, uint8_t *out);
+/* The latest due time of the entries of a valid chunk value (0 when empty). */
+uint64_t sched_chunk_last_due(const uint8_t *v, size_t len);
 /* The i-th entry (i < len / SCHED_REC_SIZE). */
 void sched_chunk_item(const uint8_t *v, size_t i, struct sched_item *it);
 

@@ -19,6 +19,8 @@ resolution. Timing is the subject here, so the restart tests sleep.
 """
 
 import os
+import sqlite3
+import struct
 import time
 
 import brokerlib
@@ -468,6 +470,52 @@ def test_delayed_cancel_survives_restart(t):
 	m = sub.wait_message(3 + LATE + 2)
 	assert m.payload == b"kept"
 	sub.expect_no_message(0.5)
+
+
+def cold_keys(b, path):
+	"""The cold keys in the stopped broker's database (the delayed plugin's: the only one)."""
+	con = sqlite3.connect(os.path.join(b.dir, path))
+	try:
+		return sorted(bytes(k) for (k,) in con.execute("SELECT key FROM plugin_cold"))
+	finally:
+		con.close()
+
+
+@timeout(30)
+@param("persistence", ["true", "false"])
+def test_delayed_payloads_deleted_after_release(t, persistence):
+	# Released payloads are deleted one by one, or (when every message sharing
+	# their index row is due soon) all at once when the row goes: either way
+	# none is left behind, and a far-off message's payload stays until it goes.
+	# Without persistence the same deletes run on the in-memory cold values.
+	b = delayed_broker(t, ["persistence %s" % persistence, "persistence_file cold.db",
+			       "plugin_opt_max 1h"])
+	tp = t.topic("gc")
+	sub = t.client(b, version=5)
+	sub.subscribe(tp, 1)
+	pid_ = t.cid("gcpub")
+	r = t.raw_connected(b, version=5, client_id=pid_)
+	_, props = raw_pub(r, "$delayed/600/" + tp, b"far", pid=1)
+	far = int(message_id(props))
+	n = 100
+	for i in range(n):
+		raw_pub(r, "$delayed/0.%d/%s" % (2 + i % 5, tp), b"%d" % i, pid=2 + i % 60000)
+	ms = sub.wait_messages(n, 0.6 + LATE + 2)
+	assert sorted(int(m.payload) for m in ms) == list(range(n))
+	if persistence == "false":
+		sub.expect_no_message(0.3)
+		return
+	r.close()
+	b.stop()
+	keys = cold_keys(b, "cold.db")
+	assert keys == [b"p" + struct.pack(">Q", far)], (far, len(keys), keys[:40])
+	b.start()
+	r = t.raw_connected(b, version=5, client_id=pid_)
+	rc, props = raw_pub(r, "$delayed/cancel/%d" % far, pid=1)
+	assert rc == 0, "cancel: 0x%02x %r" % (rc, props)
+	r.close()
+	b.stop()
+	assert cold_keys(b, "cold.db") == []
 
 
 # --- $SYS ------------------------------------------------------------------------------------

@@ -505,6 +505,27 @@ static void test_chunk_rows(void **state)
 	assert_false(sched_chunk_valid(a, SCHED_CHUNK_MAX + SCHED_REC_SIZE));
 }
 
+/* The latest due of a row decides whether its released payloads wait for the row to go. */
+static void test_chunk_last_due(void **state)
+{
+	uint8_t a[SCHED_CHUNK_MAX], b[SCHED_CHUNK_MAX];
+	static const uint64_t dues[] = { 70, 900000000000ull, 5, 900000000001ull, 12 };
+	struct sched_item it = { 0, 0, 1 };
+	size_t len = 0, i;
+
+	(void)state;
+	assert_true(sched_chunk_last_due(a, 0) == 0);
+	for (i = 0; i < sizeof(dues) / sizeof(dues[0]); i++) {
+		it.idx = (unsigned)(SCHED_CHUNK - 1 - i * 3); /* the latest is not the last row */
+		it.due = dues[i];
+		len = sched_chunk_add(a, len, &it, b);
+		memcpy(a, b, len);
+	}
+	assert_true(sched_chunk_last_due(a, len) == 900000000001ull);
+	len = sched_chunk_remove(a, len, SCHED_CHUNK - 1 - 3 * 3, b);
+	assert_true(sched_chunk_last_due(b, len) == 900000000000ull);
+}
+
 static void test_keys(void **state)
 {
 	uint8_t k[9], k2[9];
@@ -582,6 +603,7 @@ int main(void)
 		cmocka_unit_test(test_queue_same_ms),
 		cmocka_unit_test(test_queue_wake),
 		cmocka_unit_test(test_chunk_rows),
+		cmocka_unit_test(test_chunk_last_due),
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_senders),
 	};

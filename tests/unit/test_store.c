@@ -496,6 +496,35 @@ static void cold_values_are_stored_not_restored(void **state)
 	assert_true(cold_found);
 }
 
+/* A range delete takes lo <= key < hi of one plugin, ordered with the other writes. */
+static void cold_range_delete(void **state)
+{
+	static const char *const keys[] = { "p1", "p2", "p3", "p4", "q1" };
+	static const int kept[] = { 1, 0, 0, 1, 1 };
+	size_t i;
+
+	assert_int_equal(store_open(&cfg), 0);
+	assert_int_equal(store_start(), 0);
+	for (i = 0; i < 5; i++) {
+		store_cold_put("plug", keys[i], 2, "v", 1);
+		store_cold_put("other", keys[i], 2, "o", 1);
+	}
+	store_cold_del_range("plug", "p2", 2, "p4", 2);
+	store_cold_put("plug", "p3x", 3, "after", 5); /* queued after: kept */
+	n_calls = 0;
+	for (i = 0; i < 5; i++) {
+		store_cold_get("plug", keys[i], 2, on_cold, NULL);
+		WAIT_FOR(n_calls == (int)i + 1);
+		assert_int_equal(cold_found, kept[i]);
+	}
+	store_cold_get("plug", "p3x", 3, on_cold, NULL);
+	WAIT_FOR(n_calls == 6);
+	assert_string_equal(cold_val, "after");
+	store_cold_get("other", "p2", 2, on_cold, NULL); /* another plugin's: untouched */
+	WAIT_FOR(n_calls == 7);
+	assert_string_equal(cold_val, "o");
+}
+
 /* A version 1 database (no plugin_cold table) is migrated forward in place. */
 static void version_1_database_is_migrated(void **state)
 {
@@ -547,6 +576,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(garbage_file_is_refused_untouched, setup, teardown),
 		cmocka_unit_test_setup_teardown(persistence_off_does_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(cold_values_are_stored_not_restored, setup, teardown),
+		cmocka_unit_test_setup_teardown(cold_range_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(version_1_database_is_migrated, setup, teardown),
 	};
 
