@@ -91,11 +91,6 @@ static void out_give_back(struct conn *c)
 	c->out_off = 0;
 }
 
-void conn_drain_caches(void)
-{
-	mem_cache_drain(&out_cache);
-}
-
 /* An idle connection with nothing waiting gives its output buffer back. */
 static void release_out(struct conn *c)
 {
@@ -471,15 +466,126 @@ static int build_publish_props(struct buf *b, const struct out_entry *e, uint32_
 	return rc ? -1 : 0;
 }
 
+/*
+ * Fan-out: a message that goes to many subscribers in the same form (no
+ * per-subscriber property, not a resend) is encoded once and copied, each
+ * copy with its own packet id written in. The first delivery in a form
+ * encodes straight into its connection's buffer and is only remembered; a
+ * second delivery of the same message in that form builds the shared copy,
+ * so that a message with one subscriber costs nothing extra. Message ids are never
+ * reused, and a message never changes, so an id names its bytes.
+ */
+#define SHARED_SLOTS 4
+
+struct shared_publish {
+	uint64_t msg_id; /* 0 = empty */
+	uint8_t form;
+	size_t pid_at; /* offset of the packet id (QoS 1/2) */
+	struct buf bytes;
+};
+
+static struct shared_publish shared[SHARED_SLOTS];
+static unsigned shared_next;
+static uint64_t last_msg_id; /* the message last sent in a common form */
+static uint16_t last_forms; /* the forms it was sent in, one bit each */
+
+static uint8_t publish_form(const struct conn *c, const struct out_entry *e)
+{
+	return (uint8_t)((c->version == MQTT_V5 ? 8 : 0) | e->qos << 1 | (e->retain ? 1 : 0));
+}
+
+static bool form_is_common(const struct conn *c, const struct out_entry *e, bool dup)
+{
+	return !dup && !e->n_subids && !e->msg->expiry_wall_ms &&
+	       !(c->version == MQTT_V5 && c->client_alias_max);
+}
+
+/* The shared bytes of e's message in c's form; NULL: encode it directly. */
+static const struct shared_publish *shared_get(const struct conn *c, const struct out_entry *e)
+{
+	const struct msg *m = e->msg;
+	uint8_t form = publish_form(c, e);
+	struct shared_publish *sp;
+	unsigned i;
+
+	for (i = 0; i < SHARED_SLOTS; i++)
+		if (shared[i].msg_id == m->id && shared[i].form == form)
+			return &shared[i];
+	if (last_msg_id != m->id) {
+		last_msg_id = m->id;
+		last_forms = 0;
+	}
+	if (!(last_forms & 1u << form)) {
+		last_forms |= (uint16_t)(1u << form);
+		return NULL;
+	}
+	sp = &shared[shared_next++ % SHARED_SLOTS];
+	sp->msg_id = 0;
+	buf_reset(&sp->bytes);
+	if (codec_encode_publish(&sp->bytes, c->version, m->topic, m->topic_len, e->qos, e->retain,
+				 false, 0, m->props, m->props_len, m->payload, m->payload_len))
+		return NULL;
+	/* the packet id comes right before the properties (MQTT 5) and the payload */
+	sp->pid_at = sp->bytes.len - m->payload_len - 2;
+	if (c->version == MQTT_V5)
+		sp->pid_at -= (size_t)varint_size(m->props_len) + m->props_len;
+	sp->msg_id = m->id;
+	sp->form = form;
+	return sp;
+}
+
+void conn_drain_caches(void)
+{
+	unsigned i;
+
+	mem_cache_drain(&out_cache);
+	for (i = 0; i < SHARED_SLOTS; i++) {
+		buf_free(&shared[i].bytes);
+		shared[i].msg_id = 0;
+	}
+}
+
+static bool too_big(const struct conn *c, const struct msg *m, size_t size)
+{
+	if (!c->client_max_packet || size <= c->client_max_packet)
+		return false;
+	log_info("client '%s': message on '%s' (%zu bytes) exceeds its maximum packet size %u; "
+		 "not sent", c->client_id, m->topic, size, c->client_max_packet);
+	return true;
+}
+
+static int send_shared(struct conn *c, const struct out_entry *e, const struct shared_publish *sp)
+{
+	size_t at;
+
+	if (too_big(c, e->msg, sp->bytes.len))
+		return 1;
+	if (!conn_out(c))
+		return -1;
+	at = c->out.len;
+	if (buf_put(&c->out, sp->bytes.data, sp->bytes.len))
+		return -1;
+	if (e->qos) {
+		c->out.data[at + sp->pid_at] = (uint8_t)(e->packet_id >> 8);
+		c->out.data[at + sp->pid_at + 1] = (uint8_t)e->packet_id;
+	}
+	broker.stats.msgs_sent++;
+	conn_flush(c);
+	return 0;
+}
+
 int conn_send_publish(struct conn *c, struct out_entry *e, bool dup)
 {
 	const struct msg *m = e->msg;
+	const struct shared_publish *sp;
 	struct buf *props = &broker.scratch;
 	uint32_t expiry = 0;
 	size_t topic_len = m->topic_len, size;
 	uint16_t alias = 0;
 	bool fresh = false;
 
+	if (form_is_common(c, e, dup) && (sp = shared_get(c, e)))
+		return send_shared(c, e, sp);
 	if (m->expiry_wall_ms) {
 		expiry = expiry_left(m, clock_wall_ms());
 		/* Expiry stops once delivery began: a resend goes out regardless
@@ -498,11 +604,8 @@ int conn_send_publish(struct conn *c, struct out_entry *e, bool dup)
 	 * alias is never registered for a message that then is not sent. */
 	size = codec_publish_size(c->version, topic_len, e->qos,
 				  props->len + (c->client_alias_max ? 3 : 0), m->payload_len);
-	if (c->client_max_packet && size > c->client_max_packet) {
-		log_info("client '%s': message on '%s' (%zu bytes) exceeds its maximum packet "
-			 "size %u; not sent", c->client_id, m->topic, size, c->client_max_packet);
+	if (too_big(c, m, size))
 		return 1;
-	}
 	if (c->version == MQTT_V5 && c->client_alias_max) {
 		alias = alias_lookup(c, m->topic, m->topic_len, &fresh);
 		if (alias && props_put_u16(props, MQTT_PROP_TOPIC_ALIAS, alias))

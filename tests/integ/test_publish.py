@@ -198,3 +198,48 @@ def test_mqtt_3_8_4_3_resubscribe_replaces_subscription(t, version):
 	m = c.wait_message()
 	assert m.qos == 2
 	c.expect_no_message(0.5)  # one subscription, one copy
+
+
+def test_fanout_each_subscriber_gets_its_own_packet_ids_and_the_same_bytes(t):
+	"""One message to many subscribers of mixed versions and QoS (the broker
+	encodes a common form once and copies it): each subscriber sees its own
+	packet ids, in its own sequence, with the publisher's properties and
+	payload intact; a subscriber with a subscription identifier still gets
+	it [MQTT-3.3.4-3]."""
+	tp = t.topic("fan")
+	subs = []
+	for i, (version, qos) in enumerate([(5, 1), (5, 1), (4, 1), (5, 2), (4, 2), (4, 0),
+					    (5, 0), (5, 1), (4, 1), (5, 1)]):
+		r = t.raw(version=version)
+		r.handshake(t.cid())
+		props = [(R.SUBSCRIPTION_ID, 7)] if i == 9 else None
+		r.send(R.subscribe(1, [(tp, qos)], version=version, properties=props))
+		r.expect(R.SUBACK)
+		subs.append((r, version, qos))
+	pub = t.raw(version=5)
+	pub.handshake(t.cid())
+	uprops = [(R.USER_PROPERTY, ("k", "v")), (R.CONTENT_TYPE, "text/x")]
+	for n in range(3):
+		pub.send(R.publish(tp, b"m%d" % n, qos=2, pid=n + 1, properties=uprops))
+		pub.expect(R.PUBREC)
+		pub.send(R.ack(R.PUBREL, n + 1))
+		pub.expect(R.PUBCOMP)
+	for i, (r, version, qos) in enumerate(subs):
+		pids = []
+		for n in range(3):
+			p = r.expect(R.PUBLISH).publish()
+			assert p["payload"] == b"m%d" % n, (i, p)
+			assert p["topic"] == tp and p["qos"] == qos and not p["dup"], (i, p)
+			if version == 5:
+				assert (R.USER_PROPERTY, ("k", "v")) in p["props"], (i, p["props"])
+				assert (R.CONTENT_TYPE, "text/x") in p["props"], (i, p["props"])
+				assert ((R.SUBSCRIPTION_ID, 7) in p["props"]) == (i == 9), (i, p["props"])
+			pids.append(p["pid"])
+		if qos:
+			assert len(set(pids)) == 3 and 0 not in pids, (i, pids)
+		for pid in pids if qos else []:
+			r.send(R.ack(R.PUBACK if qos == 1 else R.PUBREC, pid, version))
+		for pid in pids if qos == 2 else []:
+			assert r.expect(R.PUBREL).pid() == pid
+			r.send(R.ack(R.PUBCOMP, pid, version))
+		assert r.recv_or_none(0.2) is None
