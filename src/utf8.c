@@ -68,13 +68,30 @@ static int decode_multi(const uint8_t *p, size_t avail)
 #define ONES 0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
 
+/* True when some byte of v equals c. */
+static bool has_byte(uint64_t v, uint8_t c)
+{
+	uint64_t x = v ^ (ONES * c);
+
+	return ((x - ONES) & ~x & HIGHS) != 0;
+}
+
 /* True when the 8 bytes at p are all ASCII and none is NUL (the common case). */
 static bool plain_ascii8(const uint8_t *p)
 {
 	uint64_t v;
 
 	memcpy(&v, p, sizeof(v));
-	return !(v & HIGHS) && !((v - ONES) & ~v & HIGHS);
+	return !(v & HIGHS) && !has_byte(v, 0);
+}
+
+/* The same, and none is a wildcard: a run of a topic name that is valid as it is. */
+static bool plain_topic8(const uint8_t *p)
+{
+	uint64_t v;
+
+	memcpy(&v, p, sizeof(v));
+	return !(v & HIGHS) && !has_byte(v, 0) && !has_byte(v, '+') && !has_byte(v, '#');
 }
 
 int utf8_check(const char *s, size_t len)
@@ -102,11 +119,16 @@ int utf8_check(const char *s, size_t len)
 
 bool topic_name_valid(const char *s, size_t len)
 {
+	size_t i = 0;
+
 	if (len == 0) /* [MQTT-4.7.3-1] */
 		return false;
-	if (topic_filter_has_wildcard(s, len)) /* [MQTT-3.3.2-2] [MQTT-4.7.1-1] */
+	/* One pass over the plain ASCII part; the rest is checked in full. */
+	while (i + 8 <= len && plain_topic8((const uint8_t *)s + i))
+		i += 8;
+	if (topic_filter_has_wildcard(s + i, len - i)) /* [MQTT-3.3.2-2] [MQTT-4.7.1-1] */
 		return false;
-	return utf8_check(s, len) == 0;
+	return utf8_check(s + i, len - i) == 0;
 }
 
 /* Wildcard placement of a plain (non-shared) filter; UTF-8 is checked by the caller. */

@@ -142,7 +142,8 @@ static void test_utf8_len_bounds(void **state)
 }
 
 /* Long ASCII runs are checked 8 bytes at a time: a NUL, a stray continuation
- * byte or a good multi-byte character at any offset is still seen. */
+ * byte, a wildcard (in a topic name) or a good multi-byte character at any
+ * offset is still seen. */
 static void test_utf8_every_offset(void **state)
 {
 	char s[40];
@@ -160,10 +161,19 @@ static void test_utf8_every_offset(void **state)
 			assert_int_equal(utf8_check(s, len), -1);
 			s[i] = 0x7F;
 			assert_int_equal(utf8_check(s, len), 0);
+			assert_true(topic_name_valid(s, len));
+			s[i] = '+';
+			assert_false(topic_name_valid(s, len));
+			s[i] = '#';
+			assert_false(topic_name_valid(s, len));
+			assert_int_equal(utf8_check(s, len), 0);
 			if (i + 1 < len) {
 				s[i] = (char)0xC3;
 				s[i + 1] = (char)0xA9;
 				assert_int_equal(utf8_check(s, len), 0);
+				assert_true(topic_name_valid(s, len));
+				s[i] = '\0';
+				assert_false(topic_name_valid(s, len));
 			}
 		}
 	}
