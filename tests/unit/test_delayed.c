@@ -508,7 +508,7 @@ static void test_chunk_rows(void **state)
 /* The latest due of a row decides whether its released payloads wait for the row to go. */
 static void test_chunk_last_due(void **state)
 {
-	uint8_t a[SCHED_CHUNK_MAX], b[SCHED_CHUNK_MAX];
+	uint8_t a[SCHED_CHUNK_MAX] = { 0 }, b[SCHED_CHUNK_MAX];
 	static const uint64_t dues[] = { 70, 900000000000ull, 5, 900000000001ull, 12 };
 	struct sched_item it = { 0, 0, 1 };
 	size_t len = 0, i;
