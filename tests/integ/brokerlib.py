@@ -11,6 +11,7 @@ suite), otherwise $SLUICE names the sluice binary.
 """
 
 import os
+import random
 import re
 import shutil
 import signal
@@ -53,8 +54,36 @@ def broker_binary():
 	return path
 
 
+def ephemeral_low():
+	"""Start of the kernel's range for clients' local ports (32768 by default)."""
+	try:
+		with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+			return int(f.read().split()[0])
+	except (OSError, ValueError, IndexError):
+		return 32768
+
+
+def port_free(port):
+	s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+	try:
+		s.bind(("127.0.0.1", port))
+		return True
+	except OSError:
+		return False
+	finally:
+		s.close()
+
+
 def free_port():
-	"""A TCP port on 127.0.0.1 that was free a moment ago."""
+	"""A TCP port on 127.0.0.1 that was free a moment ago.  It is taken below
+	the ephemeral range, so that while a broker is down (a restart test) no
+	client connection can take it as its local port."""
+	low = ephemeral_low()
+	rng = random.Random()
+	for _ in range(200):
+		port = rng.randrange(10000, low) if low > 10100 else 0
+		if port and port_free(port):
+			return port
 	s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
 	try:
 		s.bind(("127.0.0.1", 0))
