@@ -4,7 +4,7 @@
 # sluice and Debian's mosquitto on free 127.0.0.1 ports, runs every scenario
 # at QoS 0, 1 and 2 against each (A B A B), and prints one table. Arguments
 # go to compare.sh; without any, the full run bench/RESULTS.md records.
-# Takes about 30 minutes in full; --quick is a smoke run of a minute or two.
+# Takes about 21 minutes in full on 2 cores; --quick is a smoke run of about 2 minutes.
 set -euo pipefail
 top=$(cd "$(dirname "$0")" && pwd)
 cd "$top"
