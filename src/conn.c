@@ -287,8 +287,22 @@ static void free_aliases(struct conn *c)
 	}
 }
 
+void conn_part_session(struct conn *c)
+{
+	char *id;
+
+	c->session = NULL;
+	if (c->own_client_id || !c->client_id[0])
+		return;
+	id = mem_strdup(c->client_id);
+	c->client_id = id ? id : "";
+	c->own_client_id = id != NULL;
+}
+
 static void conn_free(struct conn *c)
 {
+	if (c->own_client_id)
+		mem_free((char *)c->client_id);
 	free_aliases(c);
 	framer_free(&c->framer);
 	out_give_back(c);
@@ -301,7 +315,7 @@ void conn_on_closed(struct conn *c)
 	if (c->session) {
 		struct session *s = c->session;
 
-		c->session = NULL;
+		conn_part_session(c);
 		session_detach(s, c->graceful);
 	}
 	if (c->prev)
@@ -476,6 +490,7 @@ static int build_publish_props(struct buf *b, const struct out_entry *e, uint32_
  * reused, and a message never changes, so an id names its bytes.
  */
 #define SHARED_SLOTS 4
+#define SHARED_MAX_BYTES 16384 /* so the slots hold at most about 64 kB */
 
 struct shared_publish {
 	uint64_t msg_id; /* 0 = empty */
@@ -496,8 +511,12 @@ static uint8_t publish_form(const struct conn *c, const struct out_entry *e)
 
 static bool form_is_common(const struct conn *c, const struct out_entry *e, bool dup)
 {
-	return !dup && !e->n_subids && !e->msg->expiry_wall_ms &&
-	       !(c->version == MQTT_V5 && c->client_alias_max);
+	const struct msg *m = e->msg;
+
+	/* Large messages are copied either way: sharing them would only keep big slots. */
+	return !dup && !e->n_subids && !m->expiry_wall_ms &&
+	       !(c->version == MQTT_V5 && c->client_alias_max) &&
+	       (size_t)m->topic_len + m->props_len + m->payload_len <= SHARED_MAX_BYTES;
 }
 
 /* The shared bytes of e's message in c's form; NULL: encode it directly. */

@@ -83,6 +83,7 @@ struct conn {
 	bool rx_paused; /* reading stopped until the output drains */
 	bool request_problem_info;
 	bool gone; /* the transport closed; freed when the last reference goes */
+	bool own_client_id; /* client_id is this conn's copy (conn_part_session) */
 	char peer[]; /* address:port, for log lines; in the same allocation */
 };
 
@@ -96,6 +97,13 @@ void conn_sent(struct conn *c, size_t n);
 /* True when closing and everything is flushed: the listener should close now. */
 bool conn_done(const struct conn *c);
 void conn_on_closed(struct conn *c);
+/*
+ * c no longer belongs to its session (closed, taken over, or the session
+ * ended) but may live on, flushing or with acks waiting for a commit: it
+ * keeps its own copy of the client id for its log lines, since the
+ * session's may be freed first.
+ */
+void conn_part_session(struct conn *c);
 /* Keeps c allocated past its close (check c->gone before using it). */
 struct conn *conn_ref(struct conn *c);
 void conn_unref(struct conn *c);

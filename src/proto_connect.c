@@ -192,7 +192,7 @@ static void take_over(struct session *old)
 	 * will is gone [MQTT-3.14.4-3] and it needs no DISCONNECT from us. */
 	if (oc->state != CONN_CLOSING)
 		conn_close(oc, MQTT_RC_SESSION_TAKEN_OVER, "session taken over by a new connection");
-	oc->session = NULL;
+	conn_part_session(oc);
 	session_detach(old, oc->graceful);
 }
 

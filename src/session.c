@@ -921,7 +921,7 @@ void session_destroy(struct session *s)
 	if (s->sid)
 		store_session_del(s->sid); /* its subscriptions, deliveries and ids go with it */
 	if (s->conn)
-		s->conn->session = NULL;
+		conn_part_session(s->conn);
 	mem_free(s->rx_qos2);
 	mem_free(s);
 }
