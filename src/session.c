@@ -266,6 +266,17 @@ static void entry_done(struct session *s, struct out_entry *e)
 	entry_free(e);
 }
 
+static uint16_t id_after(uint16_t id)
+{
+	return id == 65535 ? 1 : (uint16_t)(id + 1);
+}
+
+/* How far id lies ahead of from, going up and wrapping after 65535. */
+static uint32_t id_gap(uint16_t id, uint16_t from)
+{
+	return ((uint32_t)id + 65535 - from) % 65535;
+}
+
 /*
  * How many ids from `from` upwards (wrapping after 65535) are free before
  * the nearest one in use: 0 when from itself is in use, 65535 when none is.
@@ -274,22 +285,16 @@ static void entry_done(struct session *s, struct out_entry *e)
  */
 static uint16_t free_ids_from(const struct session *s, uint16_t from)
 {
-	const struct out_entry *e = s->inflight.head;
-	uint32_t best = 65535, d;
-	bool in_queue = false;
+	const struct out_entry *e;
+	uint32_t best = 65535;
 
-	for (;;) {
-		if (!e && !in_queue) {
-			e = s->queue.head;
-			in_queue = true;
-		}
-		if (!e || (in_queue && !e->sent_once && !e->prepared))
-			return (uint16_t)best;
-		d = ((uint32_t)e->packet_id + 65535 - from) % 65535;
-		if (d < best)
-			best = d;
-		e = e->next;
-	}
+	for (e = s->inflight.head; e; e = e->next)
+		if (id_gap(e->packet_id, from) < best)
+			best = id_gap(e->packet_id, from);
+	for (e = s->queue.head; e && (e->sent_once || e->prepared); e = e->next)
+		if (id_gap(e->packet_id, from) < best)
+			best = id_gap(e->packet_id, from);
+	return (uint16_t)best;
 }
 
 /*
@@ -305,16 +310,12 @@ static uint16_t next_packet_id(struct session *s)
 	uint16_t id;
 
 	while (!s->ids_free) {
-		uint16_t d = free_ids_from(s, s->next_packet_id);
-
-		if (d) {
-			s->ids_free = d;
-			break;
-		}
-		s->next_packet_id = s->next_packet_id == 65535 ? 1 : s->next_packet_id + 1;
+		s->ids_free = free_ids_from(s, s->next_packet_id);
+		if (!s->ids_free)
+			s->next_packet_id = id_after(s->next_packet_id);
 	}
 	id = s->next_packet_id;
-	s->next_packet_id = id == 65535 ? 1 : id + 1;
+	s->next_packet_id = id_after(id);
 	s->ids_free--;
 	return id;
 }

@@ -76,22 +76,19 @@ static bool has_byte(uint64_t v, uint8_t c)
 	return ((x - ONES) & ~x & HIGHS) != 0;
 }
 
-/* True when the 8 bytes at p are all ASCII and none is NUL (the common case). */
-static bool plain_ascii8(const uint8_t *p)
+/*
+ * True when the 8 bytes at p are all ASCII and none is NUL (the common case),
+ * and with no_wildcards none is '+' or '#' either: a run of a topic name
+ * that is valid as it is.
+ */
+static bool plain8(const uint8_t *p, bool no_wildcards)
 {
 	uint64_t v;
 
 	memcpy(&v, p, sizeof(v));
-	return !(v & HIGHS) && !has_byte(v, 0);
-}
-
-/* The same, and none is a wildcard: a run of a topic name that is valid as it is. */
-static bool plain_topic8(const uint8_t *p)
-{
-	uint64_t v;
-
-	memcpy(&v, p, sizeof(v));
-	return !(v & HIGHS) && !has_byte(v, 0) && !has_byte(v, '+') && !has_byte(v, '#');
+	if ((v & HIGHS) || has_byte(v, 0))
+		return false;
+	return !no_wildcards || (!has_byte(v, '+') && !has_byte(v, '#'));
 }
 
 int utf8_check(const char *s, size_t len)
@@ -100,7 +97,7 @@ int utf8_check(const char *s, size_t len)
 	size_t i = 0;
 	int n;
 
-	while (i + 8 <= len && plain_ascii8(p + i))
+	while (i + 8 <= len && plain8(p + i, false))
 		i += 8;
 	while (i < len) {
 		if (p[i] == 0) /* [MQTT-1.5.4-2] */
@@ -124,7 +121,7 @@ bool topic_name_valid(const char *s, size_t len)
 	if (len == 0) /* [MQTT-4.7.3-1] */
 		return false;
 	/* One pass over the plain ASCII part; the rest is checked in full. */
-	while (i + 8 <= len && plain_topic8((const uint8_t *)s + i))
+	while (i + 8 <= len && plain8((const uint8_t *)s + i, true))
 		i += 8;
 	if (topic_filter_has_wildcard(s + i, len - i)) /* [MQTT-3.3.2-2] [MQTT-4.7.1-1] */
 		return false;
