@@ -1,24 +1,38 @@
 #!/bin/bash
-# bench/compare.sh - sluice against mosquitto 2.0.11, same load, same limits.
+# bench/compare.sh - sluice against mosquitto 2.0.11 (or an older sluice),
+# same load, same limits.
 #
 # Every measurement starts a fresh broker on its own free 127.0.0.1 port,
 # runs one sluice-bench scenario against it (with --pid, so that RSS and CPU
 # come from /proc) and stops it. Brokers alternate A B A B for each
 # (scenario, QoS) so that drift on a shared machine hits both alike. The
 # table shows medians over the runs and, per row, the ratio of each broker
-# to the reference (mosquitto). The delayed rows need sluice's delayed
-# plugin (plugins/delayed/.libs/delayed.so in the build directory, found
-# like src/sluice, or --plugin); a broker without delayed topics shows n/a.
+# to the reference (mosquitto, or --ref). The delayed rows need sluice's
+# delayed plugin (plugins/delayed/.libs/delayed.so in the build directory
+# of the sluice binary, or ./, or --plugin); a broker without delayed topics
+# shows n/a.
 #
 # usage: bench/compare.sh [--quick] [--runs N] [--duration S] [--pin]
 #                         [--scenarios "fanin fanout ..."] [--qos "0 1 2"]
 #                         [--protocol 4|5] [--sluice PATH] [--bench PATH]
 #                         [--mosquitto PATH] [--raw FILE] [--persist]
-#                         [--plugin PATH/delayed.so]
+#                         [--plugin PATH/delayed.so] [--baseline PATH]
+#                         [--base-plugin PATH/delayed.so] [--no-mosquitto]
+#                         [--ref NAME]
 #
 #   --quick   a smoke run: 1 run each, 1 s, 2000 idle connections
 #   --pin     broker on CPU 0, load generator on CPU 1 (taskset)
 #   --persist also a sluice with persistence on (SQLite in a scratch dir)
+#   --baseline PATH  an older sluice binary: column sluice-base (and with
+#             --persist sluice-base-persist), same configuration; its
+#             delayed.so is looked for in ../plugins/delayed/.libs next to
+#             PATH (or --base-plugin); not found: its delayed rows read n/a
+#   --no-mosquitto   leave the mosquitto column out
+#   --ref NAME       the column the ratios are taken against (default
+#             mosquitto; without it sluice-base, else sluice). A -persist
+#             column is taken against NAME-persist when there is one.
+#   with --runs >= 3 each broker row gets a max/min row: the largest run
+#   over the smallest, per column (the spread, to judge a ratio by)
 #   scenarios: fanin fanout pairs shared latency connections backlog delayed
 #             and release (not by default: delayed --delayed-rate, issue 5)
 #
@@ -49,6 +63,10 @@ SLUICE=
 BENCH=
 PLUGIN=
 MOSQUITTO=/usr/sbin/mosquitto
+BASELINE=
+BASE_PLUGIN=
+NO_MOSQUITTO=0
+PERSIST=0
 
 # Limits both brokers get. The publisher window stays below INFLIGHT: at QoS 2
 # over MQTT 3.1.1 mosquitto silently drops, and sluice disconnects, a client
@@ -60,15 +78,13 @@ MOSQUITTO=/usr/sbin/mosquitto
 QUEUE=100000
 INFLIGHT=100
 
-# The columns: NAME|KIND|extra configuration lines separated by ';' (@DIR@ is
-# the broker's scratch directory, removed afterwards). Persistence is off on
-# both by default; --persist adds the column of a sluice with it on.
-BROKERS=(
-	"sluice|sluice|"
-	"mosquitto|mosquitto|"
-)
-PERSIST_COLUMN="sluice-persist|sluice|persistence true;persistence_file @DIR@/sluice.db"
-REF=mosquitto
+# The columns: NAME|KIND|PROGRAM|PLUGIN_DIR|extra configuration lines
+# separated by ';' (@DIR@ is the broker's scratch directory, removed
+# afterwards). Set up after the options (below): sluice, [sluice-base],
+# [sluice-persist, sluice-base-persist], mosquitto. Persistence is off on all
+# by default; --persist adds the column(s) of a sluice with it on.
+PERSIST_EXTRA="persistence true;persistence_file @DIR@/sluice.db"
+REF=
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -76,7 +92,11 @@ while [ $# -gt 0 ]; do
 	--runs) RUNS=$2; shift ;;
 	--duration) DURATION=$2; shift ;;
 	--pin) PIN=1 ;;
-	--persist) BROKERS=("${BROKERS[0]}" "$PERSIST_COLUMN" "${BROKERS[@]:1}") ;;
+	--persist) PERSIST=1 ;;
+	--baseline) BASELINE=$2; shift ;;
+	--base-plugin) BASE_PLUGIN=$2; shift ;;
+	--no-mosquitto) NO_MOSQUITTO=1 ;;
+	--ref) REF=$2; shift ;;
 	--scenarios) SCENARIOS=$2; shift ;;
 	--qos) QOS_LIST=$2; shift ;;
 	--protocol) PROTO=$2; shift ;;
@@ -85,7 +105,7 @@ while [ $# -gt 0 ]; do
 	--mosquitto) MOSQUITTO=$2; shift ;;
 	--raw) RAW=$2; shift ;;
 	--plugin) PLUGIN=$2; shift ;;
-	-h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+	-h|--help) sed -n '2,/^# Every broker/p' "$0"; exit 0 ;;
 	*) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -106,19 +126,69 @@ BENCH=$(find_prog sluice-bench ${BENCH:-} ./bench/sluice-bench \
 	"$here/sluice-bench" /tmp/build-bench/bench/sluice-bench) || exit 2
 SLUICE=$(readlink -f "$SLUICE")
 BENCH=$(readlink -f "$BENCH")
+if [ -n "$BASELINE" ]; then
+	[ -x "$BASELINE" ] || { echo "compare.sh: --baseline $BASELINE not found" >&2; exit 2; }
+	BASELINE=$(readlink -f "$BASELINE")
+fi
+plugin_ok() { # path: a delayed.so (plugin_dir + plugin delayed)
+	[ "$(basename "$1")" = delayed.so ] || {
+		echo "compare.sh: $1: the plugin must be a file delayed.so (plugin_dir + plugin delayed)" >&2
+		return 1
+	}
+}
 PLUGIN_DIR=
+BASE_PLUGIN_DIR=
 case " $SCENARIOS " in
 *" delayed "*|*" release "*)
-	PLUGIN=$(find_prog delayed.so ${PLUGIN:-} ./plugins/delayed/.libs/delayed.so \
+	# The build directory of the sluice binary (its src/ or src/.libs/), then ./
+	# and this tree, as for src/sluice.
+	PLUGIN=$(find_prog delayed.so ${PLUGIN:-} \
+		"$(dirname "$SLUICE")/../plugins/delayed/.libs/delayed.so" \
+		"$(dirname "$SLUICE")/../../plugins/delayed/.libs/delayed.so" \
+		./plugins/delayed/.libs/delayed.so \
 		"$here/../plugins/delayed/.libs/delayed.so" \
 		/tmp/build-bench/plugins/delayed/.libs/delayed.so) || exit 2
+	plugin_ok "$PLUGIN" || exit 2
 	PLUGIN_DIR=$(dirname "$(readlink -f "$PLUGIN")")
-	[ "$(basename "$PLUGIN")" = delayed.so ] || {
-		echo "compare.sh: --plugin must name a file delayed.so (plugin_dir + plugin delayed)" >&2
-		exit 2
-	} ;;
+	if [ -n "$BASELINE" ]; then
+		if [ -n "$BASE_PLUGIN" ]; then
+			[ -f "$BASE_PLUGIN" ] || { echo "compare.sh: --base-plugin $BASE_PLUGIN not found" >&2; exit 2; }
+		else
+			BASE_PLUGIN=$(find_prog "delayed.so of the baseline" \
+				"$(dirname "$BASELINE")/../plugins/delayed/.libs/delayed.so" \
+				"$(dirname "$BASELINE")/../../plugins/delayed/.libs/delayed.so" 2>&1) ||
+				{ echo "$BASE_PLUGIN: its delayed rows read n/a" >&2; BASE_PLUGIN=; }
+		fi
+		if [ -n "$BASE_PLUGIN" ]; then
+			plugin_ok "$BASE_PLUGIN" || exit 2
+			BASE_PLUGIN_DIR=$(dirname "$(readlink -f "$BASE_PLUGIN")")
+		fi
+	fi ;;
 esac
-[ -x "$MOSQUITTO" ] || { echo "compare.sh: $MOSQUITTO not found" >&2; exit 2; }
+[ "$NO_MOSQUITTO" = 1 ] || [ -x "$MOSQUITTO" ] ||
+	{ echo "compare.sh: $MOSQUITTO not found (or --no-mosquitto)" >&2; exit 2; }
+
+BROKERS=("sluice|sluice|$SLUICE|$PLUGIN_DIR|")
+[ -n "$BASELINE" ] && BROKERS+=("sluice-base|sluice|$BASELINE|$BASE_PLUGIN_DIR|")
+if [ "$PERSIST" = 1 ]; then
+	BROKERS+=("sluice-persist|sluice|$SLUICE|$PLUGIN_DIR|$PERSIST_EXTRA")
+	[ -n "$BASELINE" ] &&
+		BROKERS+=("sluice-base-persist|sluice|$BASELINE|$BASE_PLUGIN_DIR|$PERSIST_EXTRA")
+fi
+[ "$NO_MOSQUITTO" = 1 ] || BROKERS+=("mosquitto|mosquitto|$MOSQUITTO||")
+names=""
+for b in "${BROKERS[@]}"; do names="$names ${b%%|*}"; done
+if [ -z "$REF" ]; then
+	case " $names " in
+	*" mosquitto "*) REF=mosquitto ;;
+	*" sluice-base "*) REF=sluice-base ;;
+	*) REF=sluice ;;
+	esac
+fi
+case " $names " in
+*" $REF "*) ;;
+*) echo "compare.sh: --ref $REF is not a column (columns:$names)" >&2; exit 2 ;;
+esac
 
 WORK=$(mktemp -d /tmp/sluice-compare.XXXXXX)
 [ -n "$RAW" ] || RAW=$WORK/results.txt
@@ -175,18 +245,14 @@ write_conf() { # kind port dir extra
 
 BPID=
 BPORT=
-start_broker() { # name kind extra
-	local name=$1 kind=$2 extra=$3 dir i
+start_broker() { # name kind program extra
+	local name=$1 kind=$2 prog=$3 extra=$4 dir i
 	dir=$WORK/$name
 	mkdir -p "$dir"
 	BPORT=$("$BENCH" --free-port) || return 1
 	write_conf "$kind" "$BPORT" "$dir" "$extra" > "$dir/broker.conf"
 	rm -f "$dir"/sluice.db*
-	if [ "$kind" = sluice ]; then
-		(cd "$dir" && exec "${BROKER_CPU[@]}" "$SLUICE" -c "$dir/broker.conf" 2>>"$dir/log") &
-	else
-		(cd "$dir" && exec "${BROKER_CPU[@]}" "$MOSQUITTO" -c "$dir/broker.conf" 2>>"$dir/log") &
-	fi
+	(cd "$dir" && exec "${BROKER_CPU[@]}" "$prog" -c "$dir/broker.conf" 2>>"$dir/log") &
 	BPID=$!
 	PIDS+=("$BPID")
 	for i in $(seq 50); do
@@ -228,13 +294,14 @@ bench_args() { # scenario qos -> arguments of sluice-bench
 }
 
 measure() { # scenario qos broker-entry
-	local s=$1 q=$2 name kind extra out rc limit
-	IFS='|' read -r name kind extra <<< "$3"
-	# Delayed topics are sluice's delayed plugin; other brokers run the probe and get n/a.
-	if [ "$kind" = sluice ] && { [ "$s" = delayed ] || [ "$s" = release ]; }; then
-		extra="${extra:+$extra;}plugin_dir $PLUGIN_DIR;plugin delayed"
+	local s=$1 q=$2 name kind prog pdir extra out rc limit
+	IFS='|' read -r name kind prog pdir extra <<< "$3"
+	# Delayed topics are sluice's delayed plugin; other brokers (and a sluice
+	# whose delayed.so was not found) run the probe and get n/a.
+	if [ "$kind" = sluice ] && [ -n "$pdir" ] && { [ "$s" = delayed ] || [ "$s" = release ]; }; then
+		extra="${extra:+$extra;}plugin_dir $pdir;plugin delayed"
 	fi
-	start_broker "$name" "$kind" "$extra" || { echo "ERROR $name $s $q start" >> "$RAW"; return; }
+	start_broker "$name" "$kind" "$prog" "$extra" || { echo "ERROR $name $s $q start" >> "$RAW"; return; }
 	limit=$(awk -v d="$DURATION" 'BEGIN { print int(3 * d + 90) }')
 	# shellcheck disable=SC2046
 	out=$("${GEN_CPU[@]}" "$BENCH" -p "$BPORT" --pid "$BPID" -V "$PROTO" -q "$q" -S 64 \
@@ -251,9 +318,15 @@ measure() { # scenario qos broker-entry
 }
 
 echo "sluice:    $SLUICE"
-echo "mosquitto: $MOSQUITTO ($("$MOSQUITTO" -h 2>&1 | head -1))"
+[ -n "$BASELINE" ] && echo "baseline:  $BASELINE$([ "$BASELINE" = "$SLUICE" ] && echo " (the same file)")"
+[ "$NO_MOSQUITTO" = 1 ] || echo "mosquitto: $MOSQUITTO ($("$MOSQUITTO" -h 2>&1 | head -1))"
 echo "bench:     $BENCH"
 [ -n "$PLUGIN_DIR" ] && echo "delayed:   $PLUGIN_DIR/delayed.so"
+if [ -n "$BASELINE" ] && [ -n "$PLUGIN_DIR" ]; then
+	if [ -n "$BASE_PLUGIN_DIR" ]; then echo "base del.: $BASE_PLUGIN_DIR/delayed.so"
+	else echo "base del.: none (its delayed rows: n/a)"; fi
+fi
+echo "columns:  $names; ratios against $REF"
 echo "runs $RUNS, $DURATION s each, MQTT protocol level $PROTO, 64-byte payloads," \
 	"window $WINDOW, max_queued_messages $QUEUE, max_inflight_messages $INFLIGHT," \
 	"pinned: $([ "$PIN" = 1 ] && echo "broker CPU 0, generator CPU 1" || echo no)"
@@ -277,9 +350,7 @@ echo "took $(( $(date +%s) - start )) s; raw results: $RAW"
 	&& echo "(copied to /tmp/sluice-compare-last.txt)"
 echo
 
-names=""
-for b in "${BROKERS[@]}"; do names="$names ${b%%|*}"; done
-awk -v names="$names" -v ref="$REF" -f - "$RAW" <<'AWK'
+awk -v names="$names" -v ref="$REF" -v nruns="$RUNS" -f - "$RAW" <<'AWK'
 function median(key,    n, i, j, t, a) {
 	n = cnt[key]
 	if (!n) return ""
@@ -291,6 +362,21 @@ function median(key,    n, i, j, t, a) {
 	}
 	if (n % 2) return a[(n + 1) / 2]
 	return (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function spread(key,    n, i, lo, hi, v) { # max / min of the runs
+	n = cnt[key]
+	if (n < 2) return "-"
+	for (i = 1; i <= n; i++) {
+		v = val[key, i] + 0
+		if (i == 1 || v < lo) lo = v
+		if (i == 1 || v > hi) hi = v
+	}
+	if (lo <= 0) return hi > 0 ? "-" : "1.00"
+	return sprintf("%.2f", hi / lo)
+}
+function short(name) { # sluice-base -> base, mosquitto -> mosq
+	sub(/^sluice-/, "", name)
+	return substr(name, 1, 4)
 }
 function fmt(v) {
 	if (v == "") return "-"
@@ -357,25 +443,37 @@ END {
 				fmt(M["max"]), M["rss_kb"] == "" ? "-" : sprintf("%.1f", M["rss_kb"] / 1024), \
 				M["cpu"] == "" ? "-" : sprintf("%.0f", 100 * M["cpu"]), \
 				(err[k] + 0) "/" (runs[k] + 0), note
+			if (nruns >= 3) # the spread of the runs behind each median
+				printf "%-11s %-3s %-19s %10s %10s %8s %8s %8s %8s %7s %5s %4s  %s\n", "", "", \
+					"  max/min", spread(k SUBSEP "in"), spread(k SUBSEP "out"), \
+					spread(k SUBSEP "p50"), spread(k SUBSEP "p99"), spread(k SUBSEP "p999"), \
+					spread(k SUBSEP "max"), spread(k SUBSEP "rss_kb"), spread(k SUBSEP "cpu"), \
+					"", ""
 			for (i in M) S[B[b], i] = M[i]
 		}
 		for (b = 1; b <= nb; b++) {
-			if (B[b] == ref) continue
+			# A -persist column against REF-persist when there is one.
+			sref = ref
+			if (B[b] ~ /-persist$/ && index(" " names " ", " " ref "-persist "))
+				sref = ref "-persist"
+			if (B[b] == ref || B[b] == sref) continue
+			label = B[b] "/" short(sref)
+			if (length(label) > 19) { label = B[b]; sub(/^sluice-/, "", label); label = label "/" short(sref) }
 			note = ""
 			if (rq[1] == "connections")
-				note = "kB/conn " ratio(S[B[b], "kb_per_conn"], S[ref, "kb_per_conn"]) \
-					", idle-held out " ratio(S[B[b], "with_idle"], S[ref, "with_idle"])
+				note = "kB/conn " ratio(S[B[b], "kb_per_conn"], S[sref, "kb_per_conn"]) \
+					", idle-held out " ratio(S[B[b], "with_idle"], S[sref, "with_idle"])
 			if (rq[1] == "backlog")
-				note = "drain " ratio(S[B[b], "drain"], S[ref, "drain"])
-			if (na[rq[1] SUBSEP rq[2] SUBSEP ref])
-				note = ref ": no delayed topics"
+				note = "drain " ratio(S[B[b], "drain"], S[sref, "drain"])
+			if (na[rq[1] SUBSEP rq[2] SUBSEP sref])
+				note = sref ": no delayed topics"
 			else if (na[rq[1] SUBSEP rq[2] SUBSEP B[b]])
 				note = B[b] ": no delayed topics"
 			printf "%-11s %-3s %-19s %10s %10s %8s %8s %8s %8s %7s %5s %4s  %s\n", "", "", \
-				B[b] "/" substr(ref, 1, 4), ratio(S[B[b], "in"], S[ref, "in"]), \
-				ratio(S[B[b], "out"], S[ref, "out"]), ratio(S[B[b], "p50"], S[ref, "p50"]), \
-				ratio(S[B[b], "p99"], S[ref, "p99"]), ratio(S[B[b], "p999"], S[ref, "p999"]), \
-				ratio(S[B[b], "max"], S[ref, "max"]), ratio(S[B[b], "rss_kb"], S[ref, "rss_kb"]), \
+				label, ratio(S[B[b], "in"], S[sref, "in"]), \
+				ratio(S[B[b], "out"], S[sref, "out"]), ratio(S[B[b], "p50"], S[sref, "p50"]), \
+				ratio(S[B[b], "p99"], S[sref, "p99"]), ratio(S[B[b], "p999"], S[sref, "p999"]), \
+				ratio(S[B[b], "max"], S[sref, "max"]), ratio(S[B[b], "rss_kb"], S[sref, "rss_kb"]), \
 				"", "", note
 		}
 	}
