@@ -2,7 +2,7 @@
 #
 # Included at the end of Makefile.am. `make` builds bench/sluice-bench; the
 # broker does not need it. It compiles the broker's pure modules itself
-# (codec, props, framer, buf, utf8, mem: libc only), like tests/fuzz/local.mk,
+# (codec, props, framer, buf, utf8, topic, mem: libc only), like tests/fuzz/local.mk,
 # so it links neither src/libbroker.la nor libwebsockets. bench/compare.sh
 # runs it against sluice and mosquitto; it is not part of `make check`.
 
@@ -16,6 +16,7 @@ endif
 bench_sluice_bench_SOURCES = bench/bench.h bench/bench_main.c bench/bench_net.c \
 	bench/bench_scen.c bench/bench_stats.c \
 	src/mem.c src/mem.h src/buf.c src/buf.h src/mqtt.h src/utf8.c src/utf8.h \
+	src/topic.c src/topic.h \
 	src/props.c src/props.h src/codec.c src/codec.h src/framer.c src/framer.h
 bench_sluice_bench_CFLAGS = $(AM_CFLAGS)
 bench_sluice_bench_LDFLAGS = $(AM_LDFLAGS)

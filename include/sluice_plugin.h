@@ -27,6 +27,24 @@
  * Everything a plugin keeps across restarts goes through the kv_* calls:
  * the broker stores it with its own state (in memory when persistence is
  * off, in the broker's store otherwise), so a plugin needs no file of its own.
+ * Writes follow the broker's own rule, acknowledgement after commit: a write
+ * that cannot even be queued (out of memory) returns -1, and after_commit()
+ * runs a function once everything written before it is on disk, with the
+ * status of that commit (a full disk is reported there). A publisher's
+ * PUBACK waits for the writes a PUBLISH callback made.
+ *
+ * Versions: SLUICE_PLUGIN_API changes only when a plugin built for the old
+ * value would break. New host calls, events and event fields are appended;
+ * a plugin that uses one checks that the broker has it, with
+ * SP_HOST_HAS(host, member) for host calls (events it registers for and
+ * fields it reads are simply absent from an older broker: host->on()
+ * refuses an unknown event).
+ *
+ * Added in the second revision (plugin API 2): negative acknowledgements
+ * (SP_EV_NACKED, sp_event.reason), the end of a session (SP_EV_SESSION_END),
+ * CHOOSE answering "no member now" (SP_HOLD) or "not this group" (SP_SKIP),
+ * sp_event.share_filter, and the host calls deliver, topic_match and
+ * after_commit.
  */
 #ifndef SLUICE_PLUGIN_H
 #define SLUICE_PLUGIN_H
@@ -36,6 +54,11 @@
 #include <stdint.h>
 
 #define SLUICE_PLUGIN_API 1
+
+/* True when the broker's host table has member (it was appended after the first release). */
+#define SP_HOST_HAS(host, member)                                                  \
+	((host)->size >= offsetof(struct sp_host, member) + sizeof((host)->member) && \
+	 (host)->member != NULL)
 
 struct sp_plugin; /* the broker's handle for one loaded plugin */
 struct sp_msg; /* a published message (immutable, reference counted) */
@@ -55,9 +78,12 @@ enum sp_event_type {
 	SP_EV_UNSUBSCRIBE, /* a subscription was removed */
 	SP_EV_PUBLISH, /* a message was published, before routing: PASS, REJECT or TAKE */
 	SP_EV_DELIVER, /* a message is about to go to one session: PASS, SKIP or HOLD */
-	SP_EV_CHOOSE, /* a shared group needs a member for a message: set member */
+	SP_EV_CHOOSE, /* a shared group needs a member for a message: set member, or HOLD/SKIP */
 	SP_EV_ACKED, /* a QoS 1/2 delivery completed (PUBACK / PUBCOMP) */
 	SP_EV_DROPPED, /* a delivery ended without completing (session gone, expired, ...) */
+	/* API 2: */
+	SP_EV_NACKED, /* the client refused a delivery: PUBACK or PUBREC with reason >= 0x80 */
+	SP_EV_SESSION_END, /* a session ended (expired, clean, taken over clean): not a disconnect */
 	SP_EV__COUNT
 };
 
@@ -67,9 +93,11 @@ enum sp_verdict {
 	SP_TAKE, /* PUBLISH: the plugin keeps the message (it took a reference with
 		  * msg_ref) and may hand it back later with host->route(); the
 		  * publisher's acknowledgement is sent as for a routed message */
-	SP_SKIP, /* DELIVER: not to this session */
+	SP_SKIP, /* DELIVER: not to this session; CHOOSE: not to this group */
 	SP_HOLD, /* DELIVER: not now; the broker keeps the delivery under
-		  * res->hold_id until host->release(hold_id) or host->discard(hold_id) */
+		  * res->hold_id until host->release(hold_id) or host->discard(hold_id).
+		  * CHOOSE: no member now; the same, and release offers the message
+		  * to the group again (CHOOSE runs again) */
 };
 
 struct sp_member {
@@ -94,6 +122,9 @@ struct sp_event {
 	bool graceful; /* DISCONNECT: a normal DISCONNECT packet ended it */
 	uint64_t hold_id; /* DROPPED: the hold it was under, 0 for none */
 	const char *why; /* DROPPED: reason, for logs */
+	/* API 2: */
+	uint8_t reason; /* ACKED: the client's reason code (0x00, 0x10); NACKED: its code >= 0x80 */
+	const char *share_filter; /* with share_group: the group's filter, without "$share/G/" */
 };
 
 struct sp_result {
@@ -224,6 +255,36 @@ struct sp_host {
 	 */
 	int (*cold_del_range)(struct sp_plugin *self, const void *lo, size_t lol, const void *hi,
 			      size_t hil);
+
+	/* --- API 2 (check with SP_HOST_HAS before use) --- */
+
+	/*
+	 * Delivers m to one subscriber instead of to every matching
+	 * subscription (route): with share_group NULL, to the session of
+	 * client_id, at the QoS and with the subscription identifiers of its
+	 * plain subscriptions that match m's topic (offline persistent
+	 * sessions queue it); with share_group and share_filter (the group's
+	 * filter without "$share/G/"), to that shared group, whose member is
+	 * chosen as for a routed message. The plugins after self in the chain
+	 * see it as a DELIVER (and CHOOSE). Allowed in any callback and from
+	 * timers. Returns 1 when it was sent or queued, 0 when there is no such
+	 * subscription or it was not taken (queue full, held or skipped by a
+	 * plugin, dropped), -1 on bad arguments or out of memory.
+	 */
+	int (*deliver)(struct sp_plugin *self, struct sp_msg *m, const char *client_id,
+		       const char *share_group, const char *share_filter);
+	/* Does the topic filter (wildcards allowed; no "$share/") match the topic name? */
+	bool (*topic_match)(const char *filter, const char *topic);
+	/*
+	 * Calls fn(arg, status) on the loop once everything the broker and
+	 * the plugins wrote before this call is committed: status 0, or a
+	 * negative error (-ENOSPC: the disk or persistence_max_bytes is full;
+	 * -ENOMEM: a write was lost to lack of memory) when some of it was not
+	 * stored. Never inside the call; with persistence off, on the next
+	 * turn of the loop with status 0. Returns 0, or -1 (out of memory: fn
+	 * will not run).
+	 */
+	int (*after_commit)(struct sp_plugin *self, void (*fn)(void *arg, int status), void *arg);
 };
 
 /* Log levels for host->log. */

@@ -1,29 +1,49 @@
 /*
- * broker.c - start-up, the loop, and shutdown, in dependency order.
+ * broker.c - start-up, the loop, and shutdown, in dependency order. Runs on
+ * the loop thread (the request_* functions also from signal handlers).
  *
- * Start: timers, router, $SYS, then the listeners (last, so no client
- * arrives before the broker can serve it). Stop: close every connection
- * (MQTT 5 clients hear 0x8B), let the loop flush for a short while, end the
- * sessions without publishing wills, then free everything.
+ * This is the top of the broker (only main.c is above it): the one place
+ * that knows every layer, and so the place that wires the upward paths the
+ * lower layers only see as tables and hooks: the transport's timer wake-up
+ * (timers_on_change), the packet handler of connections (conn_set_handler),
+ * the store writer's wake-up (store_start), the host table plugins are
+ * given (plugin_load_all); the router makes itself the listener of session
+ * events in router_init().
+ *
+ * Start: base state, router, store, plugins, restore, the writer thread,
+ * START, then the listeners (last, so no client arrives before the broker
+ * can serve it), then $SYS. Stop: close every connection (MQTT 5 clients
+ * hear 0x8B), let the loop flush for a short while, commit and close the
+ * store, STOP the plugins, end the sessions without publishing wills, then
+ * free everything.
+ *
+ * Invariant: stop and reopen_log are the only state a signal handler
+ * touches; the loop looks at them after every turn.
  */
 #include "autoconfig.h"
 #include "broker.h"
 
 #include <string.h>
 
+#include "base.h"
 #include "clock.h"
 #include "conn.h"
+#include "holds.h"
 #include "listener.h"
 #include "log.h"
 #include "mqtt.h"
 #include "msg.h"
+#include "outq.h"
 #include "plugin.h"
+#include "plugin_host.h"
+#include "proto.h"
 #include "router.h"
 #include "session.h"
 #include "store.h"
 #include "sys_topics.h"
+#include "timers.h"
 
-struct broker broker;
+static volatile sig_atomic_t stop, reopen_log;
 
 /* The store learns every second that the broker is alive (session expiry across a crash). */
 static struct timer heartbeat;
@@ -31,7 +51,7 @@ static struct timer heartbeat;
 static void on_heartbeat(struct timer *t, void *arg)
 {
 	store_heartbeat(clock_wall_ms());
-	broker_timer_add(t, clock_now_ms() + 1000);
+	timer_arm(t, clock_now_ms() + 1000);
 }
 
 static void heartbeat_start(void)
@@ -41,38 +61,15 @@ static void heartbeat_start(void)
 		on_heartbeat(&heartbeat, NULL);
 }
 
-void broker_timer_add(struct timer *t, uint64_t due_ms)
-{
-	uint64_t before = timers_next_due(&broker.timers);
-
-	if (timers_add(&broker.timers, t, due_ms)) {
-		log_err("out of memory arming a timer");
-		return;
-	}
-	if (due_ms < before)
-		listener_timer_changed(due_ms);
-}
-
-void broker_timer_del(struct timer *t)
-{
-	timers_del(&broker.timers, t);
-}
-
-uint64_t broker_timers_run(void)
-{
-	timers_run(&broker.timers, clock_now_ms());
-	return timers_next_due(&broker.timers);
-}
-
 void broker_request_stop(void)
 {
-	broker.stop = 1;
+	stop = 1;
 	listener_wake();
 }
 
 void broker_request_log_reopen(void)
 {
-	broker.reopen_log = 1;
+	reopen_log = 1;
 	listener_wake();
 }
 
@@ -108,24 +105,22 @@ static int restore(void)
 
 int broker_init(const struct config *cfg)
 {
-	memset(&broker, 0, sizeof(broker));
-	broker.cfg = cfg;
-	broker.start_ms = clock_now_ms();
-	broker.start_wall_ms = clock_wall_ms();
-	timers_init(&broker.timers);
-	buf_init(&broker.scratch);
-	session_init();
+	base_init(cfg);
+	timers_on_change(listener_timer_changed);
+	conn_set_handler(&proto_conn_handler);
+	outq_start();
 	if (router_init()) {
 		log_err("out of memory at start-up");
 		return -1;
 	}
-	if (store_open(cfg) || plugin_load_all(cfg) || restore() || store_start())
+	if (store_open(cfg) || plugin_load_all(cfg, plugin_host_table()) || restore() ||
+	    store_start(listener_wake))
 		return -1;
 	plugin_start();
 	if (listener_start(cfg))
 		return -1;
 	/* Timers armed before the listener existed (restore, heartbeat) need its wake-up. */
-	listener_timer_changed(timers_next_due(&broker.timers));
+	listener_timer_changed(timers_loop_next());
 	sys_topics_start();
 	log_notice("sluice %s running", PACKAGE_VERSION);
 	return 0;
@@ -133,14 +128,14 @@ int broker_init(const struct config *cfg)
 
 int broker_run(void)
 {
-	while (!broker.stop) {
+	while (!stop) {
 		if (listener_service() < 0)
 			break;
 		/* Redis's "before sleep": committed batches answer, the next one goes. */
 		store_poll();
 		store_kick();
-		if (broker.reopen_log) {
-			broker.reopen_log = 0;
+		if (reopen_log) {
+			reopen_log = 0;
 			if (log_reopen())
 				log_err("could not reopen the log file");
 			else
@@ -155,7 +150,7 @@ void broker_shutdown(void)
 	uint64_t until;
 
 	log_notice("shutting down");
-	broker.stopping = true;
+	base.stopping = true;
 	sys_topics_stop();
 	conn_close_all(MQTT_RC_SERVER_SHUTTING_DOWN);
 	until = clock_now_ms() + 500;
@@ -165,16 +160,19 @@ void broker_shutdown(void)
 		store_poll();
 		store_kick();
 	}
-	broker_timer_del(&heartbeat);
+	timer_disarm(&heartbeat);
 	store_heartbeat(clock_wall_ms());
 	store_close();
 	listener_stop();
+	plugin_stop();
+	plugin_host_stop();
+	holds_clear();
 	plugin_unload_all();
 	session_destroy_all();
 	router_free();
 	msg_drain_caches();
 	conn_drain_caches();
-	timers_free(&broker.timers);
-	buf_free(&broker.scratch);
+	timers_loop_free();
+	base_free();
 	log_notice("stopped");
 }

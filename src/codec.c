@@ -29,6 +29,7 @@
 
 #include <string.h>
 
+#include "topic.h"
 #include "utf8.h"
 
 /* ---- decoding cursor ---------------------------------------------------- */

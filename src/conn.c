@@ -22,18 +22,22 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "broker.h"
+#include "base.h"
 #include "clock.h"
 #include "codec.h"
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
 #include "props.h"
-#include "proto.h"
-#include "session.h"
 
 static struct conn *all_conns;
 static size_t n_conns;
+static const struct conn_handler *handler;
+
+void conn_set_handler(const struct conn_handler *h)
+{
+	handler = h;
+}
 
 /* Compact the output buffer when this much already-sent data sits in front. */
 #define OUT_COMPACT_BYTES (64 * 1024)
@@ -117,16 +121,16 @@ struct conn *conn_new(const struct conn_ops *ops, void *tctx, bool websocket, co
 	c->websocket = websocket;
 	c->client_id = "";
 	memcpy(c->peer, peer, peer_len + 1);
-	framer_init(&c->framer, broker.cfg->max_packet_size);
+	framer_init(&c->framer, base.cfg->max_packet_size);
 	c->last_rx_ms = clock_now_ms();
 	timer_init(&c->timer, on_timer, c);
-	broker_timer_add(&c->timer, c->last_rx_ms + (uint64_t)broker.cfg->connect_timeout * 1000);
+	timer_arm(&c->timer, c->last_rx_ms + (uint64_t)base.cfg->connect_timeout * 1000);
 	c->next = all_conns;
 	if (all_conns)
 		all_conns->prev = c;
 	all_conns = c;
 	n_conns++;
-	broker.stats.conns_total++;
+	base.stats.conns_total++;
 	return c;
 }
 
@@ -147,7 +151,7 @@ static void on_timer(struct timer *t, void *arg)
 		conn_close(c, MQTT_RC_KEEP_ALIVE_TIMEOUT, "keep alive timeout");
 		return;
 	}
-	broker_timer_add(&c->timer, c->last_rx_ms + limit);
+	timer_arm(&c->timer, c->last_rx_ms + limit);
 }
 
 static int on_packet(void *arg, const uint8_t *pkt, size_t len)
@@ -158,7 +162,7 @@ static int on_packet(void *arg, const uint8_t *pkt, size_t len)
 		return 1;
 	/* Keep alive counts Control Packets, not bytes [MQTT-3.1.2-24]. */
 	c->last_rx_ms = c->chunk_ms;
-	proto_handle(c, pkt, len);
+	handler->packet(c, pkt, len);
 	return c->state == CONN_CLOSING ? 1 : 0;
 }
 
@@ -170,7 +174,7 @@ int conn_on_data(struct conn *c, const uint8_t *p, size_t n)
 		return 0;
 	c->chunk_ms = clock_now_ms();
 	c->bytes_in += n;
-	broker.stats.bytes_received += n;
+	base.stats.bytes_received += n;
 	rc = framer_feed(&c->framer, p, n, on_packet, c);
 	if (rc == FRAMER_ETOOLARGE)
 		conn_close(c, MQTT_RC_PACKET_TOO_LARGE, "packet larger than max_packet_size");
@@ -203,7 +207,7 @@ void conn_sent(struct conn *c, size_t n)
 
 	c->out_off += n;
 	c->bytes_out += n;
-	broker.stats.bytes_sent += n;
+	base.stats.bytes_sent += n;
 	left = c->out.len - c->out_off;
 	if (c->rx_paused && left < OUT_PAUSE_BYTES / 2) {
 		c->rx_paused = false;
@@ -242,7 +246,7 @@ void conn_flush(struct conn *c)
 static void send_disconnect(struct conn *c, uint8_t reason, const char *why)
 {
 	struct mqtt_disconnect d;
-	struct buf *props = &broker.scratch;
+	struct buf *props = &base.scratch;
 
 	memset(&d, 0, sizeof(d));
 	d.reason = reason;
@@ -267,7 +271,7 @@ void conn_close(struct conn *c, int reason, const char *why)
 	if (c->state == CONN_ACTIVE && c->version == MQTT_V5 && reason >= 0x80)
 		send_disconnect(c, (uint8_t)reason, why);
 	c->state = CONN_CLOSING;
-	broker_timer_del(&c->timer);
+	timer_disarm(&c->timer);
 	c->ops->close(c->tctx);
 }
 
@@ -311,13 +315,9 @@ static void conn_free(struct conn *c)
 
 void conn_on_closed(struct conn *c)
 {
-	broker_timer_del(&c->timer);
-	if (c->session) {
-		struct session *s = c->session;
-
-		conn_part_session(c);
-		session_detach(s, c->graceful);
-	}
+	timer_disarm(&c->timer);
+	if (handler && handler->closed)
+		handler->closed(c);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -466,7 +466,7 @@ static uint32_t expiry_left(const struct msg *m, uint64_t now_wall)
 	return (uint32_t)((m->expiry_wall_ms - now_wall + 999) / 1000);
 }
 
-static int build_publish_props(struct buf *b, const struct out_entry *e, uint32_t expiry)
+static int build_publish_props(struct buf *b, const struct conn_publish *e, uint32_t expiry)
 {
 	uint16_t i;
 	int rc = buf_put(b, e->msg->props, e->msg->props_len);
@@ -504,12 +504,12 @@ static unsigned shared_next;
 static uint64_t last_msg_id; /* the message last sent in a common form */
 static uint16_t last_forms; /* the forms it was sent in, one bit each */
 
-static uint8_t publish_form(const struct conn *c, const struct out_entry *e)
+static uint8_t publish_form(const struct conn *c, const struct conn_publish *e)
 {
 	return (uint8_t)((c->version == MQTT_V5 ? 8 : 0) | e->qos << 1 | (e->retain ? 1 : 0));
 }
 
-static bool form_is_common(const struct conn *c, const struct out_entry *e, bool dup)
+static bool form_is_common(const struct conn *c, const struct conn_publish *e, bool dup)
 {
 	const struct msg *m = e->msg;
 
@@ -520,7 +520,7 @@ static bool form_is_common(const struct conn *c, const struct out_entry *e, bool
 }
 
 /* The shared bytes of e's message in c's form; NULL: encode it directly. */
-static const struct shared_publish *shared_get(const struct conn *c, const struct out_entry *e)
+static const struct shared_publish *shared_get(const struct conn *c, const struct conn_publish *e)
 {
 	const struct msg *m = e->msg;
 	uint8_t form = publish_form(c, e);
@@ -573,7 +573,7 @@ static bool too_big(const struct conn *c, const struct msg *m, size_t size)
 	return true;
 }
 
-static int send_shared(struct conn *c, const struct out_entry *e, const struct shared_publish *sp)
+static int send_shared(struct conn *c, const struct conn_publish *e, const struct shared_publish *sp)
 {
 	size_t at;
 
@@ -588,16 +588,16 @@ static int send_shared(struct conn *c, const struct out_entry *e, const struct s
 		c->out.data[at + sp->pid_at] = (uint8_t)(e->packet_id >> 8);
 		c->out.data[at + sp->pid_at + 1] = (uint8_t)e->packet_id;
 	}
-	broker.stats.msgs_sent++;
+	base.stats.msgs_sent++;
 	conn_flush(c);
 	return 0;
 }
 
-int conn_send_publish(struct conn *c, struct out_entry *e, bool dup)
+int conn_send_publish(struct conn *c, const struct conn_publish *e, bool dup)
 {
 	const struct msg *m = e->msg;
 	const struct shared_publish *sp;
-	struct buf *props = &broker.scratch;
+	struct buf *props = &base.scratch;
 	uint32_t expiry = 0;
 	size_t topic_len = m->topic_len, size;
 	uint16_t alias = 0;
@@ -610,7 +610,7 @@ int conn_send_publish(struct conn *c, struct out_entry *e, bool dup)
 		/* Expiry stops once delivery began: a resend goes out regardless
 		 * [MQTT-4.4.0-1], with the smallest interval left. */
 		if (!expiry && !dup) {
-			broker.stats.expired++;
+			base.stats.expired++;
 			return 1;
 		}
 		if (!expiry)
@@ -639,7 +639,7 @@ int conn_send_publish(struct conn *c, struct out_entry *e, bool dup)
 			alias_forget_last(c);
 		return -1;
 	}
-	broker.stats.msgs_sent++;
+	base.stats.msgs_sent++;
 	conn_flush(c);
 	return 0;
 }
@@ -653,7 +653,7 @@ int conn_send_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reas
 int conn_send_ack_props(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason,
 			const char *reason_string, const struct buf *extra)
 {
-	struct buf *props = &broker.scratch;
+	struct buf *props = &base.scratch;
 	struct mqtt_ack a;
 
 	memset(&a, 0, sizeof(a));

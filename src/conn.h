@@ -13,6 +13,10 @@
  * Closing: conn_close() marks the connection closing, optionally queues a
  * DISCONNECT, and asks the listener to flush and close. The listener calls
  * conn_on_closed() exactly once when the transport is gone; that frees c.
+ *
+ * Upwards, conn.c knows nothing of MQTT's meaning: every framed packet and
+ * the end of the transport go to the conn_handler set at start-up (the
+ * protocol layer), as the transport's events come down through conn_ops.
  */
 #ifndef SLUICE_CONN_H
 #define SLUICE_CONN_H
@@ -25,14 +29,25 @@
 #include "framer.h"
 #include "timers.h"
 
+struct conn;
 struct session;
-struct out_entry;
+struct msg;
 
 struct conn_ops {
 	void (*want_write)(void *tctx); /* call conn_pending when writable */
 	void (*close)(void *tctx); /* flush what is pending (bounded in time), then close */
 	void (*pause_rx)(void *tctx, bool pause); /* stop / resume reading from the socket */
 };
+
+/* What a connection hands up; set once at start-up with conn_set_handler(). */
+struct conn_handler {
+	/* One framed packet; 0, or -1 once it called conn_close(). */
+	int (*packet)(struct conn *c, const uint8_t *pkt, size_t len);
+	/* The transport is gone (once per connection, before c is freed): let go of c. */
+	void (*closed)(struct conn *c);
+};
+
+void conn_set_handler(const struct conn_handler *h);
 
 enum conn_state {
 	CONN_NEW, /* waiting for CONNECT */
@@ -128,12 +143,23 @@ void conn_flush(struct conn *c);
  */
 void conn_close(struct conn *c, int reason, const char *why);
 
+/* One PUBLISH to write: the message and what is particular to this delivery. */
+struct conn_publish {
+	const struct msg *msg;
+	uint8_t qos;
+	bool retain; /* the RETAIN flag to send */
+	uint16_t packet_id; /* QoS 1/2 */
+	uint16_t n_subids;
+	uint32_t subid; /* the first subscription identifier */
+	const uint32_t *more_subids; /* the other n_subids - 1 */
+};
+
 /*
- * Writes the PUBLISH for e. Returns 0 when written, 1 when it cannot be sent
+ * Writes the PUBLISH for p. Returns 0 when written, 1 when it cannot be sent
  * to this client (expired, larger than the client's maximum packet size),
  * -1 when out of memory.
  */
-int conn_send_publish(struct conn *c, struct out_entry *e, bool dup);
+int conn_send_publish(struct conn *c, const struct conn_publish *p, bool dup);
 /* PUBACK/PUBREC/PUBREL/PUBCOMP with an optional reason string. */
 int conn_send_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason,
 		  const char *reason_string);

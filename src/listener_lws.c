@@ -28,7 +28,8 @@
 #include <uv.h>
 #include <string.h>
 
-#include "broker.h"
+#include "base.h"
+#include "timers.h"
 #include "clock.h"
 #include "conn.h"
 #include "log.h"
@@ -80,7 +81,7 @@ static int open_conn(struct lws *wsi, bool websocket)
 {
 	struct conn *c;
 	char peer[64] = "";
-	const struct config *cfg = broker.cfg;
+	const struct config *cfg = base.cfg;
 
 	lws_get_peer_simple(wsi, peer, sizeof(peer));
 	if (cfg->max_connections >= 0 && conn_count() >= (size_t)cfg->max_connections) {
@@ -227,7 +228,7 @@ static void on_wake(uv_async_t *h)
 
 static void on_sul(lws_sorted_usec_list_t *sul)
 {
-	uint64_t next = broker_timers_run();
+	uint64_t next = timers_fire();
 
 	if (next != UINT64_MAX)
 		listener_timer_changed(next);
@@ -239,7 +240,7 @@ void listener_timer_changed(uint64_t due_ms)
 	lws_usec_t us = due_ms > now ? (lws_usec_t)(due_ms - now) * 1000 : 1;
 
 	/* While lws tears connections down at shutdown, timers no longer matter. */
-	if (ctx && !broker.stopping)
+	if (ctx && !base.stopping)
 		lws_sul_schedule(ctx, 0, &sul_timer, on_sul, us);
 }
 

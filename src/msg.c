@@ -76,7 +76,6 @@ struct msg *msg_new(const struct msg_spec *s)
 		return NULL;
 	p = (char *)(m + 1);
 	m->refs = 1;
-	m->stored = false;
 	m->fence = 0;
 	m->first_put_batch = 0;
 	m->qos = s->qos;

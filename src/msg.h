@@ -15,11 +15,16 @@
 
 struct msg {
 	uint32_t refs;
-	bool stored; /* the store holds a row for it (broker bookkeeping, not content) */
 	uint8_t size_class; /* which block cache it came from (msg.c); 0 = none */
 	uint16_t sender_len;
-	uint64_t fence; /* store batch that must commit before it is sent (QoS 2), or 0 */
-	uint64_t first_put_batch; /* store batch of its first delivery row, or 0 */
+	/*
+	 * Bookkeeping, not content (the only fields that change after the
+	 * build): the store batch that must commit before the message is sent
+	 * (QoS 2 exactly once, set where it is accepted), and the store's own
+	 * mark, the batch of its first delivery row (store.c alone reads it).
+	 */
+	uint64_t fence;
+	uint64_t first_put_batch;
 	uint8_t qos; /* as published */
 	bool retain; /* as published */
 	uint16_t topic_len;

@@ -1,11 +1,15 @@
 /*
- * plugin.h - the broker's side of the plugin layer (include/sluice_plugin.h
- * is the plugins' side): loading, the event chains, held deliveries,
- * plugin timers and plugin key/value state.
+ * plugin.h - the broker's side of the plugin layer, lowest part: loading
+ * plugins and running their event chains (include/sluice_plugin.h is the
+ * plugins' side). The host table a plugin calls back through is built
+ * higher up (plugin_host.c) and handed in at load time; held deliveries are
+ * holds.c's. Loop thread only.
  *
  * Every hook is cheap when no plugin registered for its event
  * (plugin_wants() is an array lookup), so the routing hot path pays nothing
  * for plugins it does not have.
+ *
+ * Pointer parameters are borrowed.
  */
 #ifndef SLUICE_PLUGIN_INTERNAL_H
 #define SLUICE_PLUGIN_INTERNAL_H
@@ -14,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kvspace.h"
 #include "sluice_plugin.h"
 
 struct config;
@@ -22,46 +27,74 @@ struct session;
 struct buf;
 struct topic_group;
 
-/* Loads every configured plugin in order and calls its init. 0 or -1 (logged). */
-int plugin_load_all(const struct config *cfg);
+typedef int (*plugin_version_fn)(void);
+typedef int (*plugin_init_fn)(const struct sp_host *host, struct sp_plugin *self,
+			      const struct sp_opt *opts, int n_opts, void **udata);
+typedef void (*plugin_cleanup_fn)(void *udata);
+
+/* Loads every configured plugin in order and calls its init with host. 0 or -1 (logged). */
+int plugin_load_all(const struct config *cfg, const struct sp_host *host);
+/* Adds a plugin linked into the program (tests): as if loaded, next in the chain. */
+int plugin_add(const char *name, plugin_init_fn init, plugin_cleanup_fn cleanup,
+	       const struct sp_opt *opts, int n_opts, const struct sp_host *host);
+/* host->on(): registers cb for ev; one callback per event per plugin. 0 or -1. */
+int plugin_on(struct sp_plugin *self, enum sp_event_type ev, sp_callback cb);
 void plugin_start(void);
-/* STOP event, then cleanup and unload of every plugin. */
+/* The STOP event (timers and holds go next, then plugin_unload_all). */
+void plugin_stop(void);
+/* Cleanup and unload of every plugin; no callback runs after this. */
 void plugin_unload_all(void);
 bool plugin_wants(enum sp_event_type ev);
 
+/* What the host needs to know of a plugin. */
+const char *plugin_name(const struct sp_plugin *p);
+size_t plugin_index(const struct sp_plugin *p); /* its place in the chain */
+struct kv_space *plugin_kv(struct sp_plugin *p); /* its state */
+struct kv_space *plugin_cold(struct sp_plugin *p); /* its cold values (persistence off) */
+size_t plugin_count(void);
+
 /*
- * PUBLISH chain for a message from client_id, starting at plugin `from`.
- * Returns the verdict (SP_PASS when every plugin let it pass) with res
- * filled by the plugin that decided. User properties plugins added for the
- * acknowledgement are in plugin_ack_props() until the next call.
+ * PUBLISH chain for a message from client_id (username may be NULL),
+ * starting at plugin `from`. Returns the verdict (SP_PASS when every plugin
+ * let it pass) with res filled by the plugin that decided. User properties
+ * plugins added for the acknowledgement are in plugin_ack_props() until the
+ * next outermost call.
  */
-enum sp_verdict plugin_publish(struct msg *m, const char *client_id, uint8_t protocol,
-			       size_t from, struct sp_result *res);
+enum sp_verdict plugin_publish(struct msg *m, const char *client_id, const char *username,
+			       uint8_t protocol, size_t from, struct sp_result *res);
 const struct buf *plugin_ack_props(void);
-/* The PUBLISH chain from `from`, then routing. Returns sessions reached or -1. */
-int plugin_route(struct msg *m, size_t from);
+/* During a PUBLISH callback: adds a user property to the acknowledgement. 0 or -1. */
+int plugin_ack_prop_add(const char *key, const char *val);
 
 /*
- * DELIVER chain for one delivery. Returns 0 when it should be delivered
- * now, 1 when a plugin skipped or held it (a held delivery is kept here).
+ * DELIVER chain for one delivery to s, from plugin `from`. Returns SP_PASS
+ * (deliver now), SP_SKIP, or SP_HOLD with res->hold_id set and *who the
+ * plugin that holds it (a hold with id 0 is refused: delivered now).
  */
-int plugin_deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
-		   const uint32_t *subids, size_t n_subids, const char *share);
-/* CHOOSE: returns the member index to use (broker_choice unless a plugin picks). */
-size_t plugin_choose(const struct topic_group *g, struct msg *m, size_t broker_choice);
+enum sp_verdict plugin_deliver(const struct session *s, struct msg *m, uint8_t qos,
+			       const char *share, size_t from, struct sp_result *res,
+			       struct sp_plugin **who);
+/*
+ * CHOOSE chain for shared group g (its key "group\0filter" is share): SP_PASS
+ * with *member (in: the broker's pick; out: the member to use), SP_SKIP (not
+ * to this group), or SP_HOLD with res->hold_id and *who (no member now).
+ */
+enum sp_verdict plugin_choose(const struct topic_group *g, const char *share, struct msg *m,
+			      size_t from, size_t *member, struct sp_result *res,
+			      struct sp_plugin **who);
 
-void plugin_acked(const struct session *s, struct msg *m, uint8_t qos, const char *share);
+/* A delivery completed: reason < 0x80 is ACKED, >= 0x80 NACKED. */
+void plugin_acked(const struct session *s, struct msg *m, uint8_t qos, const char *share,
+		  uint8_t reason);
 void plugin_dropped(const struct session *s, struct msg *m, uint8_t qos, const char *share,
-		    const char *why);
+		    const char *why, uint64_t hold_id);
 void plugin_connect(const struct session *s);
 void plugin_disconnect(const struct session *s, bool graceful);
+void plugin_session_end(const struct session *s);
 /* SUBSCRIBE chain: 0 to go on, or the MQTT reason code (>= 0x80) a plugin refused with. */
 uint8_t plugin_subscribe(const struct session *s, const char *filter, size_t len, uint8_t qos);
 void plugin_unsubscribe(const struct session *s, const char *filter, size_t len);
 /* Start-up: a key/value row of plugin `name` read back from the store. */
 int plugin_kv_restore(const char *name, const void *k, size_t kl, const void *v, size_t vl);
-
-/* The session ended: its held deliveries are dropped (DROPPED events). */
-void plugin_session_gone(const struct session *s);
 
 #endif

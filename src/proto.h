@@ -1,7 +1,8 @@
 /*
  * proto.h - MQTT packet handling: what the broker does with each decoded
- * packet. conn.c hands every framed packet to proto_handle(); each packet
- * type is parsed, validated, applied and answered by its own handler.
+ * packet. conn.c hands every framed packet to proto_handle() through
+ * proto_conn_handler; each packet type is parsed, validated, applied and
+ * answered by its own handler.
  *
  * Handlers return 0, or -1 after they called conn_close() (the connection
  * is closing; no further packet of this connection is handled).
@@ -15,7 +16,10 @@
 
 #include "codec.h"
 
-struct conn;
+#include "conn.h"
+
+/* What connections hand up (conn_set_handler): packets, and the end of the transport. */
+extern const struct conn_handler proto_conn_handler;
 
 int proto_handle(struct conn *c, const uint8_t *pkt, size_t len);
 

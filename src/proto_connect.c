@@ -14,7 +14,7 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "broker.h"
+#include "base.h"
 #include "clock.h"
 #include "codec.h"
 #include "conn.h"
@@ -96,7 +96,7 @@ static int assign_client_id(struct connect_plan *plan)
 
 	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
 		return -1;
-	n = (size_t)snprintf(plan->client_id, 100, "%.60s", broker.cfg->auto_id_prefix);
+	n = (size_t)snprintf(plan->client_id, 100, "%.60s", base.cfg->auto_id_prefix);
 	for (i = 0; i < sizeof(rnd); i++)
 		n += (size_t)snprintf(plan->client_id + n, 3, "%02x", rnd[i]);
 	plan->assigned = true;
@@ -118,7 +118,7 @@ static int check_client_id(struct conn *c, const struct mqtt_connect *p,
 	if (c->version == MQTT_V31 || (c->version == MQTT_V311 && !p->clean_start))
 		return refuse(c, MQTT_RC_CLIENT_ID_NOT_VALID, MQTT3_CONNACK_ID_REJECTED,
 			      "empty client id without clean session");
-	if (!broker.cfg->allow_zero_length_clientid)
+	if (!base.cfg->allow_zero_length_clientid)
 		return refuse(c, MQTT_RC_CLIENT_ID_NOT_VALID, MQTT3_CONNACK_ID_REJECTED,
 			      "empty client id not allowed (allow_zero_length_clientid)");
 	if (assign_client_id(plan))
@@ -130,7 +130,7 @@ static int check_client_id(struct conn *c, const struct mqtt_connect *p,
 static int check_keep_alive(struct conn *c, const struct mqtt_connect *p,
 			    struct connect_plan *plan)
 {
-	uint16_t max = broker.cfg->max_keepalive;
+	uint16_t max = base.cfg->max_keepalive;
 
 	plan->keep_alive = p->keep_alive;
 	if (max == 65535 || (p->keep_alive && p->keep_alive <= max))
@@ -150,10 +150,10 @@ static int check_will(struct conn *c, const struct mqtt_connect *p, struct conne
 
 	if (!p->will)
 		return 0;
-	if (p->will_qos > broker.cfg->max_qos)
+	if (p->will_qos > base.cfg->max_qos)
 		return refuse(c, MQTT_RC_QOS_NOT_SUPPORTED, MQTT3_CONNACK_UNAVAILABLE,
 			      "will QoS above max_qos");
-	if (p->will_retain && !broker.cfg->retain_available)
+	if (p->will_retain && !base.cfg->retain_available)
 		return refuse(c, MQTT_RC_RETAIN_NOT_SUPPORTED, MQTT3_CONNACK_UNAVAILABLE,
 			      "retained will but retain_available is false");
 	if ((wp->present & PROP_BIT(MQTT_PROP_PAYLOAD_FORMAT)) && wp->payload_format == 1 &&
@@ -172,7 +172,7 @@ static int check_will(struct conn *c, const struct mqtt_connect *p, struct conne
 
 static uint32_t session_expiry(const struct conn *c, const struct mqtt_connect *p)
 {
-	uint32_t v3 = broker.cfg->persistent_client_expiration;
+	uint32_t v3 = base.cfg->persistent_client_expiration;
 
 	if (c->version == MQTT_V5)
 		return (p->props.present & PROP_BIT(MQTT_PROP_SESSION_EXPIRY))
@@ -215,7 +215,7 @@ static struct session *open_session(struct conn *c, const struct mqtt_connect *p
 static void build_connack_props(struct conn *c, const struct mqtt_connect *p,
 				const struct connect_plan *plan, struct buf *b)
 {
-	const struct config *cfg = broker.cfg;
+	const struct config *cfg = base.cfg;
 
 	buf_reset(b);
 	if (c->version != MQTT_V5)
@@ -265,7 +265,7 @@ static void apply_client_limits(struct conn *c, const struct mqtt_connect *p)
 		c->client_alias_max = pr->topic_alias_max;
 	if (pr->present & PROP_BIT(MQTT_PROP_REQUEST_PROBLEM_INFO))
 		c->request_problem_info = pr->request_problem_info;
-	c->alias_in_max = broker.cfg->max_topic_alias;
+	c->alias_in_max = base.cfg->max_topic_alias;
 }
 
 static int accept_connect(struct conn *c, const struct mqtt_connect *p, struct connect_plan *plan)
@@ -280,8 +280,12 @@ static int accept_connect(struct conn *c, const struct mqtt_connect *p, struct c
 			      "out of memory for the session");
 	}
 	s->version = c->version;
-	s->expiry_interval = plan->expiry;
-	s->clean = plan->expiry == 0;
+	session_set_expiry(s, plan->expiry);
+	if (session_set_username(s, p->has_username ? p->username.p : NULL, p->username.len)) {
+		msg_unref(plan->will);
+		return refuse(c, MQTT_RC_SERVER_UNAVAILABLE, MQTT3_CONNACK_UNAVAILABLE,
+			      "out of memory for the username");
+	}
 	session_attach(s, c);
 	c->session = s;
 	c->client_id = s->client_id;
@@ -291,13 +295,13 @@ static int accept_connect(struct conn *c, const struct mqtt_connect *p, struct c
 	session_save(s);
 	apply_client_limits(c, p);
 	c->keep_alive = plan->keep_alive;
-	build_connack_props(c, p, plan, &broker.scratch);
-	send_connack(c, present, MQTT_RC_SUCCESS, &broker.scratch);
+	build_connack_props(c, p, plan, &base.scratch);
+	send_connack(c, present, MQTT_RC_SUCCESS, &base.scratch);
 	c->state = CONN_ACTIVE;
 	if (c->keep_alive)
-		broker_timer_add(&c->timer, clock_now_ms() + (uint64_t)c->keep_alive * 1500);
+		timer_arm(&c->timer, clock_now_ms() + (uint64_t)c->keep_alive * 1500);
 	else
-		broker_timer_del(&c->timer);
+		timer_disarm(&c->timer);
 	log_notice("client '%s' connected from %s%s: MQTT %s, %s, keep alive %u", s->client_id,
 		   c->peer, c->websocket ? " (websocket)" : "",
 		   c->version == MQTT_V5 ? "5.0" : c->version == MQTT_V311 ? "3.1.1" : "3.1",

@@ -10,7 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "broker.h"
+#include "base.h"
 #include "codec.h"
 #include "conn.h"
 #include "log.h"
@@ -117,6 +117,22 @@ int proto_handle(struct conn *c, const uint8_t *pkt, size_t len)
 	return decode_failed(c, type, rc);
 }
 
+/* The transport is gone: the session (if any) goes offline. */
+static void proto_closed(struct conn *c)
+{
+	struct session *s = c->session;
+
+	if (!s)
+		return;
+	conn_part_session(c);
+	session_detach(s, c->graceful);
+}
+
+const struct conn_handler proto_conn_handler = {
+	.packet = proto_handle,
+	.closed = proto_closed,
+};
+
 int proto_pingreq(struct conn *c)
 {
 	if (codec_encode_empty(conn_out(c), MQTT_PINGRESP))
@@ -138,7 +154,7 @@ int proto_disconnect(struct conn *c, const struct mqtt_disconnect *p)
 			return -1;
 		}
 		if (s)
-			s->expiry_interval = pr->session_expiry;
+			session_set_expiry(s, pr->session_expiry);
 	}
 	/* [MQTT-3.14.4-3] a normal DISCONNECT discards the will; 0x04 keeps it. */
 	c->graceful = !(c->version == MQTT_V5 && p->reason == MQTT_RC_DISCONNECT_WITH_WILL);

@@ -16,7 +16,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "broker.h"
+#include "base.h"
 #include "clock.h"
 #include "codec.h"
 #include "conn.h"
@@ -36,7 +36,7 @@ struct msg *proto_build_msg(const char *sender, const char *topic, size_t topic_
 			    const uint8_t *payload, size_t payload_len, uint8_t qos, bool retain,
 			    const struct mqtt_props *props)
 {
-	struct buf *fwd = &broker.scratch;
+	struct buf *fwd = &base.scratch;
 	struct msg_spec spec;
 
 	buf_reset(fwd);
@@ -73,7 +73,7 @@ static int resolve_topic(struct conn *c, const struct mqtt_publish *p, const cha
 		conn_close(c, MQTT_RC_PROTOCOL_ERROR, "PUBLISH without topic or alias");
 		return -1;
 	}
-	if (!alias || alias > broker.cfg->max_topic_alias) {
+	if (!alias || alias > base.cfg->max_topic_alias) {
 		/* [MQTT-3.3.2-9, -10] alias 0 or above our Topic Alias Maximum. */
 		conn_close(c, MQTT_RC_TOPIC_ALIAS_INVALID, "topic alias out of range");
 		return -1;
@@ -96,12 +96,12 @@ static int resolve_topic(struct conn *c, const struct mqtt_publish *p, const cha
 
 static int check_publish(struct conn *c, const struct mqtt_publish *p)
 {
-	if (p->qos > broker.cfg->max_qos) {
+	if (p->qos > base.cfg->max_qos) {
 		/* [MQTT-3.2.2-11] QoS above the Maximum QoS we announced. */
 		conn_close(c, MQTT_RC_QOS_NOT_SUPPORTED, "PUBLISH QoS above max_qos");
 		return -1;
 	}
-	if (p->retain && !broker.cfg->retain_available) {
+	if (p->retain && !base.cfg->retain_available) {
 		/* [MQTT-3.2.2-14] */
 		conn_close(c, MQTT_RC_RETAIN_NOT_SUPPORTED, "retained PUBLISH not available");
 		return -1;
@@ -114,8 +114,8 @@ static int check_publish(struct conn *c, const struct mqtt_publish *p)
 	/* [MQTT-3.3.4-9] more unacknowledged QoS 2 than our Receive Maximum. MQTT
 	 * 3.1.1 has no Receive Maximum: there the 65535 packet ids are the bound. */
 	if (c->version == MQTT_V5 && p->qos == 2 &&
-	    !session_rx_qos2_has(c->session, p->packet_id) &&
-	    c->session->n_rx_qos2 >= broker.cfg->max_inflight_messages) {
+	    !outq_rx_has(&c->session->q, p->packet_id) &&
+	    outq_rx_count(&c->session->q) >= base.cfg->max_inflight_messages) {
 		conn_close(c, MQTT_RC_RECEIVE_MAX_EXCEEDED, "receive maximum exceeded");
 		return -1;
 	}
@@ -152,7 +152,7 @@ static void ack_failed(struct pending_ack *a, int status)
 	log_warn("client '%s': packet id %u could not be stored (%s); not acknowledged",
 		 c->client_id, a->packet_id, status == -ENOSPC ? "store full" : "store error");
 	if (a->type == MQTT_PUBREC && c->session)
-		session_rx_qos2_del(c->session, a->packet_id);
+		outq_rx_del(&c->session->q, a->packet_id);
 	if (c->version == MQTT_V5 && a->type != MQTT_PUBCOMP)
 		conn_send_ack(c, a->type, a->packet_id, reason, "message could not be stored");
 }
@@ -209,7 +209,7 @@ static int ack_publish(struct conn *c, const struct mqtt_publish *p, uint8_t rea
 	if (p->qos == 1)
 		return proto_ack(c, MQTT_PUBACK, p->packet_id, reason, why, extra);
 	if (p->qos == 2) {
-		if (reason < 0x80 && session_rx_qos2_add(c->session, p->packet_id)) {
+		if (reason < 0x80 && outq_rx_add(&c->session->q, p->packet_id)) {
 			conn_close(c, MQTT_RC_SERVER_BUSY, "out of memory");
 			return -1;
 		}
@@ -251,7 +251,7 @@ static int route(struct conn *c, const struct mqtt_publish *p, const char *topic
 	/* Exactly once across a crash: a QoS 2 message waits for its commit (session.c). */
 	if (p->qos == 2)
 		m->fence = store_fence();
-	v = plugin_publish(m, c->client_id, c->version, 0, &res);
+	v = plugin_publish(m, c->client_id, c->session->username, c->version, 0, &res);
 	if (v == SP_REJECT) {
 		rc = refused(c, p, m, &res);
 		msg_unref(m);
@@ -280,8 +280,8 @@ int proto_publish(struct conn *c, const struct mqtt_publish *p)
 
 	if (check_publish(c, p) || resolve_topic(c, p, &topic, &len))
 		return -1;
-	broker.stats.msgs_received++;
-	if (p->qos == 2 && session_rx_qos2_has(c->session, p->packet_id))
+	base.stats.msgs_received++;
+	if (p->qos == 2 && outq_rx_has(&c->session->q, p->packet_id))
 		/* Already routed; the client did not see our PUBREC. */
 		return proto_ack(c, MQTT_PUBREC, p->packet_id, MQTT_RC_SUCCESS, NULL, NULL);
 	if (!payload_format_ok(p)) {
@@ -304,12 +304,12 @@ int proto_puback(struct conn *c, uint8_t type, const struct mqtt_ack *a)
 
 	switch (type) {
 	case MQTT_PUBACK:
-		if (session_on_puback(s, a->packet_id))
+		if (outq_on_puback(&s->q, a->packet_id, a->reason))
 			log_debug("client '%s': PUBACK for unknown id %u", c->client_id,
 				  a->packet_id);
 		return 0;
 	case MQTT_PUBREC:
-		if (session_on_pubrec(s, a->packet_id, a->reason))
+		if (outq_on_pubrec(&s->q, a->packet_id, a->reason))
 			/* [MQTT-4.3.3-?] unknown id: release it anyway, saying so. */
 			return proto_ack(c, MQTT_PUBREL, a->packet_id,
 					 v5 ? MQTT_RC_PACKET_ID_NOT_FOUND : 0, NULL, NULL);
@@ -320,12 +320,12 @@ int proto_puback(struct conn *c, uint8_t type, const struct mqtt_ack *a)
 		return proto_ack(c, MQTT_PUBREL, a->packet_id, 0, NULL, NULL);
 	case MQTT_PUBREL:
 		/* [MQTT-4.3.3-11] PUBCOMP even for a repeated PUBREL. */
-		if (session_rx_qos2_del(s, a->packet_id))
+		if (outq_rx_del(&s->q, a->packet_id))
 			return proto_ack(c, MQTT_PUBCOMP, a->packet_id,
 					 v5 ? MQTT_RC_PACKET_ID_NOT_FOUND : 0, NULL, NULL);
 		return proto_ack(c, MQTT_PUBCOMP, a->packet_id, 0, NULL, NULL);
 	default:
-		if (session_on_pubcomp(s, a->packet_id))
+		if (outq_on_pubcomp(&s->q, a->packet_id))
 			log_debug("client '%s': PUBCOMP for unknown id %u", c->client_id,
 				  a->packet_id);
 		return 0;

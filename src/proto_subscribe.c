@@ -9,7 +9,7 @@
  */
 #include <string.h>
 
-#include "broker.h"
+#include "base.h"
 #include "codec.h"
 #include "conn.h"
 #include "log.h"
@@ -20,7 +20,7 @@
 #include "router.h"
 #include "session.h"
 #include "store.h"
-#include "utf8.h"
+#include "topic.h"
 
 /* One SUBSCRIBE entry, remembered between the SUBACK and the retained sends. */
 struct sub_result {
@@ -74,9 +74,9 @@ static uint8_t subscribe_one(struct session *s, const char *f, size_t len, uint8
 {
 	uint8_t qos = *options & MQTT_SUBOPT_QOS_MASK, refused;
 
-	if (qos > broker.cfg->max_qos) {
+	if (qos > base.cfg->max_qos) {
 		/* [MQTT-3.2.2-10] grant no more than our maximum QoS. */
-		qos = broker.cfg->max_qos;
+		qos = base.cfg->max_qos;
 		*options = (uint8_t)((*options & ~MQTT_SUBOPT_QOS_MASK) | qos);
 	}
 	refused = plugin_subscribe(s, f, len, qos);

@@ -1,24 +1,38 @@
 /*
- * router.c - from an accepted message to the sessions that get it.
+ * router.c - from an accepted message to the sessions that get it, and
+ * what happens around a delivery: the plugins' DELIVER and CHOOSE chains,
+ * held deliveries coming back, shared deliveries of an ending session
+ * moving to another member. Loop thread only.
  *
- * router_publish() first updates the retained store, then walks the topic
- * tree once. Each match becomes a slot in a reusable match list; a session
- * that matches through several of its subscriptions gets one slot carrying
- * the highest granted QoS and every subscription identifier [MQTT-3.3.4-2,
- * MQTT-3.3.4-3]. Sessions remember the message id being routed and their
- * slot (route_stamp / route_idx), so finding the duplicate costs O(1) and
- * nothing is sorted. A shared group picks one member per message.
+ * Owns: the topic tree (kept in step with the sessions' subscriptions
+ * through the session events this file implements), the retained store,
+ * and the match lists. router_route() first updates the retained store,
+ * then walks the topic tree once. Each match becomes a slot in a match
+ * list; a session that matches through several of its subscriptions gets
+ * one slot carrying the highest granted QoS and every subscription
+ * identifier [MQTT-3.3.4-2, MQTT-3.3.4-3]. Sessions remember the message id
+ * being routed and their slot (route_stamp / route_idx, the router's slot
+ * in struct session), so finding the duplicate costs O(1) and nothing is
+ * sorted. A shared group picks one member per message.
  *
- * The match list, its subscription id arrays, and nothing else, are reused
- * between messages: routing a message to N sessions allocates only the N
- * queue entries the sessions keep (none for QoS 0 to live clients).
+ * Invariants:
+ * - matching a message finishes before any of its deliveries starts, so a
+ *   delivery (and the plugin callbacks it runs) never sees the tree being
+ *   walked, and a session's route_stamp matters only during matching;
+ * - a message routed from inside a delivery (a plugin routing from DELIVER,
+ *   a will) is routed at once, with the match list of the next depth: each
+ *   depth owns one list, reused between messages, so routing a message to
+ *   N sessions allocates only the N queue entries the sessions keep (none
+ *   for QoS 0 to live clients). Past MAX_DEPTH routing refuses (a plugin
+ *   that routes from every delivery would otherwise recurse forever).
  */
 #include "router.h"
 
 #include <string.h>
 
-#include "broker.h"
+#include "base.h"
 #include "conn.h"
+#include "holds.h"
 #include "log.h"
 #include "mem.h"
 #include "mqtt.h"
@@ -26,8 +40,8 @@
 #include "retain_tree.h"
 #include "session.h"
 #include "store.h"
+#include "topic.h"
 #include "topic_tree.h"
-#include "utf8.h"
 
 struct match {
 	struct session *s;
@@ -38,17 +52,24 @@ struct match {
 	size_t n_subids, cap_subids;
 };
 
+/* The match list of one routing depth. */
+struct route_ctx {
+	struct match *matches;
+	size_t n, cap;
+	struct buf share_keys; /* "group\0filter\0" strings of the message being routed */
+	struct msg *msg;
+	bool oom;
+};
+
+#define MAX_DEPTH 8
+#define NO_SHARE ((size_t)-1)
+
 static struct topic_tree *tree;
 static struct retain_tree *retained;
-static struct match *matches;
-static size_t n_matches, cap_matches;
-static struct buf share_keys; /* "group\0filter\0" strings of the current routing */
-static bool match_oom;
-static int routing; /* depth guard: the match list is in use */
-static struct msg **pending; /* messages routed while routing, in order */
-static size_t n_pending, cap_pending;
+static struct route_ctx ctxs[MAX_DEPTH];
+static int depth; /* routings in progress */
 
-#define NO_SHARE ((size_t)-1)
+static const struct session_events events;
 
 static void free_retained(void *v)
 {
@@ -57,52 +78,202 @@ static void free_retained(void *v)
 
 int router_init(void)
 {
+	int i;
+
 	tree = topic_tree_new();
 	retained = retain_tree_new(free_retained);
-	buf_init(&share_keys);
+	for (i = 0; i < MAX_DEPTH; i++)
+		buf_init(&ctxs[i].share_keys);
 	if (!tree || !retained) {
 		router_free();
 		return -1;
 	}
+	session_set_events(&events);
 	return 0;
 }
 
 void router_free(void)
 {
-	size_t i;
+	int i;
+	size_t j;
 
+	session_set_events(NULL);
 	if (tree)
 		topic_tree_free(tree);
 	if (retained)
 		retain_tree_free(retained);
 	tree = NULL;
 	retained = NULL;
-	for (i = 0; i < cap_matches; i++)
-		mem_free(matches[i].subids);
-	mem_free(matches);
-	matches = NULL;
-	mem_free(pending);
-	pending = NULL;
-	n_pending = cap_pending = 0;
-	n_matches = cap_matches = 0;
-	buf_free(&share_keys);
+	for (i = 0; i < MAX_DEPTH; i++) {
+		struct route_ctx *x = &ctxs[i];
+
+		for (j = 0; j < x->cap; j++)
+			mem_free(x->matches[j].subids);
+		mem_free(x->matches);
+		buf_free(&x->share_keys);
+		memset(x, 0, sizeof(*x));
+	}
 }
 
-static struct match *new_match(void)
+/* --- one delivery ---------------------------------------------------------- */
+
+/*
+ * One delivery to s, after the DELIVER chain from plugin `from`. Returns
+ * what outq_deliver() does, or OUTQ_DROPPED when a plugin skipped or held it.
+ */
+static int deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
+		   const uint32_t *subids, size_t n_subids, const char *share, size_t from)
+{
+	struct sp_plugin *who = NULL;
+	struct sp_result res;
+	int rc;
+
+	switch (plugin_deliver(s, m, qos, share, from, &res, &who)) {
+	case SP_SKIP:
+		return OUTQ_DROPPED;
+	case SP_HOLD:
+		rc = holds_add(who, res.hold_id, s->client_id, m, qos, retain, subids, n_subids,
+			       share);
+		if (!rc)
+			return OUTQ_DROPPED;
+		log_warn("plugin %s: hold %llu refused (%s); delivering now", plugin_name(who),
+			 (unsigned long long)res.hold_id, rc == -2 ? "id in use" : "out of memory");
+		break;
+	default:
+		break;
+	}
+	return outq_deliver(&s->q, m, qos, retain, subids, n_subids, share);
+}
+
+/* --- shared groups --------------------------------------------------------- */
+
+/* A member that can take a message now: connected with room in its window. */
+static bool member_ready(const struct topic_sub *t)
+{
+	return outq_ready(&((const struct session *)t->owner)->q);
+}
+
+static bool member_online(const struct topic_sub *t)
+{
+	return ((const struct session *)t->owner)->conn != NULL;
+}
+
+static const struct topic_sub *pick_member(struct topic_group *g, const struct session *avoid)
+{
+	const struct topic_sub *fallback = NULL;
+	size_t i;
+
+	for (i = 0; i < g->n; i++) {
+		size_t k = (g->next + i) % g->n;
+		const struct topic_sub *t = &g->members[k];
+
+		if (t->owner == avoid)
+			continue;
+		if (member_ready(t)) {
+			g->next = k + 1;
+			return t;
+		}
+		if (!fallback || (!member_online(fallback) && member_online(t)))
+			fallback = t;
+	}
+	if (fallback)
+		g->next = (size_t)(fallback - g->members) + 1;
+	return fallback;
+}
+
+/* A CHOOSE hold: the group's copy waits for the plugin (release offers it again). */
+static void hold_for_group(struct sp_plugin *who, uint64_t id, struct msg *m, const char *share)
+{
+	int rc = holds_add(who, id, NULL, m, m->qos, false, NULL, 0, share);
+
+	if (rc)
+		log_warn("plugin %s: group hold %llu refused (%s); message on '%s' not delivered "
+			 "to group '%s'",
+			 plugin_name(who), (unsigned long long)id,
+			 rc == -2 ? "id in use" : "out of memory", m->topic, share);
+}
+
+/*
+ * The member for m: the broker's pick (pick_member), which the plugins'
+ * CHOOSE chain may override, or NULL when there is none now (no member
+ * but `avoid`, or a plugin skipped or held the group's copy).
+ */
+static const struct topic_sub *choose_member(struct topic_group *g, const struct session *avoid,
+					     struct msg *m, const char *share)
+{
+	const struct topic_sub *t = pick_member(g, avoid);
+	struct sp_plugin *who = NULL;
+	struct sp_result res;
+	size_t i;
+
+	if (!t || !plugin_wants(SP_EV_CHOOSE))
+		return t;
+	i = (size_t)(t - g->members);
+	switch (plugin_choose(g, share, m, 0, &i, &res, &who)) {
+	case SP_SKIP:
+		return NULL;
+	case SP_HOLD:
+		hold_for_group(who, res.hold_id, m, share);
+		return NULL;
+	default:
+		return g->members[i].owner == avoid ? t : &g->members[i];
+	}
+}
+
+static uint8_t min_qos(uint8_t a, uint8_t b)
+{
+	return a < b ? a : b;
+}
+
+/* m to one member of group g (share is its key). 1 when sent or queued, else 0 or -1. */
+static int deliver_to_group(struct topic_group *g, const char *share, struct msg *m,
+			    const struct session *avoid, uint8_t qos, size_t from)
+{
+	const struct topic_sub *t = choose_member(g, avoid, m, share);
+	int rc;
+
+	if (!t)
+		return 0;
+	rc = deliver(t->owner, m, min_qos(qos, t->options & MQTT_SUBOPT_QOS_MASK), false,
+		     t->subid ? &t->subid : NULL, t->subid ? 1 : 0, share, from);
+	return rc == OUTQ_DELIVERED ? 1 : rc < 0 ? -1 : 0;
+}
+
+/* The group a share key names, or NULL. */
+static struct topic_group *group_of(const char *share)
+{
+	const char *f = topic_share_key_filter(share);
+
+	return topic_tree_find_group(tree, f, strlen(f), share, strlen(share));
+}
+
+void router_reroute_shared(struct msg *m, uint8_t qos, const char *share,
+			   const struct session *gone)
+{
+	struct topic_group *g = group_of(share);
+
+	if (!g || deliver_to_group(g, share, m, gone, qos, 0) <= 0)
+		log_info("message on '%s' for shared group '%s': no other member to take it",
+			 m->topic, share);
+}
+
+/* --- matching -------------------------------------------------------------- */
+
+static struct match *new_match(struct route_ctx *x)
 {
 	struct match *m;
 
-	if (n_matches == cap_matches) {
-		size_t cap = cap_matches ? cap_matches * 2 : 64;
-		struct match *a = mem_realloc(matches, cap * sizeof(*a));
+	if (x->n == x->cap) {
+		size_t cap = x->cap ? x->cap * 2 : 64;
+		struct match *a = mem_realloc(x->matches, cap * sizeof(*a));
 
 		if (!a)
 			return NULL;
-		memset(a + cap_matches, 0, (cap - cap_matches) * sizeof(*a));
-		matches = a;
-		cap_matches = cap;
+		memset(a + x->cap, 0, (cap - x->cap) * sizeof(*a));
+		x->matches = a;
+		x->cap = cap;
 	}
-	m = &matches[n_matches++];
+	m = &x->matches[x->n++];
 	m->n_subids = 0;
 	m->share_off = NO_SHARE;
 	return m;
@@ -125,8 +296,9 @@ static int add_subid(struct match *m, uint32_t subid)
 	return 0;
 }
 
-static void add_plain(const struct msg *msg, const struct topic_sub *sub)
+static void add_plain(struct route_ctx *x, const struct topic_sub *sub)
 {
+	const struct msg *msg = x->msg;
 	struct session *s = sub->owner;
 	uint8_t qos = sub->options & MQTT_SUBOPT_QOS_MASK;
 	struct match *m;
@@ -135,111 +307,51 @@ static void add_plain(const struct msg *msg, const struct topic_sub *sub)
 	if ((sub->options & MQTT_SUBOPT_NO_LOCAL) && !strcmp(s->client_id, msg->sender))
 		return;
 	if (s->route_stamp == msg->id) {
-		m = &matches[s->route_idx];
+		m = &x->matches[s->route_idx];
 		if (qos > m->qos)
 			m->qos = qos;
 		m->rap |= !!(sub->options & MQTT_SUBOPT_RAP);
 	} else {
-		m = new_match();
+		m = new_match(x);
 		if (!m) {
-			match_oom = true;
+			x->oom = true;
 			return;
 		}
 		m->s = s;
 		m->qos = qos;
 		m->rap = !!(sub->options & MQTT_SUBOPT_RAP);
 		s->route_stamp = msg->id;
-		s->route_idx = (uint32_t)(m - matches);
+		s->route_idx = (uint32_t)(m - x->matches);
 	}
 	if (add_subid(m, sub->subid))
-		match_oom = true;
+		x->oom = true;
 }
 
-/* A member that can take a message now: connected with room in its window. */
-static bool member_ready(const struct topic_sub *t)
+static void add_shared(struct route_ctx *x, struct topic_group *g)
 {
-	const struct session *s = t->owner;
-
-	return s->conn && s->conn->state == CONN_ACTIVE && s->inflight.n < session_window(s) &&
-	       !s->queue.n;
-}
-
-static const struct topic_sub *pick_member(struct topic_group *g, const struct session *avoid)
-{
-	const struct topic_sub *fallback = NULL;
-	size_t i;
-
-	for (i = 0; i < g->n; i++) {
-		size_t k = (g->next + i) % g->n;
-		const struct topic_sub *t = &g->members[k];
-
-		if (t->owner == avoid)
-			continue;
-		if (member_ready(t)) {
-			g->next = k + 1;
-			return t;
-		}
-		if (!fallback || (!((struct session *)fallback->owner)->conn &&
-				  ((struct session *)t->owner)->conn))
-			fallback = t;
-	}
-	if (fallback)
-		g->next = (size_t)(fallback - g->members) + 1;
-	return fallback;
-}
-
-/* The broker's pick (pick_member), then the plugins' CHOOSE chain may override it. */
-static const struct topic_sub *choose_member(struct topic_group *g, const struct session *avoid,
-					     struct msg *m)
-{
-	const struct topic_sub *t = pick_member(g, avoid);
-	size_t i;
-
-	if (!t || !plugin_wants(SP_EV_CHOOSE))
-		return t;
-	i = plugin_choose(g, m, (size_t)(t - g->members));
-	return g->members[i].owner == avoid ? t : &g->members[i];
-}
-
-/* One delivery, after the plugins' DELIVER chain. Returns what session_deliver does, or 1. */
-static int deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
-		   const uint32_t *subids, size_t n_subids, const char *share)
-{
-	if (plugin_deliver(s, m, qos, retain, subids, n_subids, share))
-		return 1;
-	return session_deliver(s, m, qos, retain, subids, n_subids, share);
-}
-
-/* Appends "group\0filter\0" to share_keys; returns its offset or NO_SHARE (OOM). */
-static size_t share_key(const struct topic_group *g)
-{
-	size_t gl = strlen(g->name), fl = strlen(g->filter), off = share_keys.len;
-
-	if (buf_reserve(&share_keys, gl + fl + 2))
-		return NO_SHARE;
-	buf_put(&share_keys, g->name, gl + 1);
-	buf_put(&share_keys, g->filter, fl + 1);
-	return off;
-}
-
-static void add_shared(struct topic_group *g, struct msg *msg)
-{
-	const struct topic_sub *t = choose_member(g, NULL, msg);
+	size_t off = x->share_keys.len;
+	const struct topic_sub *t;
 	struct match *m;
 
+	if (topic_share_key_put(&x->share_keys, g->name, strlen(g->name), g->filter,
+				strlen(g->filter))) {
+		x->oom = true;
+		return;
+	}
+	t = choose_member(g, NULL, x->msg, (const char *)x->share_keys.data + off);
 	if (!t)
 		return;
-	m = new_match();
+	m = new_match(x);
 	if (!m) {
-		match_oom = true;
+		x->oom = true;
 		return;
 	}
 	m->s = t->owner;
 	m->qos = t->options & MQTT_SUBOPT_QOS_MASK;
 	m->rap = !!(t->options & MQTT_SUBOPT_RAP);
-	m->share_off = share_key(g);
-	if (m->share_off == NO_SHARE || add_subid(m, t->subid))
-		match_oom = true;
+	m->share_off = off;
+	if (add_subid(m, t->subid))
+		x->oom = true;
 }
 
 static void on_match(const struct topic_sub *sub, struct topic_group *grp, void *arg)
@@ -247,8 +359,10 @@ static void on_match(const struct topic_sub *sub, struct topic_group *grp, void 
 	if (sub)
 		add_plain(arg, sub);
 	else
-		add_shared(grp, arg);
+		add_shared(arg, grp);
 }
+
+/* --- routing --------------------------------------------------------------- */
 
 static void update_retained(struct msg *m)
 {
@@ -278,43 +392,57 @@ int router_restore_retained(struct msg *m)
 	return 0;
 }
 
-static int defer(struct msg *m)
+static void deliver_matches(struct route_ctx *x, struct route_result *res)
 {
-	if (n_pending == cap_pending) {
-		size_t cap = cap_pending ? cap_pending * 2 : 16;
-		struct msg **a = mem_realloc(pending, cap * sizeof(*a));
+	struct msg *m = x->msg;
+	size_t i;
+	int rc;
 
-		if (!a) {
-			log_warn("message on '%s' lost: out of memory", m->topic);
-			return -1;
-		}
-		pending = a;
-		cap_pending = cap;
+	for (i = 0; i < x->n; i++) {
+		struct match *y = &x->matches[i];
+		const char *share = y->share_off == NO_SHARE
+					    ? NULL
+					    : (const char *)x->share_keys.data + y->share_off;
+
+		/* [MQTT-3.3.1-12, -13] RETAIN only as published when asked. */
+		rc = deliver(y->s, m, min_qos(y->qos, m->qos), y->rap && m->retain, y->subids,
+			     y->n_subids, share, 0);
+		if (rc == OUTQ_DELIVERED)
+			res->delivered++;
+		else if (rc == OUTQ_QUOTA)
+			res->quota++;
+		else if (rc < 0)
+			res->oom = true;
+		y->s->route_stamp = 0;
 	}
-	pending[n_pending++] = msg_ref(m);
-	return 0;
 }
-
-static void route_one(struct msg *m, struct route_result *res);
 
 int router_route(struct msg *m, struct route_result *res)
 {
 	struct route_result r = { 0, 0, false };
-	size_t i;
+	struct route_ctx *x;
 
-	if (routing)
-		return defer(m) ? -1 : 0;
-	routing = 1;
-	route_one(m, &r);
-	/* Messages queued meanwhile, in order; each may queue more. */
-	for (i = 0; i < n_pending; i++) {
-		struct route_result ignored = { 0, 0, false };
-
-		route_one(pending[i], &ignored);
-		msg_unref(pending[i]);
+	if (depth == MAX_DEPTH) {
+		log_warn("message on '%s' not routed: routing nested %d deep (a plugin routing "
+			 "from every delivery?)",
+			 m->topic, MAX_DEPTH);
+		return -1;
 	}
-	n_pending = 0;
-	routing = 0;
+	x = &ctxs[depth++];
+	if (m->retain)
+		update_retained(m);
+	x->n = 0;
+	x->msg = m;
+	x->oom = false;
+	buf_reset(&x->share_keys);
+	topic_tree_match(tree, m->topic, m->topic_len, on_match, x);
+	deliver_matches(x, &r);
+	if (x->oom) {
+		r.oom = true;
+		log_warn("message on '%s': some subscribers skipped: out of memory", m->topic);
+	}
+	x->msg = NULL;
+	depth--;
 	if (res)
 		*res = r;
 	return r.oom && !r.delivered ? -1 : r.delivered;
@@ -325,77 +453,126 @@ int router_publish(struct msg *m)
 	return router_route(m, NULL);
 }
 
-static void route_one(struct msg *m, struct route_result *res)
+int router_route_from(struct msg *m, const char *username, size_t from)
 {
-	size_t i;
-	int rc;
+	struct sp_result res;
 
-	if (m->retain)
-		update_retained(m);
-	n_matches = 0;
-	buf_reset(&share_keys);
-	match_oom = false;
-	topic_tree_match(tree, m->topic, m->topic_len, on_match, m);
-	for (i = 0; i < n_matches; i++) {
-		struct match *x = &matches[i];
-		uint8_t qos = x->qos < m->qos ? x->qos : m->qos;
-		const char *share = x->share_off == NO_SHARE
-					    ? NULL
-					    : (const char *)share_keys.data + x->share_off;
-
-		/* [MQTT-3.3.1-12, -13] RETAIN only as published when asked. */
-		rc = deliver(x->s, m, qos, x->rap && m->retain, x->subids, x->n_subids, share);
-		if (rc == SESSION_DELIVERED)
-			res->delivered++;
-		else if (rc == SESSION_QUOTA)
-			res->quota++;
-		else if (rc < 0)
-			res->oom = true;
-		x->s->route_stamp = 0;
-	}
-	if (match_oom) {
-		res->oom = true;
-		log_warn("message on '%s': some subscribers skipped: out of memory", m->topic);
+	switch (plugin_publish(m, m->sender, username, 0, from, &res)) {
+	case SP_PASS:
+		return router_route(m, NULL);
+	case SP_REJECT:
+		log_info("message on '%s' refused by a plugin (reason 0x%02x)", m->topic,
+			 res.reason);
+		return 0;
+	default:
+		return 0; /* taken */
 	}
 }
 
-struct reroute {
-	struct msg *m;
+/* --- targeted deliveries ------------------------------------------------------ */
+
+/* What a session's plain subscriptions matching m come to. */
+struct session_match {
 	uint8_t qos;
-	const char *share;
-	const struct session *gone;
-	bool done;
+	bool rap, any;
+	uint32_t subids[32];
+	size_t n_subids;
 };
 
-static void on_reroute(const struct topic_sub *sub, struct topic_group *g, void *arg)
+static void match_session(const struct session *s, const struct msg *m,
+			  struct session_match *sm)
 {
-	struct reroute *r = arg;
-	const struct topic_sub *t;
-	size_t gl;
+	const struct sub_rec *r;
+	const char *g, *f;
+	size_t gl, fl;
 
-	if (sub || r->done)
-		return;
-	gl = strlen(g->name);
-	if (strcmp(g->name, r->share) || strcmp(g->filter, r->share + gl + 1))
-		return;
-	t = choose_member(g, r->gone, r->m);
-	if (!t)
-		return;
-	r->done = true;
-	deliver(t->owner, r->m, r->qos < (t->options & 3) ? r->qos : (t->options & 3),
-			false, t->subid ? &t->subid : NULL, t->subid ? 1 : 0, r->share);
+	memset(sm, 0, sizeof(*sm));
+	for (r = s->subs; r; r = r->next) {
+		size_t len = strlen(r->filter);
+
+		if (topic_share_split(r->filter, len, &g, &gl, &f, &fl) ||
+		    !topic_matches(r->filter, len, m->topic, m->topic_len))
+			continue;
+		if ((r->options & MQTT_SUBOPT_NO_LOCAL) && !strcmp(s->client_id, m->sender))
+			continue;
+		sm->any = true;
+		if ((r->options & MQTT_SUBOPT_QOS_MASK) > sm->qos)
+			sm->qos = r->options & MQTT_SUBOPT_QOS_MASK;
+		sm->rap |= !!(r->options & MQTT_SUBOPT_RAP);
+		if (r->subid && sm->n_subids < 32)
+			sm->subids[sm->n_subids++] = r->subid;
+	}
 }
 
-void router_reroute_shared(struct msg *m, uint8_t qos, const char *share,
-			   const struct session *gone)
+static int deliver_to_session(const char *client_id, struct msg *m, size_t from)
 {
-	struct reroute r = { m, qos, share, gone, false };
+	struct session *s = session_find(client_id);
+	struct session_match sm;
+	int rc;
 
-	topic_tree_match(tree, m->topic, m->topic_len, on_reroute, &r);
-	if (!r.done)
-		log_info("message on '%s' for shared group '%s': no other member to take it",
-			 m->topic, share);
+	if (!s)
+		return 0;
+	match_session(s, m, &sm);
+	if (!sm.any)
+		return 0;
+	rc = deliver(s, m, min_qos(sm.qos, m->qos), sm.rap && m->retain, sm.subids, sm.n_subids,
+		     NULL, from);
+	return rc == OUTQ_DELIVERED ? 1 : rc < 0 ? -1 : 0;
 }
+
+int router_deliver_to(struct msg *m, const char *client_id, const char *group,
+		      const char *filter, size_t from)
+{
+	struct buf key;
+	struct topic_group *g;
+	int rc = 0;
+
+	if (!group)
+		return client_id ? deliver_to_session(client_id, m, from) : -1;
+	if (!filter)
+		return -1;
+	buf_init(&key);
+	if (topic_share_key_put(&key, group, strlen(group), filter, strlen(filter)))
+		return -1;
+	g = group_of((const char *)key.data);
+	if (g)
+		rc = deliver_to_group(g, (const char *)key.data, m, NULL, m->qos, from);
+	buf_free(&key);
+	return rc;
+}
+
+int router_release_hold(struct sp_plugin *owner, uint64_t id)
+{
+	struct hold *h = holds_take(owner, id);
+	struct topic_group *g;
+	struct session *s;
+
+	if (!h)
+		return -1;
+	if (h->client_id) {
+		s = session_find(h->client_id);
+		if (s)
+			outq_deliver(&s->q, h->msg, h->qos, h->retain, h->subids, h->n_subids,
+				     h->share);
+	} else if ((g = group_of(h->share))) {
+		/* A group's copy is offered to the group again, CHOOSE included. */
+		deliver_to_group(g, h->share, h->msg, NULL, h->qos, 0);
+	}
+	holds_free(h);
+	return 0;
+}
+
+int router_discard_hold(struct sp_plugin *owner, uint64_t id)
+{
+	struct hold *h = holds_take(owner, id);
+
+	if (!h)
+		return -1;
+	holds_free(h);
+	return 0;
+}
+
+/* --- retained messages on subscribe --------------------------------------------- */
 
 struct retained_send {
 	struct session *s;
@@ -407,10 +584,10 @@ static void on_retained(const char *topic, void *value, void *arg)
 {
 	struct retained_send *r = arg;
 	struct msg *m = value;
-	uint8_t qos = m->qos < r->qos ? m->qos : r->qos;
 
 	/* [MQTT-3.3.1-8] retained messages sent on subscribe carry RETAIN 1. */
-	deliver(r->s, m, qos, true, r->subid ? &r->subid : NULL, r->subid ? 1 : 0, NULL);
+	deliver(r->s, m, min_qos(m->qos, r->qos), true, r->subid ? &r->subid : NULL,
+		r->subid ? 1 : 0, NULL, 0);
 }
 
 void router_send_retained(struct session *s, const char *filter, size_t len, uint8_t options,
@@ -420,6 +597,18 @@ void router_send_retained(struct session *s, const char *filter, size_t len, uin
 
 	retain_tree_match(retained, filter, len, on_retained, &r);
 }
+
+size_t router_retained_count(void)
+{
+	return retained ? retain_tree_count(retained) : 0;
+}
+
+size_t router_subscription_count(void)
+{
+	return tree ? topic_tree_count(tree) : 0;
+}
+
+/* --- what happens to sessions (session_events) ----------------------------------- */
 
 static void split_share(const char *filter, size_t len, const char **f, size_t *fl,
 			const char **g, size_t *gl)
@@ -432,35 +621,71 @@ static void split_share(const char *filter, size_t len, const char **f, size_t *
 	}
 }
 
-int router_subscribe(struct session *s, const char *filter, size_t len, uint8_t options,
-		     uint32_t subid, int *existed)
-{
-	const char *f, *g;
-	size_t fl, gl;
-	bool ex = false;
-	int rc;
-
-	split_share(filter, len, &f, &fl, &g, &gl);
-	rc = topic_tree_subscribe(tree, f, fl, g, gl, s, options, subid, &ex);
-	*existed = ex;
-	return rc;
-}
-
-int router_unsubscribe(struct session *s, const char *filter, size_t len)
+static int on_sub_added(struct session *s, const char *filter, size_t len, uint8_t options,
+			uint32_t subid, bool *existed)
 {
 	const char *f, *g;
 	size_t fl, gl;
 
 	split_share(filter, len, &f, &fl, &g, &gl);
-	return topic_tree_unsubscribe(tree, f, fl, g, gl, s);
+	return topic_tree_subscribe(tree, f, fl, g, gl, s, options, subid, existed);
 }
 
-size_t router_retained_count(void)
+static void on_sub_removed(struct session *s, const char *filter, size_t len)
 {
-	return retained ? retain_tree_count(retained) : 0;
+	const char *f, *g;
+	size_t fl, gl;
+
+	split_share(filter, len, &f, &fl, &g, &gl);
+	topic_tree_unsubscribe(tree, f, fl, g, gl, s);
 }
 
-size_t router_subscription_count(void)
+static void on_detached(struct session *s, bool graceful)
 {
-	return tree ? topic_tree_count(tree) : 0;
+	plugin_disconnect(s, graceful);
 }
+
+static void on_will(struct session *s, struct msg *will)
+{
+	router_route_from(will, s->username, 0);
+}
+
+/* Held deliveries of an ending session are dropped; a shared one goes to another member. */
+static void on_ending(struct session *s)
+{
+	struct hold *h;
+
+	while ((h = holds_take_client(s->client_id))) {
+		plugin_dropped(s, h->msg, h->qos, h->share, "session ended while held", h->id);
+		if (h->share && h->qos)
+			router_reroute_shared(h->msg, h->qos, h->share, s);
+		holds_free(h);
+	}
+	plugin_session_end(s);
+}
+
+static void on_acked(struct session *s, struct msg *m, uint8_t qos, const char *share,
+		     uint8_t reason)
+{
+	plugin_acked(s, m, qos, share, reason);
+}
+
+static void on_dropped(struct session *s, struct msg *m, uint8_t qos, const char *share,
+		       const char *why)
+{
+	plugin_dropped(s, m, qos, share, why, 0);
+}
+
+static void on_orphaned(struct session *s, struct msg *m, uint8_t qos, const char *share)
+{
+	router_reroute_shared(m, qos, share, s);
+}
+
+static const struct session_events events = {
+	.q = { on_acked, on_dropped, on_orphaned },
+	.sub_added = on_sub_added,
+	.sub_removed = on_sub_removed,
+	.detached = on_detached,
+	.will = on_will,
+	.ending = on_ending,
+};

@@ -1,6 +1,9 @@
 /*
  * router.h - what happens to an accepted message: the retained store, the
- * topic tree, shared groups, and delivery to each matching session.
+ * topic tree, shared groups, and delivery to each matching session through
+ * the plugins' DELIVER and CHOOSE chains; deliveries plugins aim at one
+ * subscriber, and the ones they held. router_init() also makes the router
+ * the one that hears what happens to sessions (session_set_events).
  */
 #ifndef SLUICE_ROUTER_H
 #define SLUICE_ROUTER_H
@@ -11,6 +14,7 @@
 #include "msg.h"
 
 struct session;
+struct sp_plugin;
 
 int router_init(void);
 void router_free(void);
@@ -26,14 +30,28 @@ struct route_result {
  * Routes m (borrowed: the router takes its own references). Retained
  * messages are stored or cleared first [MQTT-3.3.1-5, -6, -10, -11].
  * Returns the number of sessions the message was delivered or queued to,
- * or -1 on OOM; *res (may be NULL) says more.
- *
- * A message routed while another is being routed (a plugin publishing from
- * a delivery event, a will published as a session ends) is queued and
- * routed right after the current one; its result is then unknown (0).
+ * or -1 on OOM; *res (may be NULL) says more. A message routed while
+ * another is being routed (a plugin routing from a delivery event) is
+ * routed at once, with the same result.
  */
 int router_route(struct msg *m, struct route_result *res);
 int router_publish(struct msg *m);
+/*
+ * The PUBLISH chain from plugin `from` (m->sender is the publisher,
+ * username may be NULL), then routing: a message a plugin hands back, or a
+ * will. Returns sessions reached, 0 when a plugin took or refused it, -1.
+ */
+int router_route_from(struct msg *m, const char *username, size_t from);
+/*
+ * host->deliver(): m to the plain subscriptions of client_id that match its
+ * topic, or (group set) to one member of the shared group (group, filter).
+ * The DELIVER chain runs from plugin `from`. 1 delivered, 0 not, -1 error.
+ */
+int router_deliver_to(struct msg *m, const char *client_id, const char *group,
+		      const char *filter, size_t from);
+/* host->release() / discard(): the hold (owner, id) is delivered now / dropped. 0 or -1. */
+int router_release_hold(struct sp_plugin *owner, uint64_t id);
+int router_discard_hold(struct sp_plugin *owner, uint64_t id);
 
 /*
  * A shared-subscription delivery whose session ended unacknowledged:
@@ -45,11 +63,6 @@ void router_reroute_shared(struct msg *m, uint8_t qos, const char *share,
 /* Sends the retained messages matching filter to s (on subscribe). */
 void router_send_retained(struct session *s, const char *filter, size_t len, uint8_t options,
 			  uint32_t subid);
-
-/* Subscription bookkeeping for the topic tree. */
-int router_subscribe(struct session *s, const char *filter, size_t len, uint8_t options,
-		     uint32_t subid, int *existed);
-int router_unsubscribe(struct session *s, const char *filter, size_t len);
 
 /* Start-up: a retained message read back from the store (takes the reference). */
 int router_restore_retained(struct msg *m);

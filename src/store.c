@@ -1,122 +1,44 @@
 /*
- * store.c - SQLite persistence with one writer thread and group commit.
+ * store.c - the loop's side of the store: durable state in SQLite, written
+ * by one writer thread with group commit, so the loop never waits on the
+ * disk. The database itself (schema, restore, executing batches) is
+ * store_db.c's.
  *
  * Threads. The loop thread owns everything in the broker; the writer
  * thread owns the database connection once store_start() ran (before that,
  * the loop opens, migrates and restores from it alone). They share only
  * three things, under `lock`: the batch handed to the writer (`todo`), the
- * list of committed batches (`done`), and the stop flag. The writer wakes
- * the loop with listener_wake() (lws_cancel_service, the one thread-safe
- * lws call) after each commit.
+ * list of committed batches (`done`), and the stop flag (plus the counters
+ * of store_get_stats). The writer wakes the loop after each commit with the
+ * function store_start() was given (the transport's thread-safe wake-up).
  *
  * Batches. Operations queue in the open batch. A batch is handed over only
  * when the writer is idle, so commits never overlap and a slow commit makes
  * the next batch larger instead of making the loop wait: group commit.
  * Callbacks (store_after_commit) live in the batch at the position they
  * were queued; a callback's status covers the operations between it and the
- * previous callback, which is how a publisher learns that its message in
- * particular could not be stored.
+ * previous callback (a unit), which is how a publisher learns that its
+ * message in particular could not be stored.
  *
- * Failure. A batch that fails (disk full, I/O error, persistence_max_bytes)
- * is rolled back and replayed one unit (the operations up to a callback) per
- * transaction, so that units that fit (acknowledgement deletes free space)
- * still commit and only the others are refused. Nothing is ever
- * acknowledged that was not committed.
- *
- * Schema. PRAGMA user_version is the schema version. A database with a
- * newer version, or one SQLite cannot read, stops start-up and is left
- * untouched. Messages are stored once (msgs) and referenced by deliveries
- * and retained rows; a message row goes when the last reference goes.
+ * Out of memory. An operation that cannot be queued is lost, but not
+ * silently: its unit's callback reports -ENOMEM (unit_lost), so no
+ * acknowledgement ever covers a write that was dropped.
  */
-#include "store.h"
+#include "store_internal.h"
 
 #include <errno.h>
 #include <pthread.h>
-#include <sqlite3.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
-#include "buf.h"
 #include "clock.h"
 #include "config.h"
-#include "listener.h"
 #include "log.h"
 #include "mem.h"
 #include "msg.h"
-#include "session.h"
+#include "topic.h"
 
-#define SCHEMA_VERSION 2
-
-enum op_type {
-	OP_SESSION_PUT,
-	OP_SESSION_DEL,
-	OP_SUB_PUT,
-	OP_SUB_DEL,
-	OP_DELIVERY_PUT,
-	OP_DELIVERY_UPDATE,
-	OP_DELIVERY_DEL,
-	OP_RX_PUT,
-	OP_RX_DEL,
-	OP_RETAINED_PUT,
-	OP_RETAINED_DEL,
-	OP_KV_PUT,
-	OP_KV_DEL,
-	OP_HEARTBEAT,
-	OP_DONE, /* a store_after_commit callback: ends a unit */
-	OP_LOAD, /* a read of deliveries for a disk-backed queue */
-	OP_NOP, /* nothing: makes a batch exist so that a fence clears */
-	OP_COLD_PUT,
-	OP_COLD_DEL,
-	OP_COLD_GET, /* a read: the value comes back in blob2 */
-	OP_COLD_DEL_RANGE, /* keys from blob (included) to blob2 (excluded) */
-};
-
-/* A delivery as the writer read it: numbers, and offsets into `bytes`. */
-struct raw_row {
-	uint64_t seq, msg_id;
-	uint8_t qos, state;
-	bool retain;
-	uint16_t packet_id;
-	size_t sub_off, sub_len, share_off, share_len, data_off, data_len;
-};
-
-/* The rows of an OP_LOAD. The writer fills raw/bytes; the loop decodes them. */
-struct loaded {
-	struct raw_row *raw;
-	size_t n, cap;
-	struct buf bytes;
-};
-
-struct op {
-	uint8_t type;
-	int status; /* OP_DONE / OP_LOAD: result, set by the writer */
-	int64_t i[5];
-	char *text; /* owned */
-	uint8_t *blob, *blob2; /* owned */
-	size_t blob_len, blob2_len;
-	struct msg *msg; /* referenced */
-	void *fn, *arg; /* OP_DONE: store_done_fn; OP_LOAD: store_loaded_fn */
-	struct loaded *load; /* OP_LOAD: the rows read */
-};
-
-struct batch {
-	struct batch *next;
-	uint64_t seq;
-	struct op *ops;
-	size_t n, cap;
-	/* (sid, seq) -> index of its OP_DELIVERY_PUT in ops, for cancelling (below) */
-	struct put_slot *puts;
-	size_t puts_used, puts_cap;
-};
-
-struct put_slot {
-	uint64_t sid, seq; /* sid 0: free */
-	size_t idx;
-};
-
-static sqlite3 *db;
 static bool enabled;
 static pthread_t writer;
 static bool writer_started;
@@ -131,479 +53,35 @@ static struct store_stats stats;
 static uint64_t open_seq = 1; /* number of the open batch; batches commit in order */
 static uint64_t committed_seq; /* number of the last batch whose callbacks ran */
 static void (*commit_hook)(void);
-
-/* --- SQL ---------------------------------------------------------------------- */
-
-static const char *const schema_v1[] = {
-	"CREATE TABLE msgs (id INTEGER PRIMARY KEY, data BLOB NOT NULL)",
-	"CREATE TABLE sessions (sid INTEGER PRIMARY KEY, client_id TEXT NOT NULL UNIQUE,"
-	" version INTEGER NOT NULL, expiry INTEGER NOT NULL, disconnected INTEGER NOT NULL,"
-	" will BLOB, will_delay INTEGER NOT NULL, next_seq INTEGER NOT NULL)",
-	"CREATE TABLE subs (sid INTEGER NOT NULL, filter TEXT NOT NULL, options INTEGER NOT NULL,"
-	" subid INTEGER NOT NULL, PRIMARY KEY (sid, filter)) WITHOUT ROWID",
-	"CREATE TABLE deliveries (sid INTEGER NOT NULL, seq INTEGER NOT NULL,"
-	" msg_id INTEGER NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,"
-	" state INTEGER NOT NULL, packet_id INTEGER NOT NULL, subids BLOB, share BLOB,"
-	" PRIMARY KEY (sid, seq)) WITHOUT ROWID",
-	"CREATE INDEX deliveries_msg ON deliveries (msg_id)",
-	"CREATE TABLE rx_qos2 (sid INTEGER NOT NULL, packet_id INTEGER NOT NULL,"
-	" PRIMARY KEY (sid, packet_id)) WITHOUT ROWID",
-	"CREATE TABLE retained (topic BLOB PRIMARY KEY, msg_id INTEGER NOT NULL) WITHOUT ROWID",
-	"CREATE INDEX retained_msg ON retained (msg_id)",
-	"CREATE TABLE plugin_kv (plugin TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,"
-	" PRIMARY KEY (plugin, key)) WITHOUT ROWID",
-	"CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID",
-	NULL,
-};
-
-/* Version 2: plugins' cold values (never read back at start-up). */
-static const char *const schema_v2[] = {
-	"CREATE TABLE plugin_cold (plugin TEXT NOT NULL, key BLOB NOT NULL, value BLOB NOT NULL,"
-	" PRIMARY KEY (plugin, key)) WITHOUT ROWID",
-	NULL,
-};
-
-/* Every migration, by the version it produces; [1] creates the first schema. */
-static const char *const *const migrations[SCHEMA_VERSION + 1] = { NULL, schema_v1, schema_v2 };
-
-enum stmt_id {
-	S_SESSION_PUT,
-	S_SESSION_DEL,
-	S_SESSION_DEL_SUBS,
-	S_SESSION_DEL_DELIVERIES,
-	S_SESSION_DEL_RX,
-	S_SUB_PUT,
-	S_SUB_DEL,
-	S_MSG_PUT,
-	S_MSG_GC,
-	S_DELIVERY_PUT,
-	S_DELIVERY_UPDATE,
-	S_DELIVERY_DEL,
-	S_RX_PUT,
-	S_RX_DEL,
-	S_RETAINED_PUT,
-	S_RETAINED_GET,
-	S_RETAINED_DEL,
-	S_KV_PUT,
-	S_KV_DEL,
-	S_HEARTBEAT,
-	S_LOAD,
-	S_ORPHAN_MSGS,
-	S_COLD_PUT,
-	S_COLD_DEL,
-	S_COLD_GET,
-	S_COLD_DEL_RANGE,
-	S__COUNT
-};
-
-static const char *const stmt_sql[S__COUNT] = {
-	[S_SESSION_PUT] = "INSERT OR REPLACE INTO sessions VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-	[S_SESSION_DEL] = "DELETE FROM sessions WHERE sid = ?1",
-	[S_SESSION_DEL_SUBS] = "DELETE FROM subs WHERE sid = ?1",
-	[S_SESSION_DEL_DELIVERIES] = "DELETE FROM deliveries WHERE sid = ?1",
-	[S_SESSION_DEL_RX] = "DELETE FROM rx_qos2 WHERE sid = ?1",
-	[S_SUB_PUT] = "INSERT OR REPLACE INTO subs VALUES (?1, ?2, ?3, ?4)",
-	[S_SUB_DEL] = "DELETE FROM subs WHERE sid = ?1 AND filter = ?2",
-	[S_MSG_PUT] = "INSERT OR IGNORE INTO msgs VALUES (?1, ?2)",
-	[S_MSG_GC] = "DELETE FROM msgs WHERE id = ?1"
-		     " AND NOT EXISTS (SELECT 1 FROM deliveries WHERE msg_id = ?1)"
-		     " AND NOT EXISTS (SELECT 1 FROM retained WHERE msg_id = ?1)",
-	[S_DELIVERY_PUT] = "INSERT OR REPLACE INTO deliveries VALUES"
-			   " (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-	[S_DELIVERY_UPDATE] = "UPDATE deliveries SET state = ?3, packet_id = ?4"
-			      " WHERE sid = ?1 AND seq = ?2",
-	[S_DELIVERY_DEL] = "DELETE FROM deliveries WHERE sid = ?1 AND seq = ?2",
-	[S_RX_PUT] = "INSERT OR IGNORE INTO rx_qos2 VALUES (?1, ?2)",
-	[S_RX_DEL] = "DELETE FROM rx_qos2 WHERE sid = ?1 AND packet_id = ?2",
-	[S_RETAINED_PUT] = "INSERT OR REPLACE INTO retained VALUES (?1, ?2)",
-	[S_RETAINED_GET] = "SELECT msg_id FROM retained WHERE topic = ?1",
-	[S_RETAINED_DEL] = "DELETE FROM retained WHERE topic = ?1",
-	[S_KV_PUT] = "INSERT OR REPLACE INTO plugin_kv VALUES (?1, ?2, ?3)",
-	[S_KV_DEL] = "DELETE FROM plugin_kv WHERE plugin = ?1 AND key = ?2",
-	[S_HEARTBEAT] = "INSERT OR REPLACE INTO meta VALUES ('heartbeat', ?1)",
-	[S_LOAD] = "SELECT d.seq, d.qos, d.retain, d.state, d.packet_id, d.subids, d.share,"
-		   " m.id, m.data FROM deliveries d JOIN msgs m ON m.id = d.msg_id"
-		   " WHERE d.sid = ?1 AND d.seq >= ?2 ORDER BY d.seq LIMIT ?3",
-	[S_ORPHAN_MSGS] = "DELETE FROM msgs WHERE id NOT IN (SELECT msg_id FROM deliveries)"
-			  " AND id NOT IN (SELECT msg_id FROM retained)",
-	[S_COLD_PUT] = "INSERT OR REPLACE INTO plugin_cold VALUES (?1, ?2, ?3)",
-	[S_COLD_DEL] = "DELETE FROM plugin_cold WHERE plugin = ?1 AND key = ?2",
-	[S_COLD_GET] = "SELECT value FROM plugin_cold WHERE plugin = ?1 AND key = ?2",
-	[S_COLD_DEL_RANGE] = "DELETE FROM plugin_cold WHERE plugin = ?1 AND key >= ?2 AND key < ?3",
-};
-
-static sqlite3_stmt *stmts[S__COUNT];
-
-static int db_exec(const char *sql)
-{
-	char *err = NULL;
-	int rc = sqlite3_exec(db, sql, NULL, NULL, &err);
-
-	if (rc != SQLITE_OK) {
-		log_err("store: %s: %s", sql, err ? err : sqlite3_errstr(rc));
-		sqlite3_free(err);
-		return -1;
-	}
-	return 0;
-}
-
-static int get_user_version(int *v)
-{
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL);
-
-	if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-		*v = sqlite3_column_int(st, 0);
-		rc = SQLITE_OK;
-	}
-	sqlite3_finalize(st);
-	return rc == SQLITE_OK ? 0 : -1;
-}
-
-/* Runs every migration the database lacks, each in its own transaction. */
-static int migrate(const char *path)
-{
-	int version = 0, v;
-	char sql[64];
-
-	if (get_user_version(&version)) {
-		log_err("store: %s is not a database sluice can read: %s", path,
-			sqlite3_errmsg(db));
-		return -1;
-	}
-	if (version > SCHEMA_VERSION) {
-		log_err("store: %s was written by a newer sluice (schema %d; this one knows up "
-			"to %d); refusing to start, the file is left as it is",
-			path, version, SCHEMA_VERSION);
-		return -1;
-	}
-	for (v = version + 1; v <= SCHEMA_VERSION; v++) {
-		const char *const *s;
-
-		if (db_exec("BEGIN IMMEDIATE"))
-			return -1;
-		for (s = migrations[v]; *s; s++)
-			if (db_exec(*s))
-				goto fail;
-		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v);
-		if (db_exec(sql) || db_exec("COMMIT"))
-			goto fail;
-		log_notice("store: %s: schema version %d", path, v);
-	}
-	return 0;
-fail:
-	db_exec("ROLLBACK");
-	return -1;
-}
-
-/* mkdir -p of the database's directory. */
-static int make_parent_dir(const char *path)
-{
-	char dir[4096];
-	char *p, *slash;
-
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (!slash || slash == dir)
-		return 0;
-	*slash = '\0';
-	for (p = dir + 1;; p++) {
-		char c = *p;
-
-		if (c != '/' && c != '\0')
-			continue;
-		*p = '\0';
-		if (mkdir(dir, 0750) && errno != EEXIST) {
-			log_err("store: cannot create directory %s: %s", dir, strerror(errno));
-			return -1;
-		}
-		*p = c;
-		if (!c)
-			return 0;
-	}
-}
-
-static int set_pragmas(const struct config *cfg)
-{
-	char sql[96];
-
-	if (db_exec("PRAGMA journal_mode = WAL") ||
-	    db_exec(cfg->persistence_sync == PERSIST_SYNC_FULL ? "PRAGMA synchronous = FULL"
-							       : "PRAGMA synchronous = NORMAL") ||
-	    db_exec("PRAGMA foreign_keys = OFF") || db_exec("PRAGMA temp_store = MEMORY"))
-		return -1;
-	if (cfg->persistence_max_bytes) {
-		/* The cap is in pages; SQLite then answers SQLITE_FULL past it. */
-		snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %llu",
-			 (unsigned long long)(cfg->persistence_max_bytes / 4096));
-		if (db_exec("PRAGMA page_size = 4096") || db_exec(sql))
-			return -1;
-	}
-	return 0;
-}
-
-static int prepare_all(void)
-{
-	int i;
-
-	for (i = 0; i < S__COUNT; i++) {
-		if (sqlite3_prepare_v3(db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &stmts[i],
-				       NULL) != SQLITE_OK) {
-			log_err("store: preparing %s: %s", stmt_sql[i], sqlite3_errmsg(db));
-			return -1;
-		}
-	}
-	return 0;
-}
-
-/* Opening checks the file is a database (the quick check reads every page header). */
-static int check_integrity(const char *path)
-{
-	sqlite3_stmt *st;
-	int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL);
-	int ok = 0;
-
-	if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
-		ok = !strcmp((const char *)sqlite3_column_text(st, 0), "ok");
-	if (!ok) {
-		const char *why = rc == SQLITE_OK && sqlite3_column_text(st, 0)
-					  ? (const char *)sqlite3_column_text(st, 0)
-					  : sqlite3_errmsg(db);
-
-		/* quick_check may list many pages: the first line says enough. */
-		log_err("store: %s is corrupt (%.*s); refusing to start, the file is left as it is",
-			path, (int)strcspn(why, "\n"), why);
-	}
-	sqlite3_finalize(st);
-	return ok ? 0 : -1;
-}
-
+static void (*wake_loop)(void); /* thread-safe: makes the loop call store_poll() soon */
 /*
- * One broker per database: exclusive locking mode holds the lock from the
- * first access until close, so a second broker started on the same file
- * stops with a clear message instead of interleaving its writes.
+ * An operation of the unit being queued (the operations since the last
+ * callback) was lost to lack of memory: the unit's callback reports
+ * -ENOMEM, so that no acknowledgement covers what was not stored.
  */
-static int lock_exclusive(const char *path)
-{
-	int rc;
-
-	if (db_exec("PRAGMA locking_mode = EXCLUSIVE"))
-		return -1;
-	rc = sqlite3_exec(db, "BEGIN EXCLUSIVE; COMMIT", NULL, NULL, NULL);
-	if (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) {
-		log_err("store: %s is in use by another process (another broker?)", path);
-		return -1;
-	}
-	if (rc != SQLITE_OK) {
-		log_err("store: %s cannot be read as a database: %s", path, sqlite3_errmsg(db));
-		return -1;
-	}
-	return 0;
-}
+static bool unit_lost;
 
 int store_open(const struct config *cfg)
 {
-	const char *path = cfg->persistence_file;
-
 	enabled = cfg->persistence;
 	open_batch = NULL;
 	if (!enabled)
 		return 0;
-	if (make_parent_dir(path))
+	if (store_db_open(cfg)) {
+		enabled = false;
 		return -1;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-					       SQLITE_OPEN_NOMUTEX,
-			    NULL) != SQLITE_OK) {
-		log_err("store: cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "no memory");
-		goto fail;
 	}
-	if (lock_exclusive(path) || check_integrity(path) || migrate(path) || set_pragmas(cfg) ||
-	    prepare_all())
-		goto fail;
-	log_notice("store: %s open (synchronous %s)", path,
-		   cfg->persistence_sync == PERSIST_SYNC_FULL ? "full" : "normal");
 	return 0;
-fail:
-	store_close();
-	enabled = false;
-	return -1;
 }
 
 bool store_on(void)
 {
 	return enabled;
 }
-
-/* --- restore ----------------------------------------------------------------------- */
-
-static struct msg *msg_from_row(sqlite3_stmt *st, int id_col, int data_col)
-{
-	struct msg *m = msg_decode(sqlite3_column_blob(st, data_col),
-				   (size_t)sqlite3_column_bytes(st, data_col));
-
-	if (m) {
-		m->id = (uint64_t)sqlite3_column_int64(st, id_col);
-		m->stored = true;
-		msg_seen_id(m->id);
-	}
-	return m;
-}
-
-typedef int (*row_fn)(sqlite3_stmt *st, const struct store_restore_ops *ops);
-
-static int each_row(const char *sql, int64_t a, int64_t b, row_fn fn,
-		    const struct store_restore_ops *ops)
-{
-	sqlite3_stmt *st;
-	int rc;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		log_err("store: %s: %s", sql, sqlite3_errmsg(db));
-		return -1;
-	}
-	sqlite3_bind_int64(st, 1, a);
-	sqlite3_bind_int64(st, 2, b);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		if (fn(st, ops)) {
-			rc = SQLITE_ABORT;
-			break;
-		}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		log_err("store: reading back: %s", rc == SQLITE_ABORT ? "out of memory"
-								      : sqlite3_errmsg(db));
-		return -1;
-	}
-	return 0;
-}
-
-static int row_session(sqlite3_stmt *st, const struct store_restore_ops *ops)
-{
-	struct store_session_row r;
-
-	memset(&r, 0, sizeof(r));
-	r.sid = (uint64_t)sqlite3_column_int64(st, 0);
-	r.client_id = (const char *)sqlite3_column_text(st, 1);
-	r.version = (uint8_t)sqlite3_column_int(st, 2);
-	r.expiry_interval = (uint32_t)sqlite3_column_int64(st, 3);
-	r.disconnected_wall = (uint64_t)sqlite3_column_int64(st, 4);
-	if (sqlite3_column_type(st, 5) == SQLITE_BLOB)
-		r.will = msg_decode(sqlite3_column_blob(st, 5), (size_t)sqlite3_column_bytes(st, 5));
-	r.will_delay = (uint32_t)sqlite3_column_int64(st, 6);
-	r.next_seq = (uint64_t)sqlite3_column_int64(st, 7);
-	return ops->session(&r, ops->arg);
-}
-
-static int row_sub(sqlite3_stmt *st, const struct store_restore_ops *ops)
-{
-	return ops->sub((uint64_t)sqlite3_column_int64(st, 0),
-			(const char *)sqlite3_column_text(st, 1),
-			(uint8_t)sqlite3_column_int(st, 2), (uint32_t)sqlite3_column_int64(st, 3),
-			ops->arg);
-}
-
-static int row_rx(sqlite3_stmt *st, const struct store_restore_ops *ops)
-{
-	return ops->rx_qos2((uint64_t)sqlite3_column_int64(st, 0),
-			    (uint16_t)sqlite3_column_int(st, 1), ops->arg);
-}
-
-static int row_retained(sqlite3_stmt *st, const struct store_restore_ops *ops)
-{
-	struct msg *m = msg_from_row(st, 0, 1);
-
-	return m ? ops->retained(m, ops->arg) : -1;
-}
-
-static int row_kv(sqlite3_stmt *st, const struct store_restore_ops *ops)
-{
-	return ops->kv((const char *)sqlite3_column_text(st, 0), sqlite3_column_blob(st, 1),
-		       (size_t)sqlite3_column_bytes(st, 1), sqlite3_column_blob(st, 2),
-		       (size_t)sqlite3_column_bytes(st, 2), ops->arg);
-}
-
-/* Fills r from a row of S_LOAD's shape (columns 0..8). The message has one reference. */
-static int delivery_from_row(sqlite3_stmt *st, struct store_delivery_row *r)
-{
-	memset(r, 0, sizeof(*r));
-	r->seq = (uint64_t)sqlite3_column_int64(st, 0);
-	r->qos = (uint8_t)sqlite3_column_int(st, 1);
-	r->retain = sqlite3_column_int(st, 2) != 0;
-	r->state = (uint8_t)sqlite3_column_int(st, 3);
-	r->packet_id = (uint16_t)sqlite3_column_int(st, 4);
-	r->subids = sqlite3_column_blob(st, 5);
-	r->n_subids = (size_t)sqlite3_column_bytes(st, 5) / sizeof(uint32_t);
-	r->share = sqlite3_column_type(st, 6) == SQLITE_BLOB ? sqlite3_column_blob(st, 6) : NULL;
-	r->msg = msg_from_row(st, 7, 8);
-	return r->msg ? 0 : -1;
-}
-
-static int row_delivery(sqlite3_stmt *st, const struct store_restore_ops *ops)
-{
-	struct store_delivery_row r;
-	uint64_t sid = (uint64_t)sqlite3_column_int64(st, 9);
-
-	if (delivery_from_row(st, &r))
-		return -1;
-	return ops->delivery(sid, &r, ops->arg);
-}
-
-static int row_on_disk(sqlite3_stmt *st, const struct store_restore_ops *ops)
-{
-	return ops->on_disk((uint64_t)sqlite3_column_int64(st, 0),
-			    (uint64_t)sqlite3_column_int64(st, 1),
-			    (uint64_t)sqlite3_column_int64(st, 2), ops->arg);
-}
-
-/*
- * In flight (state > 0) and the first `in_memory` queued deliveries of each
- * session come back into memory; per session, the rest is counted and left
- * on disk. Window functions keep both linear in the number of rows.
- */
-static const char sql_deliveries[] =
-	"SELECT d.seq, d.qos, d.retain, d.state, d.packet_id, d.subids, d.share, m.id, m.data,"
-	" d.sid FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY sid, state = 0 ORDER BY seq)"
-	" AS rn FROM deliveries) d JOIN msgs m ON m.id = d.msg_id"
-	" WHERE d.state > 0 OR d.rn <= ?1 ORDER BY d.sid, d.seq";
-static const char sql_on_disk[] =
-	"SELECT sid, MIN(seq), COUNT(*) FROM (SELECT sid, seq, ROW_NUMBER() OVER"
-	" (PARTITION BY sid ORDER BY seq) AS rn FROM deliveries WHERE state = 0)"
-	" WHERE rn > ?1 GROUP BY sid";
-
-static int row_max_id(sqlite3_stmt *st, const struct store_restore_ops *ops)
-{
-	msg_seen_id((uint64_t)sqlite3_column_int64(st, 0));
-	return 0;
-}
-
 int store_restore(const struct store_restore_ops *ops, uint64_t *heartbeat_wall)
 {
-	sqlite3_stmt *st;
-
 	*heartbeat_wall = 0;
-	if (!enabled)
-		return 0;
-	if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'heartbeat'", -1, &st,
-			       NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		*heartbeat_wall = (uint64_t)sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	/* Messages a crash left without any reference. */
-	if (sqlite3_step(stmts[S_ORPHAN_MSGS]) != SQLITE_DONE)
-		log_warn("store: cleaning unreferenced messages: %s", sqlite3_errmsg(db));
-	sqlite3_reset(stmts[S_ORPHAN_MSGS]);
-	return each_row("SELECT IFNULL(MAX(id), 0) FROM msgs", 0, 0, row_max_id, ops) ||
-	       each_row("SELECT sid, client_id, version, expiry, disconnected, will, will_delay,"
-			" next_seq FROM sessions ORDER BY sid",
-			0, 0, row_session, ops) ||
-	       each_row("SELECT sid, filter, options, subid FROM subs", 0, 0, row_sub, ops) ||
-	       each_row(sql_deliveries, ops->in_memory, 0, row_delivery, ops) ||
-	       each_row(sql_on_disk, ops->in_memory, 0, row_on_disk, ops) ||
-	       each_row("SELECT sid, packet_id FROM rx_qos2", 0, 0, row_rx, ops) ||
-	       each_row("SELECT m.id, m.data FROM retained r JOIN msgs m ON m.id = r.msg_id", 0,
-			0, row_retained, ops) ||
-	       each_row("SELECT plugin, key, value FROM plugin_kv ORDER BY plugin, key", 0, 0,
-			row_kv, ops);
+	return enabled ? store_db_restore(ops, heartbeat_wall) : 0;
 }
 
 /* --- the loop's side: queueing operations ------------------------------------------ */
@@ -638,8 +116,24 @@ static struct op *op_add(uint8_t type)
 	o->type = type;
 	return o;
 oom:
-	log_err("store: out of memory queueing a write; it is lost");
+	log_err("store: out of memory queueing a write; it is lost (and reported)");
+	unit_lost = true;
 	return NULL;
+}
+
+/* An operation whose copies could not all be made is dropped like one never queued. */
+static void op_free(struct op *o);
+
+static int op_complete(struct op *o, bool ok)
+{
+	if (ok)
+		return 0;
+	op_free(o);
+	memset(o, 0, sizeof(*o));
+	o->type = OP_NOP;
+	log_err("store: out of memory queueing a write; it is lost (and reported)");
+	unit_lost = true;
+	return -1;
 }
 
 static void op_free(struct op *o)
@@ -731,29 +225,33 @@ static void *copy(const void *p, size_t n)
 	return d;
 }
 
-void store_session_put(const struct session *s)
+void store_session_put(const struct store_session_row *r)
 {
 	struct op *o;
 	struct buf will;
 
-	if (!enabled || !s->sid || !(o = op_add(OP_SESSION_PUT)))
+	if (!enabled || !r->sid || !(o = op_add(OP_SESSION_PUT)))
 		return;
-	o->i[0] = (int64_t)s->sid;
-	o->i[1] = s->version;
-	o->i[2] = s->expiry_interval;
-	o->i[3] = (int64_t)s->disconnected_wall;
-	o->i[4] = (int64_t)s->next_seq;
-	o->text = mem_strdup(s->client_id);
-	if (s->will) {
+	o->i[0] = (int64_t)r->sid;
+	o->i[1] = r->version;
+	o->i[2] = r->expiry_interval;
+	o->i[3] = (int64_t)r->disconnected_wall;
+	o->i[4] = (int64_t)r->next_seq;
+	o->text = mem_strdup(r->client_id);
+	if (op_complete(o, o->text != NULL))
+		return;
+	if (r->will) {
 		buf_init(&will);
-		if (!msg_encode(s->will, &will)) {
+		if (!msg_encode(r->will, &will)) {
 			o->blob = will.data;
 			o->blob_len = will.len;
 		} else {
 			buf_free(&will);
+			op_complete(o, false);
+			return;
 		}
 	}
-	o->blob2_len = s->will_delay; /* carried as a number */
+	o->blob2_len = r->will_delay; /* carried as a number */
 }
 
 void store_session_del(uint64_t sid)
@@ -774,6 +272,7 @@ void store_sub_put(uint64_t sid, const char *filter, uint8_t options, uint32_t s
 	o->i[1] = options;
 	o->i[2] = subid;
 	o->text = mem_strdup(filter);
+	op_complete(o, o->text != NULL);
 }
 
 void store_sub_del(uint64_t sid, const char *filter)
@@ -784,66 +283,52 @@ void store_sub_del(uint64_t sid, const char *filter)
 		return;
 	o->i[0] = (int64_t)sid;
 	o->text = mem_strdup(filter);
+	op_complete(o, o->text != NULL);
 }
 
-static size_t share_size(const char *share)
-{
-	size_t g = strlen(share);
-
-	return g + 1 + strlen(share + g + 1) + 1;
-}
-
-void store_delivery_put(uint64_t sid, const struct out_entry *e)
+void store_delivery_put(uint64_t sid, const struct store_delivery_row *r)
 {
 	struct op *o = op_add(OP_DELIVERY_PUT);
-	uint32_t subids[1];
 
 	if (!o)
 		return;
-	put_index_add(open_batch, sid, e->seq, (size_t)(o - open_batch->ops));
-	if (!e->msg->first_put_batch)
-		e->msg->first_put_batch = open_seq;
+	put_index_add(open_batch, sid, r->seq, (size_t)(o - open_batch->ops));
+	if (!r->msg->first_put_batch)
+		r->msg->first_put_batch = open_seq;
 	o->i[0] = (int64_t)sid;
-	o->i[1] = (int64_t)e->seq;
-	o->i[2] = e->qos | (e->retain ? 4 : 0);
-	o->i[3] = e->state;
-	o->i[4] = e->packet_id;
-	o->msg = msg_ref(e->msg);
-	if (e->n_subids) {
-		subids[0] = e->subid;
-		o->blob_len = e->n_subids * sizeof(uint32_t);
-		o->blob = mem_alloc(o->blob_len);
-		if (o->blob) {
-			memcpy(o->blob, subids, sizeof(uint32_t));
-			if (e->n_subids > 1)
-				memcpy(o->blob + sizeof(uint32_t), e->more_subids,
-				       (e->n_subids - 1) * sizeof(uint32_t));
-		}
+	o->i[1] = (int64_t)r->seq;
+	o->i[2] = r->qos | (r->retain ? 4 : 0);
+	o->i[3] = r->state;
+	o->i[4] = r->packet_id;
+	o->msg = msg_ref(r->msg);
+	if (r->n_subids) {
+		o->blob_len = r->n_subids * sizeof(uint32_t);
+		o->blob = copy(r->subids, o->blob_len);
 	}
-	if (e->share) {
-		o->blob2_len = share_size(e->share);
-		o->blob2 = copy(e->share, o->blob2_len);
+	if (r->share) {
+		o->blob2_len = topic_share_key_size(r->share);
+		o->blob2 = copy(r->share, o->blob2_len);
 	}
+	op_complete(o, (!r->n_subids || o->blob) && (!r->share || o->blob2));
 }
 
-void store_delivery_update(uint64_t sid, const struct out_entry *e)
+void store_delivery_update(uint64_t sid, uint64_t seq, uint8_t state, uint16_t packet_id)
 {
-	struct op *o = put_find(sid, e->seq);
+	struct op *o = put_find(sid, seq);
 
 	/* Its row is still only in the open batch: write the new state there. */
 	if (o && o->type == OP_DELIVERY_PUT) {
-		o->i[3] = e->state;
-		o->i[4] = e->packet_id;
+		o->i[3] = state;
+		o->i[4] = packet_id;
 		return;
 	}
 	o = op_add(OP_DELIVERY_UPDATE);
-
 	if (!o)
 		return;
 	o->i[0] = (int64_t)sid;
-	o->i[1] = (int64_t)e->seq;
-	o->i[2] = e->state;
-	o->i[3] = e->packet_id;
+	o->i[1] = (int64_t)seq;
+	o->i[2] = state;
+	o->i[3] = packet_id;
 }
 
 void store_delivery_del(uint64_t sid, uint64_t seq, uint64_t msg_id)
@@ -901,6 +386,7 @@ void store_retained_put(struct msg *m)
 	o->msg = msg_ref(m);
 	o->blob = copy(m->topic, m->topic_len);
 	o->blob_len = m->topic_len;
+	op_complete(o, o->blob != NULL);
 }
 
 void store_retained_del(const char *topic, size_t len)
@@ -911,39 +397,48 @@ void store_retained_del(const char *topic, size_t len)
 		return;
 	o->blob = copy(topic, len);
 	o->blob_len = len;
+	op_complete(o, o->blob != NULL);
 }
 
-void store_kv_put(const char *plugin, const void *k, size_t kl, const void *v, size_t vl)
+int store_kv_put(const char *plugin, const void *k, size_t kl, const void *v, size_t vl)
 {
 	struct op *o = op_add(OP_KV_PUT);
 
+	if (!enabled)
+		return 0;
 	if (!o)
-		return;
+		return -1;
 	o->text = mem_strdup(plugin);
 	o->blob = copy(k, kl);
 	o->blob_len = kl;
 	o->blob2 = copy(v, vl);
 	o->blob2_len = vl;
+	return op_complete(o, o->text && o->blob && o->blob2);
 }
 
-void store_kv_del(const char *plugin, const void *k, size_t kl)
+int store_kv_del(const char *plugin, const void *k, size_t kl)
 {
 	struct op *o = op_add(OP_KV_DEL);
 
+	if (!enabled)
+		return 0;
 	if (!o)
-		return;
+		return -1;
 	o->text = mem_strdup(plugin);
 	o->blob = copy(k, kl);
 	o->blob_len = kl;
+	return op_complete(o, o->text && o->blob);
 }
 
-static void cold_op(uint8_t type, const char *plugin, const void *k, size_t kl, const void *v,
-		    size_t vl)
+static int cold_op(uint8_t type, const char *plugin, const void *k, size_t kl, const void *v,
+		   size_t vl)
 {
 	struct op *o = op_add(type);
 
+	if (!enabled)
+		return 0;
 	if (!o)
-		return;
+		return -1;
 	o->text = mem_strdup(plugin);
 	o->blob = copy(k, kl);
 	o->blob_len = kl;
@@ -951,22 +446,23 @@ static void cold_op(uint8_t type, const char *plugin, const void *k, size_t kl, 
 		o->blob2 = copy(v, vl);
 		o->blob2_len = vl;
 	}
+	return op_complete(o, o->text && o->blob && (!v || o->blob2));
 }
 
-void store_cold_put(const char *plugin, const void *k, size_t kl, const void *v, size_t vl)
+int store_cold_put(const char *plugin, const void *k, size_t kl, const void *v, size_t vl)
 {
-	cold_op(OP_COLD_PUT, plugin, k, kl, v, vl);
+	return cold_op(OP_COLD_PUT, plugin, k, kl, v, vl);
 }
 
-void store_cold_del(const char *plugin, const void *k, size_t kl)
+int store_cold_del(const char *plugin, const void *k, size_t kl)
 {
-	cold_op(OP_COLD_DEL, plugin, k, kl, NULL, 0);
+	return cold_op(OP_COLD_DEL, plugin, k, kl, NULL, 0);
 }
 
-void store_cold_del_range(const char *plugin, const void *lo, size_t lol, const void *hi,
-			  size_t hil)
+int store_cold_del_range(const char *plugin, const void *lo, size_t lol, const void *hi,
+			 size_t hil)
 {
-	cold_op(OP_COLD_DEL_RANGE, plugin, lo, lol, hi, hil);
+	return cold_op(OP_COLD_DEL_RANGE, plugin, lo, lol, hi, hil);
 }
 
 void store_cold_get(const char *plugin, const void *k, size_t kl, store_value_fn fn, void *arg)
@@ -980,6 +476,11 @@ void store_cold_get(const char *plugin, const void *k, size_t kl, store_value_fn
 	o->text = mem_strdup(plugin);
 	o->blob = copy(k, kl);
 	o->blob_len = kl;
+	if (!o->text || !o->blob) {
+		op_complete(o, false);
+		fn(arg, -ENOMEM, NULL, 0);
+		return;
+	}
 	o->fn = (void *)fn;
 	o->arg = arg;
 	o->status = 1; /* not found, until the writer finds it */
@@ -1001,19 +502,23 @@ bool store_pending(void)
 void store_after_commit(store_done_fn fn, void *arg)
 {
 	struct op *o;
+	bool lost = unit_lost;
 
+	unit_lost = false; /* this callback answers for the unit */
 	if (!store_pending()) {
 		/* Nothing is on its way to the disk: the callback has nothing to wait for. */
-		fn(arg, 0);
+		fn(arg, lost ? -ENOMEM : 0);
 		return;
 	}
 	o = op_add(OP_DONE);
+	unit_lost = false;
 	if (!o) {
 		fn(arg, -ENOMEM);
 		return;
 	}
 	o->fn = (void *)fn;
 	o->arg = arg;
+	o->status = lost ? -ENOMEM : 0; /* the writer keeps a failure set here */
 }
 
 void store_load_deliveries(uint64_t sid, uint64_t first_seq, size_t max, store_loaded_fn fn,
@@ -1072,7 +577,6 @@ static void hand_out_load(struct op *o)
 			break;
 		}
 		r->msg->id = w->msg_id;
-		r->msg->stored = true;
 		r->seq = w->seq;
 		r->qos = w->qos;
 		r->state = w->state;
@@ -1157,439 +661,16 @@ void store_get_stats(struct store_stats *st)
 	*st = stats;
 	pthread_mutex_unlock(&lock);
 }
-
 /* --- the writer thread -------------------------------------------------------------- */
-
-static sqlite3_stmt *bind(enum stmt_id id)
-{
-	sqlite3_stmt *st = stmts[id];
-
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return st;
-}
-
-/* Steps a statement that returns no rows. SQLITE_OK or the error. */
-static int run(sqlite3_stmt *st)
-{
-	int rc = sqlite3_step(st);
-
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE || rc == SQLITE_ROW ? SQLITE_OK : rc;
-}
-
-static int run_sid(enum stmt_id id, int64_t sid)
-{
-	sqlite3_stmt *st = bind(id);
-
-	sqlite3_bind_int64(st, 1, sid);
-	return run(st);
-}
-
-/* The id of the last message this transaction inserted and did not delete since. */
-static int64_t last_msg_put;
-
-static int put_msg(struct msg *m)
-{
-	struct buf b;
-	sqlite3_stmt *st;
-	int rc;
-
-	if ((int64_t)m->id == last_msg_put)
-		return SQLITE_OK;
-	buf_init(&b);
-	if (msg_encode(m, &b))
-		return SQLITE_NOMEM;
-	st = bind(S_MSG_PUT);
-	sqlite3_bind_int64(st, 1, (int64_t)m->id);
-	sqlite3_bind_blob(st, 2, b.data, (int)b.len, SQLITE_TRANSIENT);
-	rc = run(st);
-	buf_free(&b);
-	if (rc == SQLITE_OK)
-		last_msg_put = (int64_t)m->id;
-	return rc;
-}
-
-static int gc_msg(int64_t id)
-{
-	sqlite3_stmt *st = bind(S_MSG_GC);
-
-	sqlite3_bind_int64(st, 1, id);
-	if (id == last_msg_put)
-		last_msg_put = 0;
-	return run(st);
-}
-
-static int exec_session_put(const struct op *o)
-{
-	sqlite3_stmt *st = bind(S_SESSION_PUT);
-
-	sqlite3_bind_int64(st, 1, o->i[0]);
-	sqlite3_bind_text(st, 2, o->text, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, o->i[1]);
-	sqlite3_bind_int64(st, 4, o->i[2]);
-	sqlite3_bind_int64(st, 5, o->i[3]);
-	if (o->blob)
-		sqlite3_bind_blob(st, 6, o->blob, (int)o->blob_len, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 7, (int64_t)o->blob2_len);
-	sqlite3_bind_int64(st, 8, o->i[4]);
-	return run(st);
-}
-
-static int exec_session_del(const struct op *o)
-{
-	int rc = run_sid(S_SESSION_DEL, o->i[0]);
-
-	if (rc == SQLITE_OK)
-		rc = run_sid(S_SESSION_DEL_SUBS, o->i[0]);
-	if (rc == SQLITE_OK)
-		rc = run_sid(S_SESSION_DEL_DELIVERIES, o->i[0]);
-	if (rc == SQLITE_OK)
-		rc = run_sid(S_SESSION_DEL_RX, o->i[0]);
-	/* Messages only that session referred to go with the next clean-up at start-up. */
-	return rc;
-}
-
-static int exec_sub(const struct op *o)
-{
-	sqlite3_stmt *st = bind(o->type == OP_SUB_PUT ? S_SUB_PUT : S_SUB_DEL);
-
-	sqlite3_bind_int64(st, 1, o->i[0]);
-	sqlite3_bind_text(st, 2, o->text, -1, SQLITE_STATIC);
-	if (o->type == OP_SUB_PUT) {
-		sqlite3_bind_int64(st, 3, o->i[1]);
-		sqlite3_bind_int64(st, 4, o->i[2]);
-	}
-	return run(st);
-}
-
-static int exec_delivery_put(const struct op *o)
-{
-	sqlite3_stmt *st;
-	int rc = put_msg(o->msg);
-
-	if (rc != SQLITE_OK)
-		return rc;
-	st = bind(S_DELIVERY_PUT);
-	sqlite3_bind_int64(st, 1, o->i[0]);
-	sqlite3_bind_int64(st, 2, o->i[1]);
-	sqlite3_bind_int64(st, 3, (int64_t)o->msg->id);
-	sqlite3_bind_int64(st, 4, o->i[2] & 3);
-	sqlite3_bind_int64(st, 5, (o->i[2] & 4) != 0);
-	sqlite3_bind_int64(st, 6, o->i[3]);
-	sqlite3_bind_int64(st, 7, o->i[4]);
-	if (o->blob)
-		sqlite3_bind_blob(st, 8, o->blob, (int)o->blob_len, SQLITE_STATIC);
-	if (o->blob2)
-		sqlite3_bind_blob(st, 9, o->blob2, (int)o->blob2_len, SQLITE_STATIC);
-	return run(st);
-}
-
-static int exec_delivery_update(const struct op *o)
-{
-	sqlite3_stmt *st = bind(S_DELIVERY_UPDATE);
-
-	sqlite3_bind_int64(st, 1, o->i[0]);
-	sqlite3_bind_int64(st, 2, o->i[1]);
-	sqlite3_bind_int64(st, 3, o->i[2]);
-	sqlite3_bind_int64(st, 4, o->i[3]);
-	return run(st);
-}
-
-static int exec_delivery_del(const struct op *o)
-{
-	sqlite3_stmt *st = bind(S_DELIVERY_DEL);
-	int rc;
-
-	if (!o->i[1]) /* a cancelled put: only collect the message */
-		return gc_msg(o->i[2]);
-	sqlite3_bind_int64(st, 1, o->i[0]);
-	sqlite3_bind_int64(st, 2, o->i[1]);
-	rc = run(st);
-	return rc == SQLITE_OK ? gc_msg(o->i[2]) : rc;
-}
-
-static int exec_rx(const struct op *o)
-{
-	sqlite3_stmt *st = bind(o->type == OP_RX_PUT ? S_RX_PUT : S_RX_DEL);
-
-	sqlite3_bind_int64(st, 1, o->i[0]);
-	sqlite3_bind_int64(st, 2, o->i[1]);
-	return run(st);
-}
-
-/* The message a retained row pointed at, or 0. */
-static int64_t retained_msg(const struct op *o)
-{
-	sqlite3_stmt *st = bind(S_RETAINED_GET);
-	int64_t id = 0;
-
-	sqlite3_bind_blob(st, 1, o->blob, (int)o->blob_len, SQLITE_STATIC);
-	if (sqlite3_step(st) == SQLITE_ROW)
-		id = sqlite3_column_int64(st, 0);
-	sqlite3_reset(st);
-	return id;
-}
-
-static int exec_retained(const struct op *o)
-{
-	int64_t old = retained_msg(o);
-	sqlite3_stmt *st;
-	int rc = o->type == OP_RETAINED_PUT ? put_msg(o->msg) : SQLITE_OK;
-
-	if (rc != SQLITE_OK)
-		return rc;
-	st = bind(o->type == OP_RETAINED_PUT ? S_RETAINED_PUT : S_RETAINED_DEL);
-	sqlite3_bind_blob(st, 1, o->blob, (int)o->blob_len, SQLITE_STATIC);
-	if (o->type == OP_RETAINED_PUT)
-		sqlite3_bind_int64(st, 2, (int64_t)o->msg->id);
-	rc = run(st);
-	if (rc == SQLITE_OK && old && (!o->msg || old != (int64_t)o->msg->id))
-		rc = gc_msg(old);
-	return rc;
-}
-
-static int exec_kv(const struct op *o)
-{
-	sqlite3_stmt *st = bind(o->type == OP_KV_PUT ? S_KV_PUT : S_KV_DEL);
-
-	sqlite3_bind_text(st, 1, o->text, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 2, o->blob, (int)o->blob_len, SQLITE_STATIC);
-	if (o->type == OP_KV_PUT)
-		sqlite3_bind_blob(st, 3, o->blob2, (int)o->blob2_len, SQLITE_STATIC);
-	return run(st);
-}
-
-static int exec_cold(const struct op *o)
-{
-	static const enum stmt_id ids[] = { [OP_COLD_PUT] = S_COLD_PUT,
-					    [OP_COLD_DEL] = S_COLD_DEL,
-					    [OP_COLD_DEL_RANGE] = S_COLD_DEL_RANGE };
-	sqlite3_stmt *st = bind(ids[o->type]);
-
-	sqlite3_bind_text(st, 1, o->text, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 2, o->blob, (int)o->blob_len, SQLITE_STATIC);
-	if (o->type != OP_COLD_DEL)
-		sqlite3_bind_blob(st, 3, o->blob2, (int)o->blob2_len, SQLITE_STATIC);
-	return run(st);
-}
-
-/* A cold read: status 0 with the value copied into blob2, 1 when absent, < 0 on error. */
-static int exec_cold_get(struct op *o)
-{
-	sqlite3_stmt *st = bind(S_COLD_GET);
-	int rc;
-
-	mem_free(o->blob2); /* a replay after a failed batch reads again */
-	o->blob2 = NULL;
-	o->blob2_len = 0;
-	o->status = 1;
-	sqlite3_bind_text(st, 1, o->text, -1, SQLITE_STATIC);
-	sqlite3_bind_blob(st, 2, o->blob, (int)o->blob_len, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW) {
-		size_t n = (size_t)sqlite3_column_bytes(st, 0);
-
-		o->blob2 = mem_alloc(n ? n : 1);
-		if (o->blob2) {
-			if (n)
-				memcpy(o->blob2, sqlite3_column_blob(st, 0), n);
-			o->blob2_len = n;
-			o->status = 0;
-		} else {
-			o->status = -ENOMEM;
-		}
-	} else if (rc != SQLITE_DONE) {
-		o->status = -EIO;
-	}
-	sqlite3_reset(st);
-	return SQLITE_OK;
-}
-
-static int exec_heartbeat(const struct op *o)
-{
-	sqlite3_stmt *st = bind(S_HEARTBEAT);
-
-	sqlite3_bind_int64(st, 1, o->i[0]);
-	return run(st);
-}
-
-/* Appends a column's bytes to l->bytes (4-byte aligned); returns the offset, or SIZE_MAX. */
-static size_t keep_column(struct loaded *l, sqlite3_stmt *st, int col, size_t *len)
-{
-	size_t off = (l->bytes.len + 3) & ~(size_t)3;
-	static const uint8_t pad[4];
-
-	*len = (size_t)sqlite3_column_bytes(st, col);
-	if (buf_put(&l->bytes, pad, off - l->bytes.len) ||
-	    buf_put(&l->bytes, sqlite3_column_blob(st, col), *len))
-		return SIZE_MAX;
-	return off;
-}
-
-/*
- * Reads rows for a disk-backed queue. Only bytes and numbers are taken here:
- * messages are built on the loop thread (hand_out_load), which owns them.
- */
-static int read_row(struct loaded *l, sqlite3_stmt *st)
-{
-	struct raw_row *w;
-
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? l->cap * 2 : 64;
-		struct raw_row *a = mem_realloc(l->raw, cap * sizeof(*a));
-
-		if (!a)
-			return -1;
-		l->raw = a;
-		l->cap = cap;
-	}
-	w = &l->raw[l->n];
-	w->seq = (uint64_t)sqlite3_column_int64(st, 0);
-	w->qos = (uint8_t)sqlite3_column_int(st, 1);
-	w->retain = sqlite3_column_int(st, 2) != 0;
-	w->state = (uint8_t)sqlite3_column_int(st, 3);
-	w->packet_id = (uint16_t)sqlite3_column_int(st, 4);
-	w->msg_id = (uint64_t)sqlite3_column_int64(st, 7);
-	w->sub_off = keep_column(l, st, 5, &w->sub_len);
-	w->share_off = keep_column(l, st, 6, &w->share_len);
-	w->data_off = keep_column(l, st, 8, &w->data_len);
-	if (w->sub_off == SIZE_MAX || w->share_off == SIZE_MAX || w->data_off == SIZE_MAX)
-		return -1;
-	l->n++;
-	return 0;
-}
-
-static int exec_load(struct op *o)
-{
-	sqlite3_stmt *st = bind(S_LOAD);
-	int rc;
-
-	if (!o->load)
-		return SQLITE_NOMEM;
-	sqlite3_bind_int64(st, 1, o->i[0]);
-	sqlite3_bind_int64(st, 2, o->i[1]);
-	sqlite3_bind_int64(st, 3, o->i[2]);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
-		if (read_row(o->load, st))
-			break;
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? SQLITE_OK : rc == SQLITE_ROW ? SQLITE_NOMEM : rc;
-}
-
-static int exec_op(struct op *o)
-{
-	switch (o->type) {
-	case OP_SESSION_PUT:
-		return exec_session_put(o);
-	case OP_SESSION_DEL:
-		return exec_session_del(o);
-	case OP_SUB_PUT:
-	case OP_SUB_DEL:
-		return exec_sub(o);
-	case OP_DELIVERY_PUT:
-		return exec_delivery_put(o);
-	case OP_DELIVERY_UPDATE:
-		return exec_delivery_update(o);
-	case OP_DELIVERY_DEL:
-		return exec_delivery_del(o);
-	case OP_RX_PUT:
-	case OP_RX_DEL:
-		return exec_rx(o);
-	case OP_RETAINED_PUT:
-	case OP_RETAINED_DEL:
-		return exec_retained(o);
-	case OP_KV_PUT:
-	case OP_KV_DEL:
-		return exec_kv(o);
-	case OP_HEARTBEAT:
-		return exec_heartbeat(o);
-	case OP_COLD_PUT:
-	case OP_COLD_DEL:
-	case OP_COLD_DEL_RANGE:
-		return exec_cold(o);
-	case OP_COLD_GET:
-		return exec_cold_get(o);
-	default:
-		return SQLITE_OK;
-	}
-}
-
-static int to_status(int rc)
-{
-	if (rc == SQLITE_OK)
-		return 0;
-	if (rc == SQLITE_FULL)
-		return -ENOSPC;
-	if (rc == SQLITE_NOMEM)
-		return -ENOMEM;
-	return -EIO;
-}
-
-/* Runs ops[from, to) in one transaction. The SQLite result code. */
-static int run_units(struct batch *b, size_t from, size_t to)
-{
-	int rc = sqlite3_exec(db, "BEGIN", NULL, NULL, NULL);
-	size_t i;
-
-	last_msg_put = 0;
-	for (i = from; rc == SQLITE_OK && i < to; i++) {
-		if (b->ops[i].type == OP_LOAD)
-			b->ops[i].status = to_status(exec_load(&b->ops[i]));
-		else
-			rc = exec_op(&b->ops[i]);
-	}
-	if (rc == SQLITE_OK)
-		rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
-	if (rc != SQLITE_OK && !sqlite3_get_autocommit(db))
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-	return rc;
-}
-
-/* Sets the status of every callback in ops[from, to). */
-static void set_status(struct batch *b, size_t from, size_t to, int status)
-{
-	size_t i;
-
-	for (i = from; i < to; i++)
-		if (b->ops[i].type == OP_DONE)
-			b->ops[i].status = status;
-}
-
-/*
- * The batch failed as a whole: replay it one unit (ops up to and including
- * a callback) per transaction, so that what fits commits and only the
- * units that do not are refused.
- */
-static void replay_units(struct batch *b, int first_rc)
-{
-	size_t from = 0, i;
-
-	log_err("store: commit failed (%s); retrying unit by unit", sqlite3_errstr(first_rc));
-	for (i = 0; i < b->n; i++) {
-		if (b->ops[i].type != OP_DONE && i + 1 < b->n)
-			continue;
-		int rc = run_units(b, from, i + 1);
-
-		if (rc != SQLITE_OK) {
-			log_err("store: %zu operation(s) not stored: %s", i + 1 - from,
-				sqlite3_errstr(rc));
-			stats.failed_commits++;
-		}
-		set_status(b, from, i + 1, to_status(rc));
-		from = i + 1;
-	}
-}
 
 static void write_batch(struct batch *b)
 {
-	int rc = run_units(b, 0, b->n);
+	unsigned failed = store_db_write(b);
 
-	if (rc != SQLITE_OK)
-		replay_units(b, rc);
 	pthread_mutex_lock(&lock);
 	stats.commits++;
 	stats.ops += b->n;
+	stats.failed_commits += failed;
 	pthread_mutex_unlock(&lock);
 }
 
@@ -1614,15 +695,17 @@ static void *writer_main(void *arg)
 			done_head = b;
 		done_tail = b;
 		pthread_mutex_unlock(&lock);
-		listener_wake();
+		if (wake_loop)
+			wake_loop();
 	}
 	return NULL;
 }
 
-int store_start(void)
+int store_start(void (*wake)(void))
 {
 	if (!enabled)
 		return 0;
+	wake_loop = wake;
 	/* What the restore queued is written now, before anything else. */
 	if (open_batch && open_batch->n) {
 		write_batch(open_batch);
@@ -1639,8 +722,6 @@ int store_start(void)
 
 void store_close(void)
 {
-	int i;
-
 	if (writer_started) {
 		/*
 		 * Let the writer finish what it has (its callbacks may queue a
@@ -1672,18 +753,12 @@ void store_close(void)
 			store_poll();
 		}
 	}
-	if (db && open_batch && open_batch->n)
+	if (store_db_is_open() && open_batch && open_batch->n)
 		write_batch(open_batch);
 	if (open_batch)
 		finish_batch(open_batch);
 	open_batch = NULL;
-	for (i = 0; i < S__COUNT; i++) {
-		sqlite3_finalize(stmts[i]);
-		stmts[i] = NULL;
-	}
-	if (db)
-		sqlite3_close(db);
-	db = NULL;
+	store_db_close();
 	stopping = false;
 	busy = false;
 }

@@ -26,14 +26,16 @@
 
 struct config;
 struct msg;
-struct session;
-struct out_entry;
 
 /* Opens (or creates) the database, checks and migrates its schema. 0 or -1 (logged). */
 int store_open(const struct config *cfg);
 bool store_on(void);
-/* Starts the writer thread (after the restore). */
-int store_start(void);
+/*
+ * Starts the writer thread (after the restore). wake is called from the
+ * writer thread after each commit: it must be thread-safe and make the loop
+ * call store_poll() soon.
+ */
+int store_start(void (*wake)(void));
 /* Commits what is queued, stops the writer, closes the database. */
 void store_close(void);
 
@@ -81,27 +83,33 @@ int store_restore(const struct store_restore_ops *ops, uint64_t *heartbeat_wall)
 
 /* --- writes, from the loop thread ---------------------------------------------- */
 
-void store_session_put(const struct session *s);
+/* The session row (r->will is borrowed here, not taken). */
+void store_session_put(const struct store_session_row *r);
 void store_session_del(uint64_t sid);
 void store_sub_put(uint64_t sid, const char *filter, uint8_t options, uint32_t subid);
 void store_sub_del(uint64_t sid, const char *filter);
-/* A delivery row, with its message stored alongside (once per message). */
-void store_delivery_put(uint64_t sid, const struct out_entry *e);
-void store_delivery_update(uint64_t sid, const struct out_entry *e);
+/* A delivery row, with its message stored alongside (once per message); r is borrowed. */
+void store_delivery_put(uint64_t sid, const struct store_delivery_row *r);
+void store_delivery_update(uint64_t sid, uint64_t seq, uint8_t state, uint16_t packet_id);
 /* Deletes the delivery, and its message once nothing refers to it. */
 void store_delivery_del(uint64_t sid, uint64_t seq, uint64_t msg_id);
 void store_rx_put(uint64_t sid, uint16_t packet_id);
 void store_rx_del(uint64_t sid, uint16_t packet_id);
 void store_retained_put(struct msg *m);
 void store_retained_del(const char *topic, size_t len);
-void store_kv_put(const char *plugin, const void *k, size_t kl, const void *v, size_t vl);
-void store_kv_del(const char *plugin, const void *k, size_t kl);
+/*
+ * Plugin state. These return -1 when the write could not even be queued
+ * (out of memory), 0 otherwise (also with persistence off, when they do
+ * nothing); a failure at commit reaches the next store_after_commit().
+ */
+int store_kv_put(const char *plugin, const void *k, size_t kl, const void *v, size_t vl);
+int store_kv_del(const char *plugin, const void *k, size_t kl);
 /* Cold plugin values: stored only, never read back at start-up (sluice_plugin.h). */
-void store_cold_put(const char *plugin, const void *k, size_t kl, const void *v, size_t vl);
-void store_cold_del(const char *plugin, const void *k, size_t kl);
+int store_cold_put(const char *plugin, const void *k, size_t kl, const void *v, size_t vl);
+int store_cold_del(const char *plugin, const void *k, size_t kl);
 /* Deletes every cold value of plugin with lo <= key < hi (byte order, as memcmp). */
-void store_cold_del_range(const char *plugin, const void *lo, size_t lol, const void *hi,
-			  size_t hil);
+int store_cold_del_range(const char *plugin, const void *lo, size_t lol, const void *hi,
+			 size_t hil);
 /* Reads one behind every write queued before; val NULL when absent, status < 0 on error. */
 typedef void (*store_value_fn)(void *arg, int status, const void *val, size_t vlen);
 void store_cold_get(const char *plugin, const void *k, size_t kl, store_value_fn fn, void *arg);
@@ -114,7 +122,8 @@ void store_heartbeat(uint64_t wall_ms);
 /*
  * status: 0 when every operation queued since the previous callback was
  * committed, else a negative error (-ENOSPC when the disk or
- * persistence_max_bytes is full).
+ * persistence_max_bytes is full, -ENOMEM when one of those operations was
+ * lost to lack of memory before it reached the writer).
  */
 typedef void (*store_done_fn)(void *arg, int status);
 void store_after_commit(store_done_fn fn, void *arg);

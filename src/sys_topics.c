@@ -10,7 +10,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "broker.h"
+#include "base.h"
+#include "timers.h"
 #include "clock.h"
 #include "conn.h"
 #include "msg.h"
@@ -48,8 +49,8 @@ static void publish_u64(const char *topic, uint64_t v)
 
 void sys_topics_publish(void)
 {
-	const struct broker_stats *st = &broker.stats;
-	uint64_t up = (clock_now_ms() - broker.start_ms) / 1000;
+	const struct base_stats *st = &base.stats;
+	uint64_t up = (clock_now_ms() - base.start_ms) / 1000;
 	uint64_t total = session_count();
 	char s[64];
 
@@ -76,20 +77,20 @@ void sys_topics_publish(void)
 static void on_sys_timer(struct timer *t, void *arg)
 {
 	sys_topics_publish();
-	broker_timer_add(t, clock_now_ms() + (uint64_t)broker.cfg->sys_interval * 1000);
+	timer_arm(t, clock_now_ms() + (uint64_t)base.cfg->sys_interval * 1000);
 }
 
 int sys_topics_start(void)
 {
 	timer_init(&sys_timer, on_sys_timer, NULL);
-	if (!broker.cfg->sys_interval)
+	if (!base.cfg->sys_interval)
 		return 0;
 	sys_topics_publish();
-	broker_timer_add(&sys_timer, clock_now_ms() + (uint64_t)broker.cfg->sys_interval * 1000);
+	timer_arm(&sys_timer, clock_now_ms() + (uint64_t)base.cfg->sys_interval * 1000);
 	return 0;
 }
 
 void sys_topics_stop(void)
 {
-	broker_timer_del(&sys_timer);
+	timer_disarm(&sys_timer);
 }

@@ -7,6 +7,8 @@
  */
 #include "timers.h"
 
+#include "clock.h"
+#include "log.h"
 #include "mem.h"
 
 void timers_init(struct timers *ts)
@@ -133,4 +135,48 @@ int timers_run(struct timers *ts, uint64_t now_ms)
 		t->fn(t, t->arg);
 	}
 	return fired;
+}
+
+/* --- the loop's heap ------------------------------------------------------- */
+
+static struct timers loop_heap;
+static void (*on_change)(uint64_t due_ms);
+
+void timer_arm(struct timer *t, uint64_t due_ms)
+{
+	uint64_t before = timers_next_due(&loop_heap);
+
+	if (timers_add(&loop_heap, t, due_ms)) {
+		log_err("out of memory arming a timer");
+		return;
+	}
+	if (due_ms < before && on_change)
+		on_change(due_ms);
+}
+
+void timer_disarm(struct timer *t)
+{
+	timers_del(&loop_heap, t);
+}
+
+uint64_t timers_fire(void)
+{
+	timers_run(&loop_heap, clock_now_ms());
+	return timers_next_due(&loop_heap);
+}
+
+uint64_t timers_loop_next(void)
+{
+	return timers_next_due(&loop_heap);
+}
+
+void timers_on_change(void (*fn)(uint64_t due_ms))
+{
+	on_change = fn;
+}
+
+void timers_loop_free(void)
+{
+	timers_free(&loop_heap);
+	on_change = NULL;
 }

@@ -600,29 +600,14 @@ void topic_tree_match(struct topic_tree *t, const char *topic, size_t topic_len,
 	}
 }
 
-bool topic_match_naive(const char *filter, const char *topic)
+struct topic_group *topic_tree_find_group(struct topic_tree *t, const char *filter,
+					  size_t filter_len, const char *group, size_t group_len)
 {
-	const char *f = filter, *t = topic;
-	size_t fl, tl;
+	struct node *n = node_path(t, filter, filter_len, false);
+	size_t gi;
 
-	if (t[0] == '$' && (f[0] == '+' || f[0] == '#')) /* [MQTT-4.7.2-1] */
-		return false;
-	for (;;) {
-		fl = strcspn(f, "/");
-		tl = strcspn(t, "/");
-		if (fl == 1 && f[0] == '#')
-			return true;
-		if (!(fl == 1 && f[0] == '+') && (fl != tl || memcmp(f, t, fl)))
-			return false;
-		f += fl;
-		t += tl;
-		if (!*f && !*t)
-			return true;
-		if (!*t) /* topic done: only a trailing "/#" can still match */
-			return strcmp(f, "/#") == 0;
-		if (!*f)
-			return false;
-		f++;
-		t++;
-	}
+	if (!n)
+		return NULL;
+	gi = group_find(n, group, group_len);
+	return gi < n->ngroups && n->groups[gi]->n ? n->groups[gi] : NULL;
 }

@@ -63,7 +63,8 @@ void topic_tree_match(struct topic_tree *t, const char *topic, size_t topic_len,
 /* Number of entries (plain subscriptions plus group members). */
 size_t topic_tree_count(const struct topic_tree *t);
 
-/* Reference semantics for tests: does filter (no $share prefix) match topic? */
-bool topic_match_naive(const char *filter, const char *topic);
+/* The group (filter, name) if it has members, else NULL (the tree keeps ownership). */
+struct topic_group *topic_tree_find_group(struct topic_tree *t, const char *filter,
+					  size_t filter_len, const char *group, size_t group_len);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * utf8.h - UTF-8 validation and topic name / topic filter syntax.
+ * utf8.h - UTF-8 validation (topic syntax is topic.h's).
  *
  * Pure functions over (pointer, length); strings need not be NUL-terminated.
  */
@@ -16,27 +16,11 @@
  */
 int utf8_check(const char *s, size_t len);
 
-/* A topic name for PUBLISH: valid UTF-8, at least 1 byte, no '+' or '#' [MQTT-3.3.2-2]. */
-bool topic_name_valid(const char *s, size_t len);
-
 /*
- * A topic filter: valid UTF-8, at least 1 byte; '#' only as the whole last
- * level [MQTT-4.7.1-2]; '+' only as a whole level [MQTT-4.7.1-3]. A shared
- * subscription "$share/{group}/{filter}" is valid when the group is at least
- * one character with no '/', '+' or '#' and the filter is valid
- * [MQTT-4.8.2-1, MQTT-4.8.2-2].
+ * The length of the longest prefix of s made of whole 8-byte runs of plain
+ * ASCII without NUL (and, with no_wildcards, without '+' or '#'): a part
+ * that needs no further check. A multiple of 8, at most len.
  */
-bool topic_filter_valid(const char *s, size_t len);
-
-/*
- * Splits "$share/{group}/{filter}". Returns true when s is a shared
- * subscription (syntax as above) and sets group/filter (pointers into s).
- * Returns false for anything not starting with "$share/".
- */
-bool topic_share_split(const char *s, size_t len, const char **group, size_t *group_len,
-		       const char **filter, size_t *filter_len);
-
-/* True when the filter contains '+' or '#'. */
-bool topic_filter_has_wildcard(const char *s, size_t len);
+size_t utf8_plain_prefix(const char *s, size_t len, bool no_wildcards);
 
 #endif

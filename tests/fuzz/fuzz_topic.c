@@ -30,7 +30,9 @@
 #include "fuzz.h"
 #include "mem.h"
 #include "retain_tree.h"
+#include "../unit/naive_match.h"
 #include "topic_tree.h"
+#include "topic.h"
 #include "utf8.h"
 
 #define MAX_LINES 256

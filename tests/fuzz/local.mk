@@ -14,7 +14,7 @@ FUZZ_TARGETS = \
 	tests/fuzz/fuzz_topic \
 	tests/fuzz/fuzz_config
 
-FUZZ_CORE = tests/fuzz/fuzz.h src/mem.c src/mem.h src/buf.c src/buf.h src/mqtt.h \
+FUZZ_CORE = tests/fuzz/fuzz.h src/mem.c src/mem.h src/buf.c src/buf.h src/mqtt.h src/topic.c src/topic.h \
 	src/utf8.c src/utf8.h
 FUZZ_CODEC = src/props.c src/props.h src/codec.c src/codec.h
 FUZZ_COMPILE = $(AM_CFLAGS) $(FUZZ_CFLAGS)

@@ -768,7 +768,7 @@ int sluice_plugin_init(const struct sp_host *host, struct sp_plugin *self,
 		tp->counters[C_PROBE] = probe_on(tp);
 	*udata = tp; /* what every callback gets as udata */
 	for (int ev = 0; ev < SP_EV__COUNT; ev++) {
-		if (host->on(self, ev, callbacks[ev])) {
+		if (callbacks[ev] && host->on(self, ev, callbacks[ev])) {
 			host->log(self, SP_LOG_ERR, "tp: on(%s) failed", event_names[ev]);
 			goto fail;
 		}

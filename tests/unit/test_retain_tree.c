@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "mem.h"
+#include "naive_match.h"
 #include "retain_tree.h"
 #include "topic_cases.h"
 #include "topic_tree.h"

@@ -18,6 +18,7 @@
 
 #include "mem.h"
 #include "topic_cases.h"
+#include "naive_match.h"
 #include "topic_tree.h"
 
 /* Owners are addresses in this array; an owner's index identifies it. */

@@ -13,6 +13,7 @@
 
 #include <string.h>
 
+#include "topic.h"
 #include "utf8.h"
 
 struct bytes {
