@@ -56,7 +56,7 @@
 #define SLUICE_PLUGIN_API 1
 
 /* True when the broker's host table has member (it was appended after the first release). */
-#define SP_HOST_HAS(host, member)                                                  \
+#define SP_HOST_HAS(host, member)                                                     \
 	((host)->size >= offsetof(struct sp_host, member) + sizeof((host)->member) && \
 	 (host)->member != NULL)
 
@@ -170,8 +170,8 @@ struct sp_host {
 	/* Wall-clock ms when it expires, 0 = never. */
 	uint64_t (*msg_expiry)(const struct sp_msg *m);
 	/* User properties in order: *pos starts at 0; returns 1 with a pair, 0 at the end. */
-	int (*msg_user_prop)(const struct sp_msg *m, size_t *pos, const char **key,
-			     size_t *klen, const char **val, size_t *vlen);
+	int (*msg_user_prop)(const struct sp_msg *m, size_t *pos, const char **key, size_t *klen,
+			     const char **val, size_t *vlen);
 
 	/* Building messages. NULL when out of memory. */
 	struct sp_msg *(*msg_new)(const struct sp_msg_spec *spec);

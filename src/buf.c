@@ -77,7 +77,7 @@ int buf_put_u32(struct buf *b, uint32_t v)
 	return buf_put(b, x, 4);
 }
 
-int varint_size(uint32_t v)
+int buf_varint_size(uint32_t v)
 {
 	if (v < 128)
 		return 1;

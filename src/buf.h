@@ -33,6 +33,6 @@ void buf_consume(struct buf *b, size_t n);
 void buf_reset(struct buf *b);
 
 /* Number of bytes buf_put_varint writes for v. */
-int varint_size(uint32_t v);
+int buf_varint_size(uint32_t v);
 
 #endif

@@ -600,7 +600,7 @@ static size_t props_size(uint8_t version, size_t n)
 		return 0;
 	if (n > MQTT_MAX_REMAINING_LENGTH)
 		return (size_t)MQTT_MAX_REMAINING_LENGTH + 1;
-	return (size_t)varint_size((uint32_t)n) + n;
+	return (size_t)buf_varint_size((uint32_t)n) + n;
 }
 
 static uint8_t *w_props(uint8_t *w, uint8_t version, const uint8_t *p, size_t n)
@@ -620,7 +620,7 @@ static uint8_t *pkt_begin(struct buf *out, uint8_t hdr, size_t rl)
 
 	if (rl > MQTT_MAX_REMAINING_LENGTH)
 		return NULL;
-	if (buf_reserve(out, 1 + (size_t)varint_size((uint32_t)rl) + rl))
+	if (buf_reserve(out, 1 + (size_t)buf_varint_size((uint32_t)rl) + rl))
 		return NULL;
 	w = out->data + out->len;
 	w = w_u8(w, hdr);
@@ -866,5 +866,5 @@ size_t codec_publish_size(uint8_t version, size_t topic_len, uint8_t qos, size_t
 
 	if (rl > MQTT_MAX_REMAINING_LENGTH)
 		return 0; /* codec_encode_publish would fail */
-	return 1 + (size_t)varint_size((uint32_t)rl) + rl;
+	return 1 + (size_t)buf_varint_size((uint32_t)rl) + rl;
 }

@@ -35,7 +35,8 @@ enum codec_err {
 	CODEC_EMALFORMED = -1, /* MQTT_RC_MALFORMED_PACKET */
 	CODEC_EPROTOCOL = -2, /* MQTT_RC_PROTOCOL_ERROR */
 	CODEC_EPROTOVER = -3, /* CONNECT with a protocol name/level we do not speak */
-	CODEC_ETOPIC = -4, /* PUBLISH topic name invalid (wildcards) -> MQTT_RC_TOPIC_NAME_INVALID */
+	CODEC_ETOPIC =
+		-4, /* PUBLISH topic name invalid (wildcards) -> MQTT_RC_TOPIC_NAME_INVALID */
 	CODEC_EFILTER = -5, /* (UN)SUBSCRIBE topic filter invalid -> MQTT_RC_TOPIC_FILTER_INVALID */
 };
 

@@ -167,7 +167,7 @@ static int set_plugin_opt(struct parser *p, const struct directive *d, char **ar
 
 #define CFG(field) \
 	.off = offsetof(struct config, field), .width = sizeof(((struct config *)0)->field)
-#define LST(field)                                                     \
+#define LST(field)                                                      \
 	.listener = true, .off = offsetof(struct listener_conf, field), \
 	.width = sizeof(((struct listener_conf *)0)->field)
 #define NUM(field, lo, hi) .kind = K_NUM, CFG(field), .min = (lo), .max = (hi)
@@ -182,9 +182,7 @@ static const struct directive directives[] = {
 
 	/* sessions and queues */
 	{ .name = "max_queued_messages", NUM(max_queued_messages, 0, UINT32_MAX) },
-	{ .name = "max_queued_bytes",
-	  NUM(max_queued_bytes, 0, INT64_MAX),
-	  .units = &size_units },
+	{ .name = "max_queued_bytes", NUM(max_queued_bytes, 0, INT64_MAX), .units = &size_units },
 	{ .name = "max_inflight_messages",
 	  NUM(max_inflight_messages, 1, 65535),
 	  .range = "1..65535 (0 = unlimited is not supported)" },
@@ -227,7 +225,10 @@ static const struct directive directives[] = {
 
 	/* plugins */
 	{ .name = "plugin", .kind = K_CALL, .set = set_plugin, .max_args = 1 },
-	{ .name = "plugin_opt_", .kind = K_CALL, .set = set_plugin_opt, .max_args = 1,
+	{ .name = "plugin_opt_",
+	  .kind = K_CALL,
+	  .set = set_plugin_opt,
+	  .max_args = 1,
 	  .prefix = true },
 	{ .name = "plugin_dir", .kind = K_STRING, CFG(plugin_dir), .min = 1, .max = PATH_MAX - 1 },
 
@@ -267,8 +268,8 @@ void config_defaults(struct config *c)
 
 static bool is_static(const char *s)
 {
-	return s == default_auto_id_prefix || s == default_persistence_file || s == dest_stderr || s == dest_stdout ||
-	       s == dest_file;
+	return s == default_auto_id_prefix || s == default_persistence_file || s == dest_stderr ||
+	       s == dest_stdout || s == dest_file;
 }
 
 static void free_string(char **s)
@@ -480,8 +481,9 @@ static int apply_enum(struct parser *p, const struct directive *d, void *field, 
 static int check_listener(struct parser *p, const struct directive *d, struct listener_conf *l)
 {
 	if (l->http_dir && l->protocol != LISTENER_WEBSOCKETS)
-		return fail(p, "%s: http_dir needs 'protocol websockets' on this listener"
-			       " (port %d)",
+		return fail(p,
+			    "%s: http_dir needs 'protocol websockets' on this listener"
+			    " (port %d)",
 			    d->name, l->port);
 	return 0;
 }
@@ -536,8 +538,9 @@ static int set_log_type(struct parser *p, const struct directive *d, char **argv
 	const struct word *w = find_word(level_words, argv[1]);
 
 	if (!w)
-		return fail(p, "%s: expected error, warning, notice, information, debug or all, "
-			       "got '%s'",
+		return fail(p,
+			    "%s: expected error, warning, notice, information, debug or all, "
+			    "got '%s'",
 			    d->name, argv[1]);
 	if (!p->log_type_seen || (enum log_level)w->value > p->c->log_level)
 		p->c->log_level = (enum log_level)w->value;
@@ -676,12 +679,10 @@ static int parse_line(struct parser *p, const char *line)
 	return apply_value(p, d, argv[1]);
 }
 
-int config_parse_line(struct config *c, const char *line, const char *file, int lineno,
-		      char *err, size_t errlen)
+int config_parse_line(struct config *c, const char *line, const char *file, int lineno, char *err,
+		      size_t errlen)
 {
-	struct parser p = {
-		.c = c, .file = file, .lineno = lineno, .err = err, .errlen = errlen
-	};
+	struct parser p = { .c = c, .file = file, .lineno = lineno, .err = err, .errlen = errlen };
 
 	return parse_line(&p, line);
 }

@@ -80,7 +80,8 @@ struct config {
 	char *persistence_file; /* the database; its directory is created when missing */
 	int persistence_sync; /* PERSIST_SYNC_NORMAL or PERSIST_SYNC_FULL */
 	uint64_t persistence_max_bytes; /* cap on the database size; 0 = the disk's */
-	uint32_t max_queued_in_memory; /* per session: queued messages kept in memory, rest on disk */
+	uint32_t
+		max_queued_in_memory; /* per session: queued messages kept in memory, rest on disk */
 
 	/* plugins, in load (and callback) order */
 	struct plugin_conf *plugins;
@@ -104,8 +105,8 @@ void config_defaults(struct config *c);
 int config_load(struct config *c, const char *path, char *err, size_t errlen);
 
 /* Parses one line as config_load would; for tests and for -p style overrides. */
-int config_parse_line(struct config *c, const char *line, const char *file, int lineno,
-		      char *err, size_t errlen);
+int config_parse_line(struct config *c, const char *line, const char *file, int lineno, char *err,
+		      size_t errlen);
 
 /* Adds a listener with defaults; returns it or NULL (OOM). */
 struct listener_conf *config_add_listener(struct config *c, int port);

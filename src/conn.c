@@ -303,7 +303,7 @@ void conn_part_session(struct conn *c)
 	c->own_client_id = id != NULL;
 }
 
-static void conn_free(struct conn *c)
+static void free_conn(struct conn *c)
 {
 	if (c->own_client_id)
 		mem_free((char *)c->client_id);
@@ -328,7 +328,7 @@ void conn_on_closed(struct conn *c)
 	c->gone = true;
 	c->state = CONN_CLOSING;
 	if (!c->refs)
-		conn_free(c);
+		free_conn(c);
 }
 
 struct conn *conn_ref(struct conn *c)
@@ -340,7 +340,7 @@ struct conn *conn_ref(struct conn *c)
 void conn_unref(struct conn *c)
 {
 	if (--c->refs == 0 && c->gone)
-		conn_free(c);
+		free_conn(c);
 }
 
 bool conn_usable(const struct conn *c)
@@ -547,7 +547,7 @@ static const struct shared_publish *shared_get(const struct conn *c, const struc
 	/* the packet id comes right before the properties (MQTT 5) and the payload */
 	sp->pid_at = sp->bytes.len - m->payload_len - 2;
 	if (c->version == MQTT_V5)
-		sp->pid_at -= (size_t)varint_size(m->props_len) + m->props_len;
+		sp->pid_at -= (size_t)buf_varint_size(m->props_len) + m->props_len;
 	sp->msg_id = m->id;
 	sp->form = form;
 	return sp;
@@ -569,11 +569,13 @@ static bool too_big(const struct conn *c, const struct msg *m, size_t size)
 	if (!c->client_max_packet || size <= c->client_max_packet)
 		return false;
 	log_info("client '%s': message on '%s' (%zu bytes) exceeds its maximum packet size %u; "
-		 "not sent", c->client_id, m->topic, size, c->client_max_packet);
+		 "not sent",
+		 c->client_id, m->topic, size, c->client_max_packet);
 	return true;
 }
 
-static int send_shared(struct conn *c, const struct conn_publish *e, const struct shared_publish *sp)
+static int send_shared(struct conn *c, const struct conn_publish *e,
+		       const struct shared_publish *sp)
 {
 	size_t at;
 
@@ -632,9 +634,9 @@ int conn_send_publish(struct conn *c, const struct conn_publish *e, bool dup)
 		if (alias && !fresh)
 			topic_len = 0;
 	}
-	if (!conn_out(c) ||
-	    codec_encode_publish(&c->out, c->version, m->topic, topic_len, e->qos, e->retain, dup,
-				 e->packet_id, props->data, props->len, m->payload, m->payload_len)) {
+	if (!conn_out(c) || codec_encode_publish(&c->out, c->version, m->topic, topic_len, e->qos,
+						 e->retain, dup, e->packet_id, props->data,
+						 props->len, m->payload, m->payload_len)) {
 		if (fresh)
 			alias_forget_last(c);
 		return -1;
@@ -661,8 +663,7 @@ int conn_send_ack_props(struct conn *c, uint8_t type, uint16_t packet_id, uint8_
 	a.reason = reason;
 	buf_reset(props);
 	if (c->version == MQTT_V5 && reason_fits(c, reason_string))
-		props_put_str(props, MQTT_PROP_REASON_STRING, reason_string,
-			      strlen(reason_string));
+		props_put_str(props, MQTT_PROP_REASON_STRING, reason_string, strlen(reason_string));
 	if (c->version == MQTT_V5 && extra && extra->len && buf_put(props, extra->data, extra->len))
 		return -1;
 	a.props.raw = props->data;

@@ -146,8 +146,7 @@ static int feed_buffered(struct framer *f, const uint8_t *d, size_t n, size_t *u
  * Hands out every packet wholly inside the chunk without copying and
  * buffers the tail. Returns 0, the callback's non-zero return, or an error.
  */
-static int feed_direct(struct framer *f, const uint8_t *d, size_t n, framer_packet_fn fn,
-		       void *arg)
+static int feed_direct(struct framer *f, const uint8_t *d, size_t n, framer_packet_fn fn, void *arg)
 {
 	size_t off = 0, total = 0;
 	int rc = 1;

@@ -20,7 +20,8 @@ static size_t size, count;
 
 static size_t hash_key(const struct sp_plugin *owner, uint64_t id)
 {
-	uint64_t h = (uint64_t)(uintptr_t)owner * 0x9E3779B97F4A7C15ull ^ id * 0xC2B2AE3D27D4EB4Full;
+	uint64_t h = (uint64_t)(uintptr_t)owner * 0x9E3779B97F4A7C15ull ^
+		     id * 0xC2B2AE3D27D4EB4Full;
 
 	return (size_t)(h ^ h >> 29);
 }
@@ -125,8 +126,7 @@ static struct hold *hold_new(const char *client_id, const uint32_t *subids, size
 }
 
 int holds_add(struct sp_plugin *owner, uint64_t id, const char *client_id, struct msg *m,
-	      uint8_t qos, bool retain, const uint32_t *subids, size_t n_subids,
-	      const char *share)
+	      uint8_t qos, bool retain, const uint32_t *subids, size_t n_subids, const char *share)
 {
 	struct hold *h, **b;
 

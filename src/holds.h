@@ -42,8 +42,7 @@ struct hold {
  * -2 when the owner already holds something under id.
  */
 int holds_add(struct sp_plugin *owner, uint64_t id, const char *client_id, struct msg *m,
-	      uint8_t qos, bool retain, const uint32_t *subids, size_t n_subids,
-	      const char *share);
+	      uint8_t qos, bool retain, const uint32_t *subids, size_t n_subids, const char *share);
 /* Removes the hold (owner, id) and hands it over, or NULL when there is none. */
 struct hold *holds_take(struct sp_plugin *owner, uint64_t id);
 /* Removes one hold of client_id and hands it over; NULL when it has none left. */

@@ -69,8 +69,7 @@ static int grow(struct kv_space *sp)
 	return 0;
 }
 
-int kvspace_set(struct kv_space *sp, const void *key, size_t klen, const void *val,
-		size_t vlen)
+int kvspace_set(struct kv_space *sp, const void *key, size_t klen, const void *val, size_t vlen)
 {
 	size_t i = kvspace_lower(sp, key, klen);
 	void *v = dup_bytes(val, vlen), *k;

@@ -23,8 +23,7 @@ struct kv_space {
 };
 
 /* Sets key to a copy of val (replacing a value). 0, or -1 when out of memory (unchanged). */
-int kvspace_set(struct kv_space *sp, const void *key, size_t klen, const void *val,
-		size_t vlen);
+int kvspace_set(struct kv_space *sp, const void *key, size_t klen, const void *val, size_t vlen);
 /* 0, or -1 when key is absent. */
 int kvspace_unset(struct kv_space *sp, const void *key, size_t klen);
 /* Removes every entry with lo <= key < hi. */

@@ -291,8 +291,8 @@ static int add_vhost(const struct listener_conf *l, size_t i)
 			l->protocol == LISTENER_MQTT ? "mqtt" : "websockets");
 		return -1;
 	}
-	log_notice("listening on %s port %d (%s)", l->bind_address ? l->bind_address : "*",
-		   l->port, l->protocol == LISTENER_MQTT ? "mqtt" : "websockets");
+	log_notice("listening on %s port %d (%s)", l->bind_address ? l->bind_address : "*", l->port,
+		   l->protocol == LISTENER_MQTT ? "mqtt" : "websockets");
 	return 0;
 }
 

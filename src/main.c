@@ -107,7 +107,8 @@ static int parse_args(int argc, char **argv, struct options *o)
 		case 'p':
 			o->port = parse_port(optarg);
 			if (o->port < 0) {
-				fprintf(stderr, "sluice: -p: '%s' is not a port (1-65535)\n", optarg);
+				fprintf(stderr, "sluice: -p: '%s' is not a port (1-65535)\n",
+					optarg);
 				return 1;
 			}
 			break;

@@ -31,7 +31,10 @@ struct mem_cache {
 	unsigned n; /* blocks kept now */
 	void *top; /* the stack, linked through the blocks' first bytes */
 };
-#define MEM_CACHE(size, max) { (size), (max), 0, NULL }
+#define MEM_CACHE(size, max)           \
+	{                              \
+		(size), (max), 0, NULL \
+	}
 
 /* A block of c->size bytes, not zeroed; NULL when out of memory. */
 void *mem_cache_alloc(struct mem_cache *c);

@@ -124,8 +124,8 @@ static void entry_free(struct out_entry *e)
 	mem_cache_free(&entry_cache, e);
 }
 
-static struct out_entry *entry_new(struct msg *m, uint8_t qos, bool retain,
-				   const uint32_t *subids, size_t n_subids, const char *share)
+static struct out_entry *entry_new(struct msg *m, uint8_t qos, bool retain, const uint32_t *subids,
+				   size_t n_subids, const char *share)
 {
 	struct out_entry *e = mem_cache_alloc(&entry_cache);
 
@@ -318,8 +318,8 @@ static void count_drop(struct outq *q, struct msg *m, uint8_t qos, const char *s
 
 static int send_publish(struct outq *q, const struct out_entry *e, bool dup)
 {
-	struct conn_publish p = { e->msg,	  e->qos,	   e->retain,
-				  e->packet_id, e->n_subids, e->subid, e->more_subids };
+	struct conn_publish p = { e->msg,      e->qos,	 e->retain,	e->packet_id,
+				  e->n_subids, e->subid, e->more_subids };
 
 	return conn_send_publish(q->conn, &p, dup);
 }
@@ -395,8 +395,7 @@ static void take_rows(struct outq *q, const struct store_delivery_row *rows, siz
 		q->disk_n = 0; /* the store has nothing more: the count was stale */
 }
 
-static void on_tail_loaded(void *arg, int status, const struct store_delivery_row *rows,
-			   size_t n)
+static void on_tail_loaded(void *arg, int status, const struct store_delivery_row *rows, size_t n)
 {
 	struct tail_load *l = arg;
 	struct outq *q = l->q;
@@ -566,7 +565,12 @@ static bool queue_full(const struct outq *q, const struct msg *m)
 static int deliver_qos0(struct outq *q, struct msg *m, bool retain, const uint32_t *subids,
 			size_t n_subids)
 {
-	struct conn_publish p = { m, 0, retain, 0, (uint16_t)n_subids, n_subids ? subids[0] : 0,
+	struct conn_publish p = { m,
+				  0,
+				  retain,
+				  0,
+				  (uint16_t)n_subids,
+				  n_subids ? subids[0] : 0,
 				  n_subids > 1 ? subids + 1 : NULL };
 
 	if (!q->conn || conn_backlog(q->conn) > QOS0_BACKLOG_LIMIT) {

@@ -120,7 +120,7 @@ int plugin_kv_restore(const char *name, const void *k, size_t kl, const void *v,
 
 /* --- loading ------------------------------------------------------------------ */
 
-static void plugin_free(struct sp_plugin *p)
+static void free_plugin(struct sp_plugin *p)
 {
 	kvspace_free(&p->kv);
 	kvspace_free(&p->cold);
@@ -131,13 +131,12 @@ static void plugin_free(struct sp_plugin *p)
 }
 
 /* "NAME" -> PLUGIN_DIR/NAME.so (or plugin_dir); a path with a '/' is used as it is. */
-static void plugin_path(const struct config *cfg, const char *name, char *out, size_t n)
+static void path_of(const struct config *cfg, const char *name, char *out, size_t n)
 {
 	if (strchr(name, '/'))
 		snprintf(out, n, "%s", name);
 	else
-		snprintf(out, n, "%s/%s.so", cfg->plugin_dir ? cfg->plugin_dir : PLUGIN_DIR,
-			 name);
+		snprintf(out, n, "%s/%s.so", cfg->plugin_dir ? cfg->plugin_dir : PLUGIN_DIR, name);
 }
 
 /* A new plugin, last in the chain (not yet initialised). NULL on OOM. */
@@ -245,7 +244,7 @@ static int load_one(const struct config *cfg, const struct plugin_conf *pc,
 		log_err("plugin %s: out of memory", pc->name);
 		return -1;
 	}
-	plugin_path(cfg, pc->name, path, sizeof(path));
+	path_of(cfg, pc->name, path, sizeof(path));
 	if (open_object(p, path, &init)) {
 		p->cleanup = NULL;
 		return -1;
@@ -569,7 +568,7 @@ void plugin_unload_all(void)
 	for (i = n_plugins; i-- > 0;) {
 		if (plugins[i]->cleanup)
 			plugins[i]->cleanup(plugins[i]->udata);
-		plugin_free(plugins[i]);
+		free_plugin(plugins[i]);
 	}
 	mem_free(plugins);
 	plugins = NULL;

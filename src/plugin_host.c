@@ -139,8 +139,8 @@ static size_t fwd_prop_size(const uint8_t *p, size_t len, size_t pos)
 	return pos + n <= len ? n : 0;
 }
 
-static int host_msg_user_prop(const struct sp_msg *msg, size_t *pos, const char **key,
-			      size_t *klen, const char **val, size_t *vlen)
+static int host_msg_user_prop(const struct sp_msg *msg, size_t *pos, const char **key, size_t *klen,
+			      const char **val, size_t *vlen)
 {
 	const struct msg *m = MSG(msg);
 	size_t n;
@@ -511,8 +511,7 @@ static void commit_done(void *arg, int status)
 	timer_arm(&w->t, clock_now_ms());
 }
 
-static int host_after_commit(struct sp_plugin *self, void (*fn)(void *arg, int status),
-			     void *arg)
+static int host_after_commit(struct sp_plugin *self, void (*fn)(void *arg, int status), void *arg)
 {
 	struct commit_wait *w;
 

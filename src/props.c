@@ -56,14 +56,14 @@ struct pdef {
 	uint16_t off; /* offset of the value in struct mqtt_props */
 };
 
-#define P(id, t, chk, ctxs, field)                                                                 \
+#define P(id, t, chk, ctxs, field) \
 	[id] = { (t), (chk), (uint16_t)(ctxs), (uint16_t)offsetof(struct mqtt_props, field) }
 
 #define C_PUBWILL (CTX(PROPS_PUBLISH) | CTX(PROPS_WILL))
 #define C_CONN2 (CTX(PROPS_CONNECT) | CTX(PROPS_CONNACK))
 #define C_AUTH3 (CTX(PROPS_CONNECT) | CTX(PROPS_CONNACK) | CTX(PROPS_AUTH))
-#define C_REASON                                                                                   \
-	(CTX(PROPS_CONNACK) | CTX(PROPS_PUBACK) | CTX(PROPS_SUBACK) | CTX(PROPS_UNSUBACK) |        \
+#define C_REASON                                                                            \
+	(CTX(PROPS_CONNACK) | CTX(PROPS_PUBACK) | CTX(PROPS_SUBACK) | CTX(PROPS_UNSUBACK) | \
 	 CTX(PROPS_DISCONNECT) | CTX(PROPS_AUTH))
 
 /* Section 2.2.2.2, plus Will Properties (3.1.3.2). */

@@ -40,8 +40,8 @@ int proto_auth(struct conn *c, const struct mqtt_auth *p);
  * is a raw MQTT 5 property block (copied). 0, or -1 after conn_close().
  */
 struct buf;
-int proto_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason,
-	      const char *why, const struct buf *extra);
+int proto_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason, const char *why,
+	      const struct buf *extra);
 
 /* Maps a codec error to the MQTT 5 reason code that ends the connection. */
 uint8_t proto_codec_reason(int codec_err);

@@ -84,8 +84,9 @@ int proto_connect_failed(struct conn *c, const struct mqtt_connect *p, int codec
 		c->version = MQTT_V5;
 		send_connack(c, false, proto_codec_reason(codec_err), NULL);
 	}
-	conn_close(c, -1, codec_err == CODEC_EPROTOCOL ? "protocol error in CONNECT"
-						     : "malformed CONNECT");
+	conn_close(c, -1,
+		   codec_err == CODEC_EPROTOCOL ? "protocol error in CONNECT"
+						: "malformed CONNECT");
 	return -1;
 }
 
@@ -103,8 +104,7 @@ static int assign_client_id(struct connect_plan *plan)
 	return 0;
 }
 
-static int check_client_id(struct conn *c, const struct mqtt_connect *p,
-			   struct connect_plan *plan)
+static int check_client_id(struct conn *c, const struct mqtt_connect *p, struct connect_plan *plan)
 {
 	if (p->client_id.len) {
 		if (memchr(p->client_id.p, '\0', p->client_id.len))
@@ -127,8 +127,7 @@ static int check_client_id(struct conn *c, const struct mqtt_connect *p,
 	return 0;
 }
 
-static int check_keep_alive(struct conn *c, const struct mqtt_connect *p,
-			    struct connect_plan *plan)
+static int check_keep_alive(struct conn *c, const struct mqtt_connect *p, struct connect_plan *plan)
 {
 	uint16_t max = base.cfg->max_keepalive;
 
@@ -170,7 +169,7 @@ static int check_will(struct conn *c, const struct mqtt_connect *p, struct conne
 	return 0;
 }
 
-static uint32_t session_expiry(const struct conn *c, const struct mqtt_connect *p)
+static uint32_t expiry_asked(const struct conn *c, const struct mqtt_connect *p)
 {
 	uint32_t v3 = base.cfg->persistent_client_expiration;
 
@@ -191,13 +190,14 @@ static void take_over(struct session *old)
 	/* An old connection that already sent DISCONNECT is only flushing: its
 	 * will is gone [MQTT-3.14.4-3] and it needs no DISCONNECT from us. */
 	if (oc->state != CONN_CLOSING)
-		conn_close(oc, MQTT_RC_SESSION_TAKEN_OVER, "session taken over by a new connection");
+		conn_close(oc, MQTT_RC_SESSION_TAKEN_OVER,
+			   "session taken over by a new connection");
 	conn_part_session(oc);
 	session_detach(old, oc->graceful);
 }
 
-static struct session *open_session(struct conn *c, const struct mqtt_connect *p,
-				    const char *id, bool *present)
+static struct session *open_session(struct conn *c, const struct mqtt_connect *p, const char *id,
+				    bool *present)
 {
 	struct session *s = session_find(id);
 
@@ -304,7 +304,9 @@ static int accept_connect(struct conn *c, const struct mqtt_connect *p, struct c
 		timer_disarm(&c->timer);
 	log_notice("client '%s' connected from %s%s: MQTT %s, %s, keep alive %u", s->client_id,
 		   c->peer, c->websocket ? " (websocket)" : "",
-		   c->version == MQTT_V5 ? "5.0" : c->version == MQTT_V311 ? "3.1.1" : "3.1",
+		   c->version == MQTT_V5     ? "5.0"
+		   : c->version == MQTT_V311 ? "3.1.1"
+					     : "3.1",
 		   present ? "session resumed" : "new session", c->keep_alive);
 	plugin_connect(s);
 	session_resume(s);
@@ -325,6 +327,6 @@ int proto_connect(struct conn *c, const struct mqtt_connect *p)
 	if (check_client_id(c, p, &plan) || check_keep_alive(c, p, &plan) ||
 	    check_will(c, p, &plan))
 		return -1;
-	plan.expiry = session_expiry(c, p);
+	plan.expiry = expiry_asked(c, p);
 	return accept_connect(c, p, &plan);
 }

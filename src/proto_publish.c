@@ -113,8 +113,7 @@ static int check_publish(struct conn *c, const struct mqtt_publish *p)
 	}
 	/* [MQTT-3.3.4-9] more unacknowledged QoS 2 than our Receive Maximum. MQTT
 	 * 3.1.1 has no Receive Maximum: there the 65535 packet ids are the bound. */
-	if (c->version == MQTT_V5 && p->qos == 2 &&
-	    !outq_rx_has(&c->session->q, p->packet_id) &&
+	if (c->version == MQTT_V5 && p->qos == 2 && !outq_rx_has(&c->session->q, p->packet_id) &&
 	    outq_rx_count(&c->session->q) >= base.cfg->max_inflight_messages) {
 		conn_close(c, MQTT_RC_RECEIVE_MAX_EXCEEDED, "receive maximum exceeded");
 		return -1;
@@ -124,7 +123,8 @@ static int check_publish(struct conn *c, const struct mqtt_publish *p)
 
 static bool payload_format_ok(const struct mqtt_publish *p)
 {
-	if (!(p->props.present & PROP_BIT(MQTT_PROP_PAYLOAD_FORMAT)) || p->props.payload_format != 1)
+	if (!(p->props.present & PROP_BIT(MQTT_PROP_PAYLOAD_FORMAT)) ||
+	    p->props.payload_format != 1)
 		return true;
 	return utf8_check((const char *)p->payload, p->payload_len) == 0;
 }
@@ -174,8 +174,8 @@ static void ack_committed(void *arg, int status)
 	mem_free(a);
 }
 
-int proto_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason,
-	      const char *why, const struct buf *extra)
+int proto_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason, const char *why,
+	      const struct buf *extra)
 {
 	struct pending_ack *a;
 

@@ -86,8 +86,8 @@ static uint8_t subscribe_one(struct session *s, const char *f, size_t len, uint8
 		return refused;
 	}
 	if (session_subscribe(s, f, len, *options, subid, existed)) {
-		log_warn("client '%s': subscription to '%.*s' failed: out of memory",
-			 s->client_id, (int)len, f);
+		log_warn("client '%s': subscription to '%.*s' failed: out of memory", s->client_id,
+			 (int)len, f);
 		return MQTT_RC_UNSPECIFIED;
 	}
 	log_info("client '%s' subscribed to '%.*s' (QoS %u)", s->client_id, (int)len, f, qos);

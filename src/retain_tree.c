@@ -53,8 +53,8 @@ struct retain_tree {
 static struct rnode *kid_find(const struct rnode *n, const char *l, size_t len, size_t *at)
 {
 	bool found;
-	size_t i = level_search((void *const *)n->kids, n->nkids, offsetof(struct rnode, level_len), l,
-				len, &found);
+	size_t i = topic_level_search((void *const *)n->kids, n->nkids,
+				      offsetof(struct rnode, level_len), l, len, &found);
 
 	if (at)
 		*at = i;
@@ -135,7 +135,7 @@ static struct rnode *node_path(struct retain_tree *t, const char *s, size_t len,
 	if (len == 0)
 		return NULL;
 	while (pos <= len) {
-		ll = level_len(s, len, pos);
+		ll = topic_level_len(s, len, pos);
 		c = kid_find(n, s + pos, ll, &at);
 		if (!c && create)
 			c = kid_add(n, s + pos, ll, at);
@@ -145,7 +145,7 @@ static struct rnode *node_path(struct retain_tree *t, const char *s, size_t len,
 			return NULL;
 		}
 		n = c;
-		pos = next_level(s, len, pos);
+		pos = topic_level_next(s, len, pos);
 	}
 	return n;
 }
@@ -250,7 +250,7 @@ struct rwalk {
 
 static bool at_wild(const struct rwalk *w, char c)
 {
-	return w->pos < w->len && w->f[w->pos] == c && level_len(w->f, w->len, w->pos) == 1;
+	return w->pos < w->len && w->f[w->pos] == c && topic_level_len(w->f, w->len, w->pos) == 1;
 }
 
 /* A wildcard at the first level does not take '$' topics [MQTT-4.7.2-1]. */
@@ -312,7 +312,7 @@ static struct rnode *visit(const struct rwalk *w, const struct rnode *n)
 	}
 	if (at_wild(w, '+'))
 		return wild_kid(w, n, 0);
-	return kid_find(n, w->f + w->pos, level_len(w->f, w->len, w->pos), &at);
+	return kid_find(n, w->f + w->pos, topic_level_len(w->f, w->len, w->pos), &at);
 }
 
 /* Climbs from n to the next sibling a '+' may take; NULL when the walk is over. */
@@ -324,7 +324,7 @@ static struct rnode *climb(struct rwalk *w, const struct rnode *n)
 	while (n != w->root) {
 		c = n;
 		n = n->parent;
-		w->pos = prev_level(w->f, w->pos);
+		w->pos = topic_level_prev(w->f, w->pos);
 		if (at_wild(w, '+') && (k = wild_kid(w, n, kid_index(n, c) + 1)))
 			return k;
 	}
@@ -344,7 +344,7 @@ void retain_tree_match(struct retain_tree *t, const char *filter, size_t len, re
 		if (!next)
 			next = climb(&w, n);
 		if (next)
-			w.pos = next_level(filter, len, w.pos);
+			w.pos = topic_level_next(filter, len, w.pos);
 		n = next;
 	}
 }

@@ -195,11 +195,12 @@ static void hold_for_group(struct sp_plugin *who, uint64_t id, struct msg *m, co
 
 /*
  * The member for m: the broker's pick (pick_member), which the plugins'
- * CHOOSE chain may override, or NULL when there is none now (no member
- * but `avoid`, or a plugin skipped or held the group's copy).
+ * CHOOSE chain (from plugin `from`) may override, or NULL when there is
+ * none now (no member but `avoid`, or a plugin skipped or held the group's
+ * copy).
  */
 static const struct topic_sub *choose_member(struct topic_group *g, const struct session *avoid,
-					     struct msg *m, const char *share)
+					     struct msg *m, const char *share, size_t from)
 {
 	const struct topic_sub *t = pick_member(g, avoid);
 	struct sp_plugin *who = NULL;
@@ -209,7 +210,7 @@ static const struct topic_sub *choose_member(struct topic_group *g, const struct
 	if (!t || !plugin_wants(SP_EV_CHOOSE))
 		return t;
 	i = (size_t)(t - g->members);
-	switch (plugin_choose(g, share, m, 0, &i, &res, &who)) {
+	switch (plugin_choose(g, share, m, from, &i, &res, &who)) {
 	case SP_SKIP:
 		return NULL;
 	case SP_HOLD:
@@ -229,7 +230,7 @@ static uint8_t min_qos(uint8_t a, uint8_t b)
 static int deliver_to_group(struct topic_group *g, const char *share, struct msg *m,
 			    const struct session *avoid, uint8_t qos, size_t from)
 {
-	const struct topic_sub *t = choose_member(g, avoid, m, share);
+	const struct topic_sub *t = choose_member(g, avoid, m, share, from);
 	int rc;
 
 	if (!t)
@@ -338,7 +339,7 @@ static void add_shared(struct route_ctx *x, struct topic_group *g)
 		x->oom = true;
 		return;
 	}
-	t = choose_member(g, NULL, x->msg, (const char *)x->share_keys.data + off);
+	t = choose_member(g, NULL, x->msg, (const char *)x->share_keys.data + off, 0);
 	if (!t)
 		return;
 	m = new_match(x);
@@ -479,8 +480,7 @@ struct session_match {
 	size_t n_subids;
 };
 
-static void match_session(const struct session *s, const struct msg *m,
-			  struct session_match *sm)
+static void match_session(const struct session *s, const struct msg *m, struct session_match *sm)
 {
 	const struct sub_rec *r;
 	const char *g, *f;
@@ -520,8 +520,8 @@ static int deliver_to_session(const char *client_id, struct msg *m, size_t from)
 	return rc == OUTQ_DELIVERED ? 1 : rc < 0 ? -1 : 0;
 }
 
-int router_deliver_to(struct msg *m, const char *client_id, const char *group,
-		      const char *filter, size_t from)
+int router_deliver_to(struct msg *m, const char *client_id, const char *group, const char *filter,
+		      size_t from)
 {
 	struct buf key;
 	struct topic_group *g;
@@ -610,8 +610,8 @@ size_t router_subscription_count(void)
 
 /* --- what happens to sessions (session_events) ----------------------------------- */
 
-static void split_share(const char *filter, size_t len, const char **f, size_t *fl,
-			const char **g, size_t *gl)
+static void split_share(const char *filter, size_t len, const char **f, size_t *fl, const char **g,
+			size_t *gl)
 {
 	if (!topic_share_split(filter, len, g, gl, f, fl)) {
 		*f = filter;

@@ -47,8 +47,8 @@ int router_route_from(struct msg *m, const char *username, size_t from);
  * topic, or (group set) to one member of the shared group (group, filter).
  * The DELIVER chain runs from plugin `from`. 1 delivered, 0 not, -1 error.
  */
-int router_deliver_to(struct msg *m, const char *client_id, const char *group,
-		      const char *filter, size_t from);
+int router_deliver_to(struct msg *m, const char *client_id, const char *group, const char *filter,
+		      size_t from);
 /* host->release() / discard(): the hold (owner, id) is delivered now / dropped. 0 or -1. */
 int router_release_hold(struct sp_plugin *owner, uint64_t id);
 int router_discard_hold(struct sp_plugin *owner, uint64_t id);

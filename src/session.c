@@ -484,8 +484,7 @@ static int restore_session(const struct store_session_row *r, void *arg)
 	return 0;
 }
 
-static int restore_sub(uint64_t sid, const char *filter, uint8_t options, uint32_t subid,
-		       void *arg)
+static int restore_sub(uint64_t sid, const char *filter, uint8_t options, uint32_t subid, void *arg)
 {
 	struct session *s = restored_sid(sid);
 	bool existed;
@@ -523,7 +522,7 @@ static int restore_rx(uint64_t sid, uint16_t packet_id, void *arg)
 void session_restore_ops(struct store_restore_ops *ops)
 {
 	restoring = true;
-	ops->session = restore_session;
+	ops->session_row = restore_session;
 	ops->sub = restore_sub;
 	ops->delivery = restore_delivery;
 	ops->on_disk = restore_on_disk;
@@ -542,18 +541,17 @@ static void resume_offline(struct session *s, uint64_t heartbeat_wall, uint64_t 
 	uint64_t elapsed = now_wall > gone ? now_wall - gone : 0, now = clock_now_ms();
 
 	s->disconnected_wall = gone;
-	if (s->expiry_interval != UINT32_MAX &&
-	    elapsed >= (uint64_t)s->expiry_interval * 1000) {
+	if (s->expiry_interval != UINT32_MAX && elapsed >= (uint64_t)s->expiry_interval * 1000) {
 		log_info("client '%s': session expired while the broker was down", s->client_id);
 		session_destroy(s); /* publishes the will, if any */
 		return;
 	}
 	if (s->expiry_interval != UINT32_MAX)
-		timer_arm(&s->expiry_timer,
-				 now + (uint64_t)s->expiry_interval * 1000 - elapsed);
+		timer_arm(&s->expiry_timer, now + (uint64_t)s->expiry_interval * 1000 - elapsed);
 	if (s->will) {
-		uint64_t delay = (uint64_t)(s->will_delay < s->expiry_interval ? s->will_delay
-									 : s->expiry_interval) *
+		uint64_t delay = (uint64_t)(s->will_delay < s->expiry_interval
+						    ? s->will_delay
+						    : s->expiry_interval) *
 				 1000;
 
 		if (elapsed >= delay)

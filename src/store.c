@@ -459,8 +459,7 @@ int store_cold_del(const char *plugin, const void *k, size_t kl)
 	return cold_op(OP_COLD_DEL, plugin, k, kl, NULL, 0);
 }
 
-int store_cold_del_range(const char *plugin, const void *lo, size_t lol, const void *hi,
-			 size_t hil)
+int store_cold_del_range(const char *plugin, const void *lo, size_t lol, const void *hi, size_t hil)
 {
 	return cold_op(OP_COLD_DEL_RANGE, plugin, lo, lol, hi, hil);
 }

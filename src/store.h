@@ -64,7 +64,7 @@ struct store_delivery_row {
 };
 
 struct store_restore_ops {
-	int (*session)(const struct store_session_row *r, void *arg);
+	int (*session_row)(const struct store_session_row *r, void *arg);
 	int (*sub)(uint64_t sid, const char *filter, uint8_t options, uint32_t subid, void *arg);
 	/* Deliveries of one session in seq order: the first `in_memory` queued ones and
 	 * every one in flight; then the number and first seq of those left on disk. */

@@ -312,8 +312,8 @@ int store_db_open(const struct config *cfg)
 
 	if (make_parent_dir(path))
 		return -1;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-					       SQLITE_OPEN_NOMUTEX,
+	if (sqlite3_open_v2(path, &db,
+			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
 			    NULL) != SQLITE_OK) {
 		log_err("store: cannot open %s: %s", path, db ? sqlite3_errmsg(db) : "no memory");
 		goto fail;
@@ -382,8 +382,8 @@ static int each_row(const char *sql, int64_t a, int64_t b, row_fn fn,
 		}
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE) {
-		log_err("store: reading back: %s", rc == SQLITE_ABORT ? "out of memory"
-								      : sqlite3_errmsg(db));
+		log_err("store: reading back: %s",
+			rc == SQLITE_ABORT ? "out of memory" : sqlite3_errmsg(db));
 		return -1;
 	}
 	return 0;
@@ -400,10 +400,11 @@ static int row_session(sqlite3_stmt *st, const struct store_restore_ops *ops)
 	r.expiry_interval = (uint32_t)sqlite3_column_int64(st, 3);
 	r.disconnected_wall = (uint64_t)sqlite3_column_int64(st, 4);
 	if (sqlite3_column_type(st, 5) == SQLITE_BLOB)
-		r.will = msg_decode(sqlite3_column_blob(st, 5), (size_t)sqlite3_column_bytes(st, 5));
+		r.will = msg_decode(sqlite3_column_blob(st, 5),
+				    (size_t)sqlite3_column_bytes(st, 5));
 	r.will_delay = (uint32_t)sqlite3_column_int64(st, 6);
 	r.next_seq = (uint64_t)sqlite3_column_int64(st, 7);
-	return ops->session(&r, ops->arg);
+	return ops->session_row(&r, ops->arg);
 }
 
 static int row_sub(sqlite3_stmt *st, const struct store_restore_ops *ops)
@@ -509,8 +510,8 @@ int store_db_restore(const struct store_restore_ops *ops, uint64_t *heartbeat_wa
 	       each_row(sql_deliveries, ops->in_memory, 0, row_delivery, ops) ||
 	       each_row(sql_on_disk, ops->in_memory, 0, row_on_disk, ops) ||
 	       each_row("SELECT sid, packet_id FROM rx_qos2", 0, 0, row_rx, ops) ||
-	       each_row("SELECT m.id, m.data FROM retained r JOIN msgs m ON m.id = r.msg_id", 0,
-			0, row_retained, ops) ||
+	       each_row("SELECT m.id, m.data FROM retained r JOIN msgs m ON m.id = r.msg_id", 0, 0,
+			row_retained, ops) ||
 	       each_row("SELECT plugin, key, value FROM plugin_kv ORDER BY plugin, key", 0, 0,
 			row_kv, ops);
 }

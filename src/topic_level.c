@@ -7,19 +7,19 @@
 
 #include <string.h>
 
-size_t level_len(const char *s, size_t len, size_t pos)
+size_t topic_level_len(const char *s, size_t len, size_t pos)
 {
 	const char *e = memchr(s + pos, '/', len - pos);
 
 	return e ? (size_t)(e - s) - pos : len - pos;
 }
 
-size_t next_level(const char *s, size_t len, size_t pos)
+size_t topic_level_next(const char *s, size_t len, size_t pos)
 {
-	return pos + level_len(s, len, pos) + 1;
+	return pos + topic_level_len(s, len, pos) + 1;
 }
 
-size_t prev_level(const char *s, size_t pos)
+size_t topic_level_prev(const char *s, size_t pos)
 {
 	size_t i = pos - 1;
 
@@ -28,7 +28,7 @@ size_t prev_level(const char *s, size_t pos)
 	return i;
 }
 
-int level_cmp(const char *a, size_t alen, const char *b, size_t blen)
+int topic_level_cmp(const char *a, size_t alen, const char *b, size_t blen)
 {
 	int c = memcmp(a, b, alen < blen ? alen : blen);
 
@@ -37,8 +37,8 @@ int level_cmp(const char *a, size_t alen, const char *b, size_t blen)
 	return alen < blen ? -1 : alen > blen;
 }
 
-size_t level_search(void *const *kids, size_t n, size_t len_off, const char *l, size_t len,
-		    bool *found)
+size_t topic_level_search(void *const *kids, size_t n, size_t len_off, const char *l, size_t len,
+			  bool *found)
 {
 	size_t lo = 0, hi = n;
 
@@ -49,7 +49,7 @@ size_t level_search(void *const *kids, size_t n, size_t len_off, const char *l, 
 		int c;
 
 		memcpy(&klen, k, sizeof(klen));
-		c = level_cmp(l, len, k + sizeof(size_t), klen);
+		c = topic_level_cmp(l, len, k + sizeof(size_t), klen);
 		if (c == 0) {
 			*found = true;
 			return mid;

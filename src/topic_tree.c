@@ -40,7 +40,7 @@
 
 struct node {
 	struct node *parent;
-	struct node **kids; /* exact levels, sorted by level_cmp */
+	struct node **kids; /* exact levels, sorted by topic_level_cmp */
 	size_t nkids, kcap;
 	struct node *plus, *hash;
 	struct topic_sub *subs; /* sorted by owner address */
@@ -67,8 +67,8 @@ static bool is_wild(const char *l, size_t n, char c)
 static struct node *kid_find(const struct node *n, const char *l, size_t len, size_t *at)
 {
 	bool found;
-	size_t i = level_search((void *const *)n->kids, n->nkids, offsetof(struct node, level_len), l,
-				len, &found);
+	size_t i = topic_level_search((void *const *)n->kids, n->nkids,
+				      offsetof(struct node, level_len), l, len, &found);
 
 	if (at)
 		*at = i;
@@ -193,14 +193,14 @@ static struct node *node_path(struct topic_tree *t, const char *f, size_t len, b
 	size_t pos = 0;
 
 	while (pos <= len) {
-		c = child(n, f + pos, level_len(f, len, pos), create);
+		c = child(n, f + pos, topic_level_len(f, len, pos), create);
 		if (!c) {
 			if (create)
 				prune(t, n);
 			return NULL;
 		}
 		n = c;
-		pos = next_level(f, len, pos);
+		pos = topic_level_next(f, len, pos);
 	}
 	return n;
 }
@@ -464,7 +464,7 @@ size_t topic_tree_count(const struct topic_tree *t)
 /*
  * Level starts of the topic, found once per match so that stepping down
  * and back up is an array lookup; a topic with more levels than this is
- * walked by scanning (level_len, prev_level) instead.
+ * walked by scanning (topic_level_len, topic_level_prev) instead.
  */
 #define WALK_LEVELS 32
 
@@ -502,7 +502,7 @@ static void walk_split(struct walk *w)
 static size_t walk_level_len(const struct walk *w)
 {
 	if (!w->nlevels)
-		return level_len(w->topic, w->len, w->pos);
+		return topic_level_len(w->topic, w->len, w->pos);
 	if (w->depth + 1 < w->nlevels)
 		return w->starts[w->depth + 1] - 1 - w->pos;
 	return w->len - w->pos;
@@ -512,7 +512,7 @@ static size_t walk_level_len(const struct walk *w)
 static void walk_down(struct walk *w)
 {
 	if (!w->nlevels)
-		w->pos = next_level(w->topic, w->len, w->pos);
+		w->pos = topic_level_next(w->topic, w->len, w->pos);
 	else
 		w->pos = w->depth + 1 < w->nlevels ? w->starts[w->depth + 1] : w->len + 1;
 	w->depth++;
@@ -521,7 +521,7 @@ static void walk_down(struct walk *w)
 static void walk_up(struct walk *w)
 {
 	w->depth--;
-	w->pos = w->nlevels ? w->starts[w->depth] : prev_level(w->topic, w->pos);
+	w->pos = w->nlevels ? w->starts[w->depth] : topic_level_prev(w->topic, w->pos);
 }
 
 static void deliver(const struct walk *w, const struct node *n)
@@ -573,8 +573,8 @@ static struct node *climb(struct walk *w, const struct node *n)
 	return NULL;
 }
 
-void topic_tree_match(struct topic_tree *t, const char *topic, size_t topic_len,
-		      topic_match_fn fn, void *arg)
+void topic_tree_match(struct topic_tree *t, const char *topic, size_t topic_len, topic_match_fn fn,
+		      void *arg)
 {
 	struct walk w;
 	struct node *n = t->root, *next;

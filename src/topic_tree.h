@@ -57,8 +57,8 @@ int topic_tree_unsubscribe(struct topic_tree *t, const char *filter, size_t filt
  * it (sub NULL, grp set). The callback must not change the tree.
  */
 typedef void (*topic_match_fn)(const struct topic_sub *sub, struct topic_group *grp, void *arg);
-void topic_tree_match(struct topic_tree *t, const char *topic, size_t topic_len,
-		      topic_match_fn fn, void *arg);
+void topic_tree_match(struct topic_tree *t, const char *topic, size_t topic_len, topic_match_fn fn,
+		      void *arg);
 
 /* Number of entries (plain subscriptions plus group members). */
 size_t topic_tree_count(const struct topic_tree *t);

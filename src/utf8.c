@@ -114,4 +114,3 @@ int utf8_check(const char *s, size_t len)
 	}
 	return 0;
 }
-

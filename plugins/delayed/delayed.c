@@ -375,8 +375,8 @@ static int reject(struct dl *dl, const struct sp_event *ev, struct sp_result *re
 {
 	dl->rejected++;
 	dl->host->log(dl->self, SP_LOG_NOTICE, "delayed: %s from '%s' on '%s' %s: %s",
-		      ev->protocol == 5 ? "refused" : "dropped",
-		      ev->client_id ? ev->client_id : "", dl->host->msg_topic(ev->msg),
+		      ev->protocol == 5 ? "refused" : "dropped", ev->client_id ? ev->client_id : "",
+		      dl->host->msg_topic(ev->msg),
 		      ev->protocol == 5 ? "with a reason code" : "(no negative ack before MQTT 5)",
 		      why);
 	res->verdict = SP_REJECT;
@@ -539,8 +539,7 @@ static int on_publish(const struct sp_event *ev, struct sp_result *res, void *ud
 	struct sched_req rq;
 
 	collect_props(dl, ev->msg, &props);
-	if (sched_parse(dl->host->msg_topic(ev->msg), &props, dl->host->now_ms(), dl->max_ms,
-			&rq))
+	if (sched_parse(dl->host->msg_topic(ev->msg), &props, dl->host->now_ms(), dl->max_ms, &rq))
 		return reject(dl, ev, res, rq.reason, rq.why);
 	if (rq.kind == SCHED_CANCEL)
 		return do_cancel(dl, ev, rq.cancel_id, res);

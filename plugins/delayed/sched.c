@@ -110,7 +110,7 @@ int sched_parse_duration(const char *s, uint64_t *ms)
 	static const struct {
 		char c;
 		uint64_t secs;
-	} units[] = { { 's', 1 },	 { 'h', 3600 },	     { 'd', 86400 },
+	} units[] = { { 's', 1 },      { 'h', 3600 },	 { 'd', 86400 },
 		      { 'w', 604800 }, { 'm', 2592000 }, { 'y', 31536000 } };
 	size_t len = strlen(s), i;
 	uint64_t v, mult = 1;

@@ -282,7 +282,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_check(rc == PROPS_OK || rc == PROPS_EMALFORMED || rc == PROPS_EPROTOCOL);
 	if (rc == PROPS_OK) {
 		fuzz_check(used <= n && used > p.raw_len);
-		fuzz_check(used == (size_t)varint_size((uint32_t)p.raw_len) + p.raw_len);
+		fuzz_check(used == (size_t)buf_varint_size((uint32_t)p.raw_len) + p.raw_len);
 		fuzz_check(p.raw == block + (used - p.raw_len));
 		check_rebuild(&p, ctx);
 		check_forward(&p);

@@ -45,7 +45,7 @@ static void test_varint(void **state)
 	buf_init(&b);
 	for (i = 0; i < sizeof(varints) / sizeof(varints[0]); i++) {
 		buf_reset(&b);
-		assert_int_equal(varint_size(varints[i].v), varints[i].size);
+		assert_int_equal(buf_varint_size(varints[i].v), varints[i].size);
 		assert_int_equal(buf_put_varint(&b, varints[i].v), 0);
 		assert_int_equal(b.len, (size_t)varints[i].size);
 		assert_memory_equal(b.data, varints[i].bytes, (size_t)varints[i].size);
