@@ -16,9 +16,10 @@
  * sorted. A shared group picks one member per message.
  *
  * Invariants:
- * - matching a message finishes before any of its deliveries starts, so a
- *   delivery (and the plugin callbacks it runs) never sees the tree being
- *   walked, and a session's route_stamp matters only during matching;
+ * - matching a message finishes before any plugin runs for it: the walk
+ *   only notes plain matches and matched groups; CHOOSE (which may route)
+ *   runs after it, then the deliveries; so a plugin never sees the tree
+ *   being walked, and a session's route_stamp matters only during the walk;
  * - a message routed from inside a delivery (a plugin routing from DELIVER,
  *   a will) is routed at once, with the match list of the next depth: each
  *   depth owns one list, reused between messages, so routing a message to
@@ -52,10 +53,18 @@ struct match {
 	size_t n_subids, cap_subids;
 };
 
+/* A shared group the message matched; its member is chosen after the tree walk. */
+struct group_hit {
+	struct topic_group *g;
+	size_t share_off; /* its key in share_keys */
+};
+
 /* The match list of one routing depth. */
 struct route_ctx {
 	struct match *matches;
 	size_t n, cap;
+	struct group_hit *groups;
+	size_t n_groups, cap_groups;
 	struct buf share_keys; /* "group\0filter\0" strings of the message being routed */
 	struct msg *msg;
 	bool oom;
@@ -110,6 +119,7 @@ void router_free(void)
 		for (j = 0; j < x->cap; j++)
 			mem_free(x->matches[j].subids);
 		mem_free(x->matches);
+		mem_free(x->groups);
 		buf_free(&x->share_keys);
 		memset(x, 0, sizeof(*x));
 	}
@@ -328,31 +338,56 @@ static void add_plain(struct route_ctx *x, const struct topic_sub *sub)
 		x->oom = true;
 }
 
+/* During the walk a group is only noted: CHOOSE runs plugins, which may route. */
 static void add_shared(struct route_ctx *x, struct topic_group *g)
 {
 	size_t off = x->share_keys.len;
-	const struct topic_sub *t;
-	struct match *m;
 
+	if (x->n_groups == x->cap_groups) {
+		size_t cap = x->cap_groups ? x->cap_groups * 2 : 8;
+		struct group_hit *a = mem_realloc(x->groups, cap * sizeof(*a));
+
+		if (!a) {
+			x->oom = true;
+			return;
+		}
+		x->groups = a;
+		x->cap_groups = cap;
+	}
 	if (topic_share_key_put(&x->share_keys, g->name, strlen(g->name), g->filter,
 				strlen(g->filter))) {
 		x->oom = true;
 		return;
 	}
-	t = choose_member(g, NULL, x->msg, (const char *)x->share_keys.data + off, 0);
-	if (!t)
-		return;
-	m = new_match(x);
-	if (!m) {
-		x->oom = true;
-		return;
+	x->groups[x->n_groups++] = (struct group_hit){ g, off };
+}
+
+/* After the walk: one member of each matched group joins the match list. */
+static void choose_members(struct route_ctx *x)
+{
+	size_t i;
+
+	for (i = 0; i < x->n_groups; i++) {
+		struct group_hit *h = &x->groups[i];
+		const struct topic_sub *t;
+		struct match *m;
+
+		t = choose_member(h->g, NULL, x->msg,
+				  (const char *)x->share_keys.data + h->share_off, 0);
+		if (!t)
+			continue;
+		m = new_match(x);
+		if (!m) {
+			x->oom = true;
+			return;
+		}
+		m->s = t->owner;
+		m->qos = t->options & MQTT_SUBOPT_QOS_MASK;
+		m->rap = !!(t->options & MQTT_SUBOPT_RAP);
+		m->share_off = h->share_off;
+		if (add_subid(m, t->subid))
+			x->oom = true;
 	}
-	m->s = t->owner;
-	m->qos = t->options & MQTT_SUBOPT_QOS_MASK;
-	m->rap = !!(t->options & MQTT_SUBOPT_RAP);
-	m->share_off = off;
-	if (add_subid(m, t->subid))
-		x->oom = true;
 }
 
 static void on_match(const struct topic_sub *sub, struct topic_group *grp, void *arg)
@@ -432,11 +467,12 @@ int router_route(struct msg *m, struct route_result *res)
 	x = &ctxs[depth++];
 	if (m->retain)
 		update_retained(m);
-	x->n = 0;
+	x->n = x->n_groups = 0;
 	x->msg = m;
 	x->oom = false;
 	buf_reset(&x->share_keys);
 	topic_tree_match(tree, m->topic, m->topic_len, on_match, x);
+	choose_members(x);
 	deliver_matches(x, &r);
 	if (x->oom) {
 		r.oom = true;

@@ -1,8 +1,8 @@
 /*
  * test_plugin.c - a plugin that exercises every event, verdict and host call
  * of include/sluice_plugin.h, driven by topic names so that the integration
- * tests (tests/integ/test_plugin_layer.py) can reach each path with ordinary
- * MQTT clients.
+ * tests (tests/integ/test_plugin_layer.py, and test_plugin_api2.py for API 2)
+ * can reach each path with ordinary MQTT clients.
  *
  * P below is the topic prefix, "tp" unless plugin_opt_prefix says otherwise.
  *
@@ -25,6 +25,41 @@
  *   SUBSCRIBE  P/forbidden/#         REJECT 0x87 (also under $share/G/)
  *   the rest                         counted, and logged at INFO
  *
+ * API 2 (every host call guarded with SP_HOST_HAS; results also go out as
+ * non-retained QoS 0 messages on $P/<leaf>):
+ *
+ *   PUBLISH    P/deliver/C/REST      TAKE, then host->deliver() a copy on topic
+ *                                    REST to client C only (its plain
+ *                                    subscriptions); $P/delivered gets
+ *                                    "rc=N to=C topic=REST"
+ *              P/gdeliver/G/REST     the same to shared group G; the group's
+ *                                    filter is the user property "filter" if
+ *                                    there is one, else REST itself
+ *              P/deliver-timer/C/REST, P/gdeliver-timer/G/REST
+ *                                    the same from a 200 ms timer
+ *              P/match/...           $P/match gets host->topic_match() of every
+ *                                    user property "filter" (in order, "1" or
+ *                                    "0", space separated) against the user
+ *                                    property "topic", else the message's topic
+ *              P/commit/...          kv_put, then host->after_commit(); when it
+ *                                    fires $P/committed gets "status=S inside=I
+ *                                    seq=N" (inside=1: it ran within the call)
+ *              P/whoami/...          $P/whoami gets "client=C user=U proto=N"
+ *   DELIVER    P/routecount/...      route a message on $P/rcount (QoS of the
+ *                                    delivery's message, payload the recipient)
+ *                                    from inside DELIVER; $P/rcresult gets
+ *                                    "n=N client=C", N what route() returned
+ *   CHOOSE     group "tph"           HOLD, released by a timer after 300 ms (the
+ *                                    CHOOSE that follows the release passes)
+ *              group "tps"           SKIP: no member gets it
+ *              group "tpr"           route() from inside CHOOSE: $P/cnote gets
+ *                                    "group=G topic=T"; the broker's choice stands
+ *   ACKED      logged as "tp: ACKED client=C topic=T reason=0xNN"
+ *   NACKED     counted, logged as "tp: NACKED client=C topic=T ... reason=0xNN"
+ *   SESSION_END counted, logged as "tp: SESSION_END client=C user=U proto=N"
+ *   CONNECT and PUBLISH also log "tp: CONNECT client=C user=U proto=N" and
+ *   "tp: PUBLISH client=C user=U topic=T" (user "-" when none).
+ *
  * $P/stats is a retained QoS 0 message whose payload is "name=value" pairs
  * separated by spaces. Every event is also logged as "tp: EVENT ..." so the
  * tests can read the broker's log.
@@ -34,6 +69,7 @@
  * many were refused, as "probe=N").
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,13 +78,18 @@
 
 #define HOLD_MS 300
 #define HOLD_LONG_MS 3000
+#define DELIVER_TIMER_MS 200
 #define STATS_MAX 1024
 
 enum counter {
 	C_START, C_STOP, C_CONNECT, C_DISCONNECT, C_GRACEFUL, C_ABRUPT, C_SUBSCRIBE,
 	C_SUBREJECT, C_UNSUBSCRIBE, C_PUBLISH, C_REJECT, C_TAKE, C_ROUTED, C_ROUTEERR,
 	C_DELIVER, C_SKIP, C_HOLD, C_RELEASE, C_DISCARD, C_HOLDERR, C_REHOLD, C_CHOOSE,
-	C_ACKED, C_DROPPED, C_DROPHELD, C_KVERR, C_STARTS, C_PROBE, C__COUNT
+	C_ACKED, C_DROPPED, C_DROPHELD, C_KVERR, C_STARTS, C_PROBE,
+	/* API 2, appended so that the names above keep their places: */
+	C_NACKED, C_SESSEND, C_DELIVERED, C_DELIVERNONE, C_DELIVERERR, C_MATCH, C_COMMIT,
+	C_COMMITTED, C_COMMITINSIDE, C_COMMITERR, C_CHOLD, C_CRELEASE, C_CREOFFER, C_CSKIP,
+	C_ROUTECOUNT, C_HOSTERR, C_CROUTE, C__COUNT
 };
 
 static const char *const counter_names[C__COUNT] = {
@@ -56,22 +97,26 @@ static const char *const counter_names[C__COUNT] = {
 	"subreject", "unsubscribe", "publish", "reject", "take", "routed", "routeerr",
 	"deliver", "skip", "hold", "release", "discard", "holderr", "rehold", "choose",
 	"acked", "dropped", "dropheld", "kverr", "starts", "probe",
+	"nacked", "sessend", "delivered", "delivernone", "delivererr", "match", "commit",
+	"committed", "commitinside", "commiterr", "chold", "crelease", "creoffer", "cskip",
+	"routecount", "hosterr", "croute",
 };
 
 static const char *const event_names[SP_EV__COUNT] = {
 	"start", "stop", "connect", "disconnect", "subscribe", "unsubscribe",
-	"publish", "deliver", "choose", "acked", "dropped",
+	"publish", "deliver", "choose", "acked", "dropped", "nacked", "session_end",
 };
 
-/* A timer the plugin has armed: a taken message or a held delivery. */
+/* A timer the plugin has armed: a taken message, a held delivery or a late deliver(). */
 struct pending {
 	struct pending *next, **pprev;
 	struct tp *tp;
 	struct sp_timer *timer;
-	struct sp_msg *msg; /* take: our reference */
+	struct sp_msg *msg; /* take, deliver: our reference */
 	uint64_t id; /* take: the message id; hold: the hold id */
 	bool discard; /* hold: discard instead of release */
-	char rest[]; /* take: the topic to route it on */
+	bool group; /* hold: a CHOOSE hold; deliver: to a shared group */
+	char rest[]; /* take: the topic to route it on; deliver: "target\0topic\0filter" */
 };
 
 /* A delivery we released: a second DELIVER for it would be held again. */
@@ -91,6 +136,8 @@ struct tp {
 	uint64_t next_hold;
 	struct released released[RELEASED_MAX];
 	size_t n_released;
+	bool in_commit_call; /* inside host->after_commit(): its fn must not run now */
+	uint64_t commits; /* after_commit callbacks that fired */
 };
 
 /* ---- small helpers ------------------------------------------------------ */
@@ -165,8 +212,8 @@ static size_t stats_format(struct tp *tp, char *out, size_t size, const char *ex
 	return n < size ? n : size - 1;
 }
 
-/* Routes a retained QoS 0 message built by the plugin on $P/<leaf>. */
-static int publish_text(struct tp *tp, const char *leaf, const char *text, size_t len)
+/* Routes a QoS 0 message built by the plugin on $P/<leaf>. */
+static int publish_leaf(struct tp *tp, const char *leaf, const char *text, size_t len, bool retain)
 {
 	char topic[128];
 	struct sp_msg_spec spec;
@@ -180,7 +227,7 @@ static int publish_text(struct tp *tp, const char *leaf, const char *text, size_
 	spec.payload = text;
 	spec.payload_len = len;
 	spec.qos = 0;
-	spec.retain = true;
+	spec.retain = retain;
 	m = tp->host->msg_new(&spec);
 	if (!m) {
 		tp->host->log(tp->self, SP_LOG_ERR, "tp: msg_new failed for %s", topic);
@@ -191,6 +238,41 @@ static int publish_text(struct tp *tp, const char *leaf, const char *text, size_
 		      n, (int)len, text);
 	tp->host->msg_unref(m);
 	return n < 0 ? -1 : 0;
+}
+
+/* A retained one (the counters, the accessors' report). */
+static int publish_text(struct tp *tp, const char *leaf, const char *text, size_t len)
+{
+	return publish_leaf(tp, leaf, text, len, true);
+}
+
+/* A result of an API 2 call: not retained, so each one is seen once. */
+static void publish_note(struct tp *tp, const char *leaf, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void publish_note(struct tp *tp, const char *leaf, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	publish_leaf(tp, leaf, text, (size_t)n < sizeof(text) ? (size_t)n : sizeof(text) - 1,
+		     false);
+}
+
+/* A host call this broker lacks (an API 1 broker): counted and logged, not called. */
+static bool host_has(struct tp *tp, bool has, const char *what)
+{
+	if (!has) {
+		tp->counters[C_HOSTERR]++;
+		tp->host->log(tp->self, SP_LOG_ERR, "tp: the host has no %s", what);
+	}
+	return has;
 }
 
 static void publish_stats(struct tp *tp, const char *extra)
@@ -353,6 +435,210 @@ static int take_publish(struct tp *tp, const struct sp_event *ev, const char *ar
 	return 0;
 }
 
+/* ---- API 2: deliver, topic_match, after_commit ----------------------------- */
+
+/* The first user property key of m, copied to out; false when m has none. */
+static bool user_prop(const struct tp *tp, const struct sp_msg *m, const char *key, char *out,
+		      size_t size)
+{
+	size_t pos = 0, kl, vl;
+	const char *k, *v;
+
+	while (tp->host->msg_user_prop(m, &pos, &k, &kl, &v, &vl) == 1) {
+		if (kl == strlen(key) && !memcmp(k, key, kl)) {
+			snprintf(out, size, "%.*s", (int)vl, v);
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * host->deliver() of a copy of m on topic: to client target's plain
+ * subscriptions, or (group) to shared group target with filter.
+ */
+static int deliver_copy(struct tp *tp, struct sp_msg *m, const char *target, const char *topic,
+			const char *filter, bool group, const char *how)
+{
+	const struct sp_host *h = tp->host;
+	struct sp_msg *c;
+	int rc;
+
+	if (!host_has(tp, SP_HOST_HAS(h, deliver), "deliver"))
+		return -1;
+	c = h->msg_rewrite(m, topic, NULL, 0, false);
+	if (!c)
+		rc = -1;
+	else if (group)
+		rc = h->deliver(tp->self, c, NULL, target, filter);
+	else
+		rc = h->deliver(tp->self, c, target, NULL, NULL);
+	tp->counters[rc > 0 ? C_DELIVERED : rc == 0 ? C_DELIVERNONE : C_DELIVERERR]++;
+	h->log(tp->self, SP_LOG_INFO, "tp: deliver (%s) to %s=%s topic=%s filter=%s: %d", how,
+	       group ? "group" : "client", target, topic, group ? filter : "-", rc);
+	publish_note(tp, "delivered", "rc=%d to=%s topic=%s", rc, target, topic);
+	if (c)
+		h->msg_unref(c);
+	return rc;
+}
+
+static void deliver_timer(void *arg)
+{
+	struct pending *p = arg;
+	struct tp *tp = p->tp;
+	const char *target = p->rest, *topic = target + strlen(target) + 1;
+	const char *filter = topic + strlen(topic) + 1;
+
+	pending_unlink(p);
+	deliver_copy(tp, p->msg, target, topic, filter, p->group, "timer");
+	tp->host->msg_unref(p->msg);
+	tp->host->free(p);
+}
+
+/* The same from a timer: keeps m and "target\0topic\0filter" until it fires. */
+static int deliver_later(struct tp *tp, struct sp_msg *m, const char *target, size_t tl,
+			 const char *topic, const char *filter, bool group)
+{
+	const struct sp_host *h = tp->host;
+	size_t rl = strlen(topic), fl = strlen(filter);
+	struct pending *p = h->alloc(sizeof(*p) + tl + rl + fl + 3);
+
+	if (!p)
+		return -1;
+	memset(p, 0, sizeof(*p));
+	p->tp = tp;
+	p->group = group;
+	memcpy(p->rest, target, tl);
+	p->rest[tl] = '\0';
+	memcpy(p->rest + tl + 1, topic, rl + 1);
+	memcpy(p->rest + tl + 1 + rl + 1, filter, fl + 1);
+	p->msg = h->msg_ref(m);
+	p->timer = h->timer_add(tp->self, DELIVER_TIMER_MS, deliver_timer, p);
+	if (!p->timer) {
+		h->msg_unref(p->msg);
+		h->free(p);
+		return -1;
+	}
+	pending_link(tp, p);
+	return 0;
+}
+
+/* P/deliver/C/REST, P/gdeliver/G/REST and their -timer forms: TAKE and deliver. */
+static int deliver_publish(struct tp *tp, const struct sp_event *ev, const char *arg, bool group,
+			   bool later, struct sp_result *res)
+{
+	const char *slash = strchr(arg, '/'), *topic;
+	char target[128], filter[256];
+	size_t tl;
+
+	if (!slash || slash == arg || !slash[1] || (size_t)(slash - arg) >= sizeof(target))
+		return 0; /* not a deliver topic after all: PASS */
+	tl = (size_t)(slash - arg);
+	memcpy(target, arg, tl);
+	target[tl] = '\0';
+	topic = slash + 1;
+	if (!group || !user_prop(tp, ev->msg, "filter", filter, sizeof(filter)))
+		snprintf(filter, sizeof(filter), "%s", topic);
+	res->verdict = SP_TAKE;
+	if (later)
+		return deliver_later(tp, ev->msg, target, tl, topic, filter, group);
+	deliver_copy(tp, ev->msg, target, topic, filter, group, "publish");
+	return 0;
+}
+
+/* P/match/...: topic_match of each "filter" user property against "topic" (or the topic). */
+static void match_publish(struct tp *tp, const struct sp_msg *m)
+{
+	const struct sp_host *h = tp->host;
+	char topic[256], text[256];
+	size_t pos = 0, kl, vl, n = 0;
+	const char *k, *v;
+
+	if (!host_has(tp, SP_HOST_HAS(h, topic_match), "topic_match"))
+		return;
+	if (!user_prop(tp, m, "topic", topic, sizeof(topic)))
+		snprintf(topic, sizeof(topic), "%s", h->msg_topic(m));
+	text[0] = '\0';
+	while (n + 3 < sizeof(text) && h->msg_user_prop(m, &pos, &k, &kl, &v, &vl) == 1) {
+		char filter[256];
+		bool yes;
+
+		if (kl != 6 || memcmp(k, "filter", 6))
+			continue;
+		snprintf(filter, sizeof(filter), "%.*s", (int)vl, v);
+		yes = h->topic_match(filter, topic);
+		tp->counters[C_MATCH]++;
+		h->log(tp->self, SP_LOG_INFO, "tp: topic_match('%s', '%s') = %d", filter, topic,
+		       yes ? 1 : 0);
+		n += (size_t)snprintf(text + n, sizeof(text) - n, "%s%c", n ? " " : "",
+				      yes ? '1' : '0');
+	}
+	publish_note(tp, "match", "%s", text);
+}
+
+static void commit_fired(void *arg, int status)
+{
+	struct tp *tp = arg;
+	bool inside = tp->in_commit_call;
+
+	tp->counters[C_COMMITTED]++;
+	if (inside)
+		tp->counters[C_COMMITINSIDE]++;
+	tp->commits++;
+	tp->host->log(tp->self, SP_LOG_INFO,
+		      "tp: after_commit fired: status=%d inside=%d seq=%" PRIu64, status,
+		      inside ? 1 : 0, tp->commits);
+	publish_note(tp, "committed", "status=%d inside=%d seq=%" PRIu64, status, inside ? 1 : 0,
+		     tp->commits);
+}
+
+/* P/commit/...: a write, then after_commit; fn must not run inside the call. */
+static void commit_publish(struct tp *tp)
+{
+	const struct sp_host *h = tp->host;
+	char text[32];
+	int rc;
+
+	if (!host_has(tp, SP_HOST_HAS(h, after_commit), "after_commit"))
+		return;
+	snprintf(text, sizeof(text), "%" PRIu64, tp->counters[C_COMMIT] + 1);
+	kv_put_str(tp, "commit/last", text, strlen(text));
+	tp->counters[C_COMMIT]++;
+	tp->in_commit_call = true;
+	rc = h->after_commit(tp->self, commit_fired, tp);
+	tp->in_commit_call = false;
+	if (rc)
+		tp->counters[C_COMMITERR]++;
+	h->log(tp->self, SP_LOG_INFO, "tp: after_commit asked: %d", rc);
+}
+
+/* P/routecount/...: route from inside DELIVER, and say what route() returned. */
+static void routecount_deliver(struct tp *tp, const struct sp_event *ev)
+{
+	const struct sp_host *h = tp->host;
+	const char *client = ev->client_id ? ev->client_id : "-";
+	char topic[128];
+	struct sp_msg_spec spec;
+	struct sp_msg *m;
+	int n;
+
+	snprintf(topic, sizeof(topic), "$%s/rcount", tp->prefix);
+	memset(&spec, 0, sizeof(spec));
+	spec.topic = topic;
+	spec.topic_len = strlen(topic);
+	spec.payload = client;
+	spec.payload_len = strlen(client);
+	spec.qos = h->msg_qos(ev->msg);
+	m = h->msg_new(&spec);
+	n = m ? h->route(tp->self, m) : -1;
+	if (m)
+		h->msg_unref(m);
+	tp->counters[C_ROUTECOUNT]++;
+	h->log(tp->self, SP_LOG_INFO, "tp: routecount from DELIVER to %s: route returned %d",
+	       client, n);
+	publish_note(tp, "rcresult", "n=%d client=%s", n, client);
+}
+
 /* ---- event callbacks ----------------------------------------------------- */
 
 static void log_event(struct tp *tp, const struct sp_event *ev)
@@ -416,6 +702,9 @@ static int on_connect(const struct sp_event *ev, struct sp_result *res, void *ud
 
 	(void)res;
 	log_event(tp, ev);
+	tp->host->log(tp->self, SP_LOG_INFO, "tp: CONNECT client=%s user=%s proto=%u",
+		      ev->client_id ? ev->client_id : "-", ev->username ? ev->username : "-",
+		      ev->protocol);
 	tp->counters[C_CONNECT]++;
 	return 0;
 }
@@ -469,12 +758,40 @@ static int on_unsubscribe(const struct sp_event *ev, struct sp_result *res, void
 	return 0;
 }
 
+/* The PUBLISH topics of API 2 calls (see the top of the file). */
+static int on_publish_api2(struct tp *tp, const struct sp_event *ev, const char *topic,
+			   struct sp_result *res)
+{
+	const char *arg;
+
+	if ((arg = under(tp, topic, "deliver")))
+		return deliver_publish(tp, ev, arg, false, false, res);
+	if ((arg = under(tp, topic, "gdeliver")))
+		return deliver_publish(tp, ev, arg, true, false, res);
+	if ((arg = under(tp, topic, "deliver-timer")))
+		return deliver_publish(tp, ev, arg, false, true, res);
+	if ((arg = under(tp, topic, "gdeliver-timer")))
+		return deliver_publish(tp, ev, arg, true, true, res);
+	if (under(tp, topic, "match"))
+		match_publish(tp, ev->msg);
+	else if (under(tp, topic, "commit"))
+		commit_publish(tp);
+	else if (under(tp, topic, "whoami"))
+		publish_note(tp, "whoami", "client=%s user=%s proto=%u",
+			     ev->client_id ? ev->client_id : "-", ev->username ? ev->username : "-",
+			     ev->protocol);
+	return 0;
+}
+
 static int on_publish(const struct sp_event *ev, struct sp_result *res, void *udata)
 {
 	struct tp *tp = udata;
 	const char *topic = tp->host->msg_topic(ev->msg), *arg;
 
 	log_event(tp, ev);
+	tp->host->log(tp->self, SP_LOG_INFO, "tp: PUBLISH client=%s user=%s topic=%s",
+		      ev->client_id ? ev->client_id : "-", ev->username ? ev->username : "-",
+		      topic);
 	tp->counters[C_PUBLISH]++;
 	if (under(tp, topic, "reject")) {
 		tp->counters[C_REJECT]++;
@@ -492,6 +809,8 @@ static int on_publish(const struct sp_event *ev, struct sp_result *res, void *ud
 		publish_kv_scan(tp);
 	} else if (under(tp, topic, "info")) {
 		publish_info(tp, ev->msg);
+	} else {
+		return on_publish_api2(tp, ev, topic, res);
 	}
 	return 0;
 }
@@ -507,11 +826,11 @@ static void hold_timer(void *arg)
 		rc = tp->host->discard(tp->self, p->id);
 	else
 		rc = tp->host->release(tp->self, p->id);
-	tp->counters[p->discard ? C_DISCARD : C_RELEASE]++;
+	tp->counters[p->discard ? C_DISCARD : p->group ? C_CRELEASE : C_RELEASE]++;
 	if (rc)
 		tp->counters[C_HOLDERR]++;
-	tp->host->log(tp->self, SP_LOG_INFO, "tp: %s hold %" PRIu64 ": %d",
-		      p->discard ? "discarded" : "released", p->id, rc);
+	tp->host->log(tp->self, SP_LOG_INFO, "tp: %s %shold %" PRIu64 ": %d",
+		      p->discard ? "discarded" : "released", p->group ? "group " : "", p->id, rc);
 	tp->host->free(p);
 }
 
@@ -523,16 +842,21 @@ static bool was_released(struct tp *tp, uint64_t msg_id, const char *client)
 	return false;
 }
 
-static int hold_deliver(struct tp *tp, const struct sp_event *ev, bool discard, uint64_t ms,
-			struct sp_result *res)
+/*
+ * A HOLD of the delivery of ev's message to client (DELIVER), or of the
+ * group's copy (CHOOSE, client "$share/GROUP"), released or discarded after
+ * ms; asked again for the same message after that, it passes.
+ */
+static int hold_for(struct tp *tp, const struct sp_event *ev, const char *client, bool group,
+		    bool discard, uint64_t ms, struct sp_result *res)
 {
 	uint64_t mid = tp->host->msg_id(ev->msg);
-	const char *client = ev->client_id ? ev->client_id : "";
 	struct pending *p;
 	struct released *r;
 
 	if (was_released(tp, mid, client)) {
-		tp->counters[C_REHOLD]++; /* asked again after release: let it go */
+		/* asked again after release: let it go */
+		tp->counters[group ? C_CREOFFER : C_REHOLD]++;
 		return 0;
 	}
 	p = tp->host->alloc(sizeof(*p) + 1);
@@ -542,6 +866,7 @@ static int hold_deliver(struct tp *tp, const struct sp_event *ev, bool discard, 
 	p->tp = tp;
 	p->id = ++tp->next_hold;
 	p->discard = discard;
+	p->group = group;
 	p->timer = tp->host->timer_add(tp->self, ms, hold_timer, p);
 	if (!p->timer) {
 		tp->host->free(p);
@@ -551,12 +876,18 @@ static int hold_deliver(struct tp *tp, const struct sp_event *ev, bool discard, 
 	r = &tp->released[tp->n_released++ % RELEASED_MAX];
 	r->msg_id = mid;
 	snprintf(r->client, sizeof(r->client), "%s", client);
-	tp->counters[C_HOLD]++;
+	tp->counters[group ? C_CHOLD : C_HOLD]++;
 	res->verdict = SP_HOLD;
 	res->hold_id = p->id;
 	tp->host->log(tp->self, SP_LOG_INFO, "tp: holding message %" PRIu64 " for %s as %" PRIu64,
 		      mid, client, p->id);
 	return 0;
+}
+
+static int hold_deliver(struct tp *tp, const struct sp_event *ev, bool discard, uint64_t ms,
+			struct sp_result *res)
+{
+	return hold_for(tp, ev, ev->client_id ? ev->client_id : "", false, discard, ms, res);
 }
 
 static int on_deliver(const struct sp_event *ev, struct sp_result *res, void *udata)
@@ -577,6 +908,8 @@ static int on_deliver(const struct sp_event *ev, struct sp_result *res, void *ud
 		return hold_deliver(tp, ev, true, HOLD_MS, res);
 	} else if (under(tp, topic, "droute")) {
 		publish_stats(tp, NULL);
+	} else if (under(tp, topic, "routecount")) {
+		routecount_deliver(tp, ev);
 	}
 	return 0;
 }
@@ -587,8 +920,28 @@ static int on_choose(const struct sp_event *ev, struct sp_result *res, void *uda
 	size_t best = 0;
 
 	tp->counters[C_CHOOSE]++;
-	tp->host->log(tp->self, SP_LOG_INFO, "tp: choose group=%s members=%zu broker=%zu",
-		      ev->share_group ? ev->share_group : "-", ev->n_members, res->member);
+	tp->host->log(tp->self, SP_LOG_INFO,
+		      "tp: choose group=%s filter=%s members=%zu broker=%zu topic=%s",
+		      ev->share_group ? ev->share_group : "-",
+		      ev->share_filter ? ev->share_filter : "-", ev->n_members, res->member,
+		      tp->host->msg_topic(ev->msg));
+	if (ev->share_group && !strcmp(ev->share_group, "tps")) {
+		tp->counters[C_CSKIP]++;
+		res->verdict = SP_SKIP;
+		return 0;
+	}
+	if (ev->share_group && !strcmp(ev->share_group, "tpr")) {
+		tp->counters[C_CROUTE]++;
+		publish_note(tp, "cnote", "group=%s topic=%s", ev->share_group,
+			     tp->host->msg_topic(ev->msg));
+		return 0;
+	}
+	if (ev->share_group && !strcmp(ev->share_group, "tph")) {
+		char key[80];
+
+		snprintf(key, sizeof(key), "$share/%s", ev->share_group);
+		return hold_for(tp, ev, key, true, false, HOLD_MS, res);
+	}
 	if (!ev->share_group || strcmp(ev->share_group, "tpg") || !ev->n_members)
 		return 0;
 	for (size_t i = 1; i < ev->n_members; i++)
@@ -604,7 +957,36 @@ static int on_acked(const struct sp_event *ev, struct sp_result *res, void *udat
 
 	(void)res;
 	log_event(tp, ev);
+	tp->host->log(tp->self, SP_LOG_INFO, "tp: ACKED client=%s topic=%s qos=%u reason=0x%02x",
+		      ev->client_id ? ev->client_id : "-", tp->host->msg_topic(ev->msg), ev->qos,
+		      ev->reason);
 	tp->counters[C_ACKED]++;
+	return 0;
+}
+
+static int on_nacked(const struct sp_event *ev, struct sp_result *res, void *udata)
+{
+	struct tp *tp = udata;
+
+	(void)res;
+	tp->host->log(tp->self, SP_LOG_INFO,
+		      "tp: NACKED client=%s user=%s topic=%s qos=%u share=%s reason=0x%02x",
+		      ev->client_id ? ev->client_id : "-", ev->username ? ev->username : "-",
+		      ev->msg ? tp->host->msg_topic(ev->msg) : "-", ev->qos,
+		      ev->share_group ? ev->share_group : "-", ev->reason);
+	tp->counters[C_NACKED]++;
+	return 0;
+}
+
+static int on_session_end(const struct sp_event *ev, struct sp_result *res, void *udata)
+{
+	struct tp *tp = udata;
+
+	(void)res;
+	tp->host->log(tp->self, SP_LOG_INFO, "tp: SESSION_END client=%s user=%s proto=%u",
+		      ev->client_id ? ev->client_id : "-", ev->username ? ev->username : "-",
+		      ev->protocol);
+	tp->counters[C_SESSEND]++;
 	return 0;
 }
 
@@ -732,7 +1114,8 @@ static const sp_callback callbacks[SP_EV__COUNT] = {
 	[SP_EV_SUBSCRIBE] = on_subscribe, [SP_EV_UNSUBSCRIBE] = on_unsubscribe,
 	[SP_EV_PUBLISH] = on_publish,	  [SP_EV_DELIVER] = on_deliver,
 	[SP_EV_CHOOSE] = on_choose,	  [SP_EV_ACKED] = on_acked,
-	[SP_EV_DROPPED] = on_dropped,
+	[SP_EV_DROPPED] = on_dropped,	  [SP_EV_NACKED] = on_nacked,
+	[SP_EV_SESSION_END] = on_session_end,
 };
 
 int sluice_plugin_version(void)
@@ -770,6 +1153,8 @@ int sluice_plugin_init(const struct sp_host *host, struct sp_plugin *self,
 	for (int ev = 0; ev < SP_EV__COUNT; ev++) {
 		if (callbacks[ev] && host->on(self, ev, callbacks[ev])) {
 			host->log(self, SP_LOG_ERR, "tp: on(%s) failed", event_names[ev]);
+			if (ev >= SP_EV_NACKED)
+				continue; /* an API 1 broker: the API 2 paths stay silent */
 			goto fail;
 		}
 	}
