@@ -204,8 +204,9 @@ struct sp_host {
 	/*
 	 * Held deliveries (DELIVER + SP_HOLD). Return 0, or -1 when hold_id is
 	 * unknown. discard ends a hold silently (no DROPPED event: the plugin
-	 * decided). A hold whose session ends first is dropped with a DROPPED
-	 * event; one of a shared group goes to another member instead.
+	 * decided). A hold whose session ends first ends with a DROPPED event
+	 * (hold_id set); one of a shared group at QoS 1 or 2 then goes to another
+	 * member of the group.
 	 */
 	int (*release)(struct sp_plugin *self, uint64_t hold_id);
 	int (*discard)(struct sp_plugin *self, uint64_t hold_id);

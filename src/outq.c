@@ -324,31 +324,49 @@ static int send_publish(struct outq *q, const struct out_entry *e, bool dup)
 	return conn_send_publish(q->conn, &p, dup);
 }
 
-/* Sends e (a fresh inflight or QoS 0 entry). Returns 0 sent, 1 not sendable. */
+/* Sends e. Returns 0 sent, 1 not sendable (expired, too large), -1 out of memory. */
 static int send_entry(struct outq *q, struct out_entry *e, bool dup)
 {
 	int rc = send_publish(q, e, dup);
 
 	if (rc == 0)
 		e->sent_once = true;
-	return rc ? 1 : 0;
+	return rc;
 }
 
-static void start_inflight(struct outq *q, struct out_entry *e)
+/*
+ * Puts e in flight and sends it. Returns 0, or -1 when there was no memory
+ * to write it: e is back at the head of the queue, for the next pump.
+ */
+static int start_inflight(struct outq *q, struct out_entry *e)
 {
+	int rc;
+
 	/* An entry sent before (put back by shrink_inflight) or prepared keeps its id. */
 	if (!e->sent_once && !e->prepared)
 		e->packet_id = next_packet_id(q);
 	e->state = OUT_PUBLISHED;
 	list_append(&q->inflight, e);
-	if (send_entry(q, e, e->sent_once)) {
+	rc = send_entry(q, e, e->sent_once);
+	if (rc < 0) {
+		list_remove(&q->inflight, e);
+		e->state = OUT_QUEUED;
+		list_push_front(&q->queue, e);
+		q->queued_bytes += msg_size(e->msg);
+		log_warn("client '%s': out of memory sending a QoS %u message; it waits in the "
+			 "queue",
+			 q->client_id, e->qos);
+		return -1;
+	}
+	if (rc) {
 		list_remove(&q->inflight, e);
 		count_drop(q, e->msg, e->qos, e->share, "expired or too large for the client");
 		entry_done(q, e);
-		return;
+		return 0;
 	}
 	if (!e->prepared) /* a prepared entry's row already says sent, with this id */
 		save_entry(q, e);
+	return 0;
 }
 
 /* --- the disk tail -------------------------------------------------------- */
@@ -541,11 +559,12 @@ void outq_pump(struct outq *q)
 		list_remove(&q->queue, e);
 		q->queued_bytes -= msg_size(e->msg);
 		if (e->qos) {
-			start_inflight(q, e);
+			if (start_inflight(q, e))
+				break;
 			continue;
 		}
 		if (send_entry(q, e, false))
-			count_drop(q, e->msg, 0, e->share, "expired or too large");
+			count_drop(q, e->msg, 0, e->share, "expired, too large or out of memory");
 		entry_done(q, e);
 	}
 	load_disk_tail(q);
@@ -771,8 +790,9 @@ static void resend_inflight(struct outq *q)
 			conn_send_ack(q->conn, MQTT_PUBREL, e->packet_id, 0, NULL);
 			continue;
 		}
-		/* [MQTT-4.4.0-1] resend unacknowledged PUBLISH with DUP set. */
-		if (send_entry(q, e, e->sent_once)) {
+		/* [MQTT-4.4.0-1] resend unacknowledged PUBLISH with DUP set; one
+		 * that finds no memory stays in flight, resent at the next reconnect. */
+		if (send_entry(q, e, e->sent_once) > 0) {
 			list_remove(&q->inflight, e);
 			count_drop(q, e->msg, e->qos, e->share, "too large for the client now");
 			entry_done(q, e);
@@ -796,7 +816,9 @@ static void drop_list(struct outq *q, struct out_list *l)
 		list_remove(l, e);
 		if (e->qos)
 			events->dropped(q->owner, e->msg, e->qos, e->share, "session ended");
-		if (e->share && e->qos)
+		/* A QoS 2 message already sent to this member is its alone: no
+		 * other member may get it [MQTT-4.8.2-5]; the rest may move. */
+		if (e->share && e->qos && !(e->qos == 2 && e->sent_once))
 			events->orphaned(q->owner, e->msg, e->qos, e->share);
 		entry_free(e);
 	}

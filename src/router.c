@@ -317,7 +317,9 @@ static void add_plain(struct route_ctx *x, const struct topic_sub *sub)
 	/* [MQTT-3.8.3-3] no local: not back to the publishing client. */
 	if ((sub->options & MQTT_SUBOPT_NO_LOCAL) && !strcmp(s->client_id, msg->sender))
 		return;
-	if (s->route_stamp == msg->id) {
+	/* The stamp may be an outer depth's (a plugin routing the same message
+	 * from its delivery): only a slot of this list that holds s counts. */
+	if (s->route_stamp == msg->id && s->route_idx < x->n && x->matches[s->route_idx].s == s) {
 		m = &x->matches[s->route_idx];
 		if (qos > m->qos)
 			m->qos = qos;
