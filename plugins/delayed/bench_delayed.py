@@ -34,41 +34,24 @@ import sys
 import tempfile
 import time
 
-
-def varint(n):
-	out = bytearray()
-	while True:
-		b = n & 0x7F
-		n >>= 7
-		out.append(b | (0x80 if n else 0))
-		if not n:
-			return bytes(out)
-
-
-def mstr(b):
-	if isinstance(b, str):
-		b = b.encode()
-	return struct.pack("!H", len(b)) + b
-
-
-def packet(first, body):
-	return bytes([first]) + varint(len(body)) + body
+# The packet builders and parser of the integration tests (tests/integ/mqttpkt.py).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+				"tests", "integ"))
+sys.dont_write_bytecode = True  # the source tree may be read-only
+import mqttpkt as M  # noqa: E402
 
 
 def connect(cid, version=5):
-	vh = mstr("MQTT") + bytes([version, 0x02]) + struct.pack("!H", 600)
-	if version == 5:
-		vh += varint(0)
-	return packet(0x10, vh + mstr(cid))
+	return M.connect(cid, version, clean=True, keepalive=600)
 
 
-def publish(topic, payload, qos, pid, props=b""):
-	body = mstr(topic) + (struct.pack("!H", pid) if qos else b"") + varint(len(props)) + props
-	return packet(0x30 | (qos << 1), body + payload)
+def publish(topic, payload, qos, pid, props=None):
+	"""MQTT 5 PUBLISH; props: [(id, value)]."""
+	return M.publish(topic, payload, qos, pid=pid, version=5, properties=props)
 
 
 def user_prop(k, v):
-	return b"\x26" + mstr(k) + mstr(v)
+	return [(M.USER_PROPERTY, (k, v))]
 
 
 class Conn:
@@ -79,7 +62,7 @@ class Conn:
 		self.version = version
 		self.s.sendall(connect(cid, version))
 		t, _ = self.next_packet()
-		assert t >> 4 == 2, "no CONNACK"
+		assert t >> 4 == M.CONNACK, "no CONNACK"
 
 	def fill(self):
 		d = self.s.recv(1 << 20)
@@ -90,26 +73,14 @@ class Conn:
 	def packets(self):
 		"""Every complete packet in the buffer: (first byte, body)."""
 		out = []
-		b = self.buf
 		i = 0
 		while True:
-			if len(b) - i < 2:
+			p = M.split(self.buf, i)
+			if p is None:
 				break
-			n, mul, j = 0, 1, i + 1
-			while j < len(b):
-				c = b[j]
-				n += (c & 0x7F) * mul
-				mul <<= 7
-				j += 1
-				if not c & 0x80:
-					break
-			else:
-				break
-			if j + n > len(b):
-				break
-			out.append((b[i], bytes(b[j:j + n])))
-			i = j + n
-		del b[:i]
+			out.append(p[:2])
+			i = p[2]
+		del self.buf[:i]
 		return out
 
 	def next_packet(self):
@@ -165,9 +136,10 @@ def pump_publishes(c, packets, window):
 		if acked < sent and (sent - acked >= window or done_sending or not batch):
 			c.fill()
 			for first, body in c.packets():
-				if first >> 4 == 4:
-					if len(body) > 2 and body[2] >= 0x80:
-						raise SystemExit("PUBACK reason 0x%02x" % body[2])
+				if first >> 4 == M.PUBACK:
+					rc = M.Packet(first, body).reason()
+					if rc >= 0x80:
+						raise SystemExit("PUBACK reason 0x%02x" % rc)
 					acked += 1
 	return n
 
@@ -208,8 +180,8 @@ def schedule_background(args):
 def run_lateness(args, broker):
 	bg = schedule_background(args)
 	sub = Conn(args.port, "bench-sub", version=4)
-	sub.s.sendall(packet(0x82, struct.pack("!H", 1) + mstr("bench/late") + b"\x00"))
-	while sub.next_packet()[0] >> 4 != 9:
+	sub.s.sendall(M.subscribe(1, [("bench/late", 0)], version=4))
+	while sub.next_packet()[0] >> 4 != M.SUBACK:
 		pass
 	pub = Conn(args.port, "bench-late")
 	pad = b"x" * max(0, args.payload - 8)
@@ -235,9 +207,9 @@ def run_lateness(args, broker):
 		sub.fill()
 		now = time.time() * 1000
 		for first, body in sub.packets():
-			if first >> 4 == 3:
-				tl = struct.unpack("!H", body[:2])[0]
-				due = struct.unpack("!Q", body[2 + tl:10 + tl])[0]
+			if first >> 4 == M.PUBLISH:
+				payload = M.Packet(first, body, 4).publish()["payload"]
+				due = struct.unpack("!Q", payload[:8])[0]
 				late.append(now - due)
 	late.sort()
 

@@ -1,118 +1,98 @@
 #!/usr/bin/env python3
 """Writes the seed corpora of the fuzz targets under tests/fuzz/corpus/.
 
-Each seed is a small valid input, built here byte by byte from the MQTT 3.1.1
-and 5.0 specifications, so that the fuzzers start from packets that get past
-the first length check. The files are committed; run this again only to
+Each seed is a small valid input, built from the MQTT 3.1.1 and 5.0
+specifications with the packet builders of tests/integ/mqttpkt.py (which the
+integration tests use too), so that the fuzzers start from packets that get
+past the first length check. The files are committed; run this again only to
 change them:  python3 tests/fuzz/gen_corpus.py
 """
 import os
 import shutil
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "corpus")
+sys.path.insert(0, os.path.join(HERE, "..", "integ"))
+sys.dont_write_bytecode = True  # the source tree may be read-only
+
+import mqttpkt as M  # noqa: E402  (tests/integ/mqttpkt.py: the packet builders)
 
 V31, V311, V5 = 0, 1, 2  # first byte of a codec seed: the connection's level
 
 
-def varint(n):
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def s(x):
-    if isinstance(x, str):
-        x = x.encode()
-    return len(x).to_bytes(2, "big") + x
-
-
-def u16(n):
-    return n.to_bytes(2, "big")
-
-
-def u32(n):
-    return n.to_bytes(4, "big")
-
-
 def props(*items):
-    body = b"".join(items)
-    return varint(len(body)) + body
-
-
-def pkt(hdr, body):
-    return bytes([hdr]) + varint(len(body)) + body
+    """A property block of (id, value) items, in order."""
+    return M.props(list(items))
 
 
 # MQTT 5 properties used below (section 2.2.2.2).
-P_PAYLOAD_FORMAT = b"\x01\x01"
-P_EXPIRY = b"\x02" + u32(60)
-P_CONTENT_TYPE = b"\x03" + s("text/plain")
-P_RESPONSE_TOPIC = b"\x08" + s("reply/to")
-P_CORRELATION = b"\x09" + s(b"\x00\x01\x02")
-P_SUBID = b"\x0b" + varint(300)
-P_SESSION_EXPIRY = b"\x11" + u32(3600)
-P_RECEIVE_MAX = b"\x21" + u16(20)
-P_TOPIC_ALIAS_MAX = b"\x22" + u16(10)
-P_TOPIC_ALIAS = b"\x23" + u16(1)
-P_REASON = b"\x1f" + s("because")
-P_WILL_DELAY = b"\x18" + u32(5)
-P_AUTH_METHOD = b"\x15" + s("SCRAM-SHA-1")
-P_AUTH_DATA = b"\x16" + s(b"\x01\x02")
-P_MAX_QOS = b"\x24\x01"
-P_ASSIGNED_ID = b"\x12" + s("auto-1")
+P_PAYLOAD_FORMAT = (M.PAYLOAD_FORMAT, 1)
+P_EXPIRY = (M.MESSAGE_EXPIRY, 60)
+P_CONTENT_TYPE = (M.CONTENT_TYPE, "text/plain")
+P_RESPONSE_TOPIC = (M.RESPONSE_TOPIC, "reply/to")
+P_CORRELATION = (M.CORRELATION_DATA, b"\x00\x01\x02")
+P_SUBID = (M.SUBSCRIPTION_ID, 300)
+P_SESSION_EXPIRY = (M.SESSION_EXPIRY, 3600)
+P_RECEIVE_MAX = (M.RECEIVE_MAXIMUM, 20)
+P_TOPIC_ALIAS_MAX = (M.TOPIC_ALIAS_MAXIMUM, 10)
+P_TOPIC_ALIAS = (M.TOPIC_ALIAS, 1)
+P_REASON = (M.REASON_STRING, "because")
+P_WILL_DELAY = (M.WILL_DELAY, 5)
+P_AUTH_METHOD = (M.AUTH_METHOD, "SCRAM-SHA-1")
+P_AUTH_DATA = (M.AUTH_DATA, b"\x01\x02")
+P_MAX_QOS = (M.MAXIMUM_QOS, 1)
+P_ASSIGNED_ID = (M.ASSIGNED_CLIENT_ID, "auto-1")
 
 
 def user(k, v):
-    return b"\x26" + s(k) + s(v)
-
-
-def connect(level, flags, keep, payload, name="MQTT", prop=b""):
-    body = s(name) + bytes([level, flags]) + u16(keep) + prop + payload
-    return pkt(0x10, body)
+    return (M.USER_PROPERTY, (k, v))
 
 
 CODEC = {
-    "connect_v311": (V311, connect(4, 0x02, 60, s("client-1"))),
-    "connect_v31": (V31, connect(3, 0xC2, 30, s("old") + s("user") + s(b"pw"),
-                                 name="MQIsdp")),
-    "connect_v5_will": (V5, connect(
-        5, 0xEE, 10,
-        s("c5") + props(P_WILL_DELAY, P_CONTENT_TYPE, user("k", "v")) + s("will/topic")
-        + s(b"bye") + s("user") + s(b"secret"),
-        prop=props(P_SESSION_EXPIRY, P_RECEIVE_MAX, P_TOPIC_ALIAS_MAX, user("a", "b")))),
-    "connack_v5": (V5, pkt(0x20, b"\x01\x00" + props(P_MAX_QOS, P_ASSIGNED_ID, P_RECEIVE_MAX))),
-    "connack_v311": (V311, pkt(0x20, b"\x00\x00")),
-    "publish_q0_v311": (V311, pkt(0x30, s("a/b") + b"hello")),
-    "publish_q1_v5": (V5, pkt(0x32, s("sensors/1/temp") + u16(7) + props(
+    "connect_v311": (V311, M.connect("client-1", version=4, keepalive=60)),
+    "connect_v31": (V31, M.connect("old", version=3, keepalive=30, username="user",
+                                   password=b"pw")),
+    "connect_v5_will": (V5, M.connect(
+        "c5", version=5, keepalive=10,
+        properties=[P_SESSION_EXPIRY, P_RECEIVE_MAX, P_TOPIC_ALIAS_MAX, user("a", "b")],
+        will=dict(topic="will/topic", payload=b"bye", qos=1, retain=True,
+                  properties=[P_WILL_DELAY, P_CONTENT_TYPE, user("k", "v")]),
+        username="user", password=b"secret")),
+    "connack_v5": (V5, M.connack(True, 0, properties=[P_MAX_QOS, P_ASSIGNED_ID,
+                                                      P_RECEIVE_MAX])),
+    "connack_v311": (V311, M.connack(False, 0, version=4)),
+    "publish_q0_v311": (V311, M.publish("a/b", b"hello", version=4)),
+    "publish_q1_v5": (V5, M.publish("sensors/1/temp", b"21.5", qos=1, pid=7, properties=[
         P_PAYLOAD_FORMAT, P_EXPIRY, P_RESPONSE_TOPIC, P_CORRELATION, P_TOPIC_ALIAS,
-        user("unit", "C")) + b"21.5")),
-    "publish_q2_retain_dup_v5": (V5, pkt(0x3D, s("x") + u16(65535) + props() + b"")),
-    "publish_alias_v5": (V5, pkt(0x30, s("") + props(P_TOPIC_ALIAS) + b"p")),
-    "publish_subids_v5": (V5, pkt(0x30, s("t") + props(P_SUBID, b"\x0b\x01") + b"")),
-    "puback_v311": (V311, pkt(0x40, u16(7))),
-    "puback_v5_reason": (V5, pkt(0x40, u16(7) + b"\x10" + props(P_REASON))),
-    "pubrec_v5_short": (V5, pkt(0x50, u16(9) + b"\x80")),
-    "pubrel_v5": (V5, pkt(0x62, u16(9))),
-    "pubcomp_v311": (V311, pkt(0x70, u16(9))),
-    "subscribe_v311": (V311, pkt(0x82, u16(1) + s("a/+/c") + b"\x01" + s("#") + b"\x00")),
-    "subscribe_v5": (V5, pkt(0x82, u16(2) + props(P_SUBID, user("x", "y")) +
-                             s("$share/g/a/#") + b"\x02" + s("b") + b"\x2d")),
-    "unsubscribe_v311": (V311, pkt(0xA2, u16(3) + s("a/+/c") + s("$share/g/x"))),
-    "unsubscribe_v5": (V5, pkt(0xA2, u16(3) + props(user("k", "v")) + s("a/b"))),
-    "suback_v5": (V5, pkt(0x90, u16(2) + props(P_REASON) + b"\x00\x01\x02\x80")),
-    "suback_v311": (V311, pkt(0x90, u16(2) + b"\x00\x80")),
-    "unsuback_v311": (V311, pkt(0xB0, u16(3))),
-    "unsuback_v5": (V5, pkt(0xB0, u16(3) + props() + b"\x00\x11")),
-    "pingreq": (V311, pkt(0xC0, b"")),
-    "pingresp": (V5, pkt(0xD0, b"")),
-    "disconnect_v311": (V311, pkt(0xE0, b"")),
-    "disconnect_v5": (V5, pkt(0xE0, b"\x04" + props(P_SESSION_EXPIRY, P_REASON))),
-    "auth_v5": (V5, pkt(0xF0, b"\x18" + props(P_AUTH_METHOD, P_AUTH_DATA))),
+        user("unit", "C")])),
+    "publish_q2_retain_dup_v5": (V5, M.publish("x", b"", qos=2, retain=True, dup=True,
+                                               pid=65535)),
+    "publish_alias_v5": (V5, M.publish("", b"p", properties=[P_TOPIC_ALIAS])),
+    "publish_subids_v5": (V5, M.publish("t", b"", properties=[P_SUBID,
+                                                              (M.SUBSCRIPTION_ID, 1)])),
+    "puback_v311": (V311, M.puback(7, version=4)),
+    "puback_v5_reason": (V5, M.puback(7, reason=0x10, properties=[P_REASON])),
+    "pubrec_v5_short": (V5, M.pubrec(9, reason=0x80)),
+    "pubrel_v5": (V5, M.pubrel(9)),
+    "pubcomp_v311": (V311, M.pubcomp(9, version=4)),
+    "subscribe_v311": (V311, M.subscribe(1, [("a/+/c", 1), ("#", 0)], version=4)),
+    "subscribe_v5": (V5, M.subscribe(2, [("$share/g/a/#", 2),
+                                         ("b", M.sub_opts(1, no_local=True,
+                                                          retain_as_published=True,
+                                                          retain_handling=2))],
+                                     properties=[P_SUBID, user("x", "y")])),
+    "unsubscribe_v311": (V311, M.unsubscribe(3, ["a/+/c", "$share/g/x"], version=4)),
+    "unsubscribe_v5": (V5, M.unsubscribe(3, ["a/b"], properties=[user("k", "v")])),
+    "suback_v5": (V5, M.suback(2, [0, 1, 2, 0x80], properties=[P_REASON])),
+    "suback_v311": (V311, M.suback(2, [0, 0x80], version=4)),
+    "unsuback_v311": (V311, M.unsuback(3, version=4)),
+    "unsuback_v5": (V5, M.unsuback(3, [0, 0x11])),
+    "pingreq": (V311, M.pingreq()),
+    "pingresp": (V5, M.pingresp()),
+    "disconnect_v311": (V311, M.disconnect(version=4)),
+    "disconnect_v5": (V5, M.disconnect(0x04, properties=[P_SESSION_EXPIRY, P_REASON])),
+    "auth_v5": (V5, M.auth(0x18, [P_AUTH_METHOD, P_AUTH_DATA])),
 }
 
 # enum props_ctx: the first byte of a props seed.
@@ -121,21 +101,26 @@ CONNECT, WILL, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK, UNSUBSCRIBE, UNSUBAC
 
 PROPS = {
     "connect": (CONNECT, props(P_SESSION_EXPIRY, P_RECEIVE_MAX, P_TOPIC_ALIAS_MAX,
-                               b"\x17\x01", b"\x19\x00", b"\x27" + u32(1024),
+                               (M.REQUEST_PROBLEM_INFO, 1), (M.REQUEST_RESPONSE_INFO, 0),
+                               (M.MAXIMUM_PACKET_SIZE, 1024),
                                P_AUTH_METHOD, P_AUTH_DATA, user("a", "b"))),
     "will": (WILL, props(P_WILL_DELAY, P_PAYLOAD_FORMAT, P_EXPIRY, P_CONTENT_TYPE,
                          P_RESPONSE_TOPIC, P_CORRELATION, user("k", "v"))),
-    "connack": (CONNACK, props(P_MAX_QOS, b"\x25\x01", b"\x28\x01", b"\x29\x00",
-                               b"\x2a\x01", b"\x13" + u16(30), P_ASSIGNED_ID,
-                               b"\x1a" + s("resp"), b"\x1c" + s("other:1883"), P_REASON)),
+    "connack": (CONNACK, props(P_MAX_QOS, (M.RETAIN_AVAILABLE, 1),
+                               (M.WILDCARD_SUB_AVAILABLE, 1), (M.SUB_ID_AVAILABLE, 0),
+                               (M.SHARED_SUB_AVAILABLE, 1), (M.SERVER_KEEP_ALIVE, 30),
+                               P_ASSIGNED_ID, (M.RESPONSE_INFO, "resp"),
+                               (M.SERVER_REFERENCE, "other:1883"), P_REASON)),
     "publish": (PUBLISH, props(P_PAYLOAD_FORMAT, P_EXPIRY, P_TOPIC_ALIAS, P_SUBID,
-                               b"\x0b\x05", P_CONTENT_TYPE, user("u", "1"), user("u", "2"))),
+                               (M.SUBSCRIPTION_ID, 5), P_CONTENT_TYPE, user("u", "1"),
+                               user("u", "2"))),
     "puback": (PUBACK, props(P_REASON, user("why", "not"))),
     "subscribe": (SUBSCRIBE, props(P_SUBID, user("s", "t"))),
     "suback": (SUBACK, props(P_REASON)),
     "unsubscribe": (UNSUBSCRIBE, props(user("", ""))),
     "unsuback": (UNSUBACK, props(P_REASON, user("a", "b"))),
-    "disconnect": (DISCONNECT, props(P_SESSION_EXPIRY, b"\x1c" + s("elsewhere"), P_REASON)),
+    "disconnect": (DISCONNECT, props(P_SESSION_EXPIRY, (M.SERVER_REFERENCE, "elsewhere"),
+                                     P_REASON)),
     "auth": (AUTH, props(P_AUTH_METHOD, P_AUTH_DATA, P_REASON)),
     "empty": (PUBLISH, props()),
 }
@@ -144,7 +129,7 @@ PROPS = {
 def framer_seeds():
     stream = b"".join(CODEC[k][1] for k in ("connect_v311", "publish_q1_v5",
                                             "subscribe_v311", "pingreq", "disconnect_v5"))
-    big = pkt(0x30, s("big") + bytes(200))  # a two-byte remaining length
+    big = M.publish("big", bytes(200), version=4)  # a two-byte remaining length
     # byte 0: where to split; byte 1: limit index (low 3 bits) and stop-after (next 3)
     return {
         "stream": bytes([17, 0x00]) + stream,
