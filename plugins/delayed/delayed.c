@@ -10,17 +10,39 @@
  * they are committed: an acknowledged delayed message survives SIGKILL. The
  * MQTT 5 PUBACK/PUBREC carries the user property message-id = seq.
  *
+ * The payload is written before the index entry: writes reach the store in
+ * order, so after a crash between the two an index entry still always has
+ * its payload (the worst left behind is a payload without an entry, which
+ * its chunk's range delete takes). A write that cannot be queued (out of
+ * memory) refuses the PUBLISH with 0x80 rather than acknowledging a message
+ * that is not stored; the queue entry is added first, so that nothing
+ * stored is ever left unqueued, and a queue entry whose message was not
+ * stored finds no index entry at its time and is skipped like a cancelled one.
+ *
  * Memory holds the index only: 16 bytes per message in the far heap, the
  * chunk rows (13 bytes per message) the broker keeps for the key/value
  * state, and the client ids of senders once each. Payloads stay in the
  * store until their message is due within the prefetch window
  * (plugin_opt_prefetch_ms); then cold_get reads them back, so that at the
  * due time the message is in memory and leaves on the single timer armed
- * for the earliest due (sched_wake). Release: the entry leaves its chunk,
- * the message is rewritten once more so that its expiry interval counts
- * from now, routed to the plugins after this one and then to subscribers,
- * and its cold value deleted. A crash after routing and before that commit
+ * for the earliest due (sched_wake). Release: the message is rewritten once
+ * more so that its expiry interval counts from now and routed to the plugins
+ * after this one and then to subscribers; only then does its entry leave its
+ * chunk and its cold value go. A crash after routing and before that commit
  * releases it again after the restart: at least once, as QoS 1.
+ *
+ * Nothing due is dropped for lack of memory. A release whose copy, route or
+ * index read fails goes back to the head of the queue and everything waits
+ * for a back-off (RETRY_MIN_MS doubling to RETRY_MAX_MS) before trying again,
+ * in the same order; a routed message whose index entry could not be removed
+ * is not routed again, only the removal is retried. A payload that cannot be
+ * read is read again, and given up (logged, counted as lost) only after
+ * FETCH_TRIES answers of "absent" or undecodable, since the host answers
+ * "absent" for a read that failed too. Rows are read with kv_scan, which lends
+ * the value, and never with kv_get, which answers "absent" when its copy fails:
+ * low memory must not look like a cancel. A timer that cannot be armed is
+ * armed again by a short retry timer, else from the next callback that runs
+ * (any PUBLISH, a payload read, the $SYS timer).
  *
  * Deleting payloads one by one in due order is random access all over the
  * store's B-tree (keys are in publish order) and was what limited bursts of
@@ -30,10 +52,11 @@
  * delete. The row says what is still pending, so a crash leaves nothing
  * behind: the row empties later and its range delete takes the leftovers.
  *
- * Cancel removes the chunk entry and the payload at once; the queue entry
- * stays until its time comes and is then skipped, because the chunk row is
- * what says whether a message is still pending (lazy deletion keeps the
- * heap free of a position index).
+ * Cancel removes the chunk entry and the payload at once (a cancel whose
+ * index read or write fails is refused with 0x80, and the message stays
+ * scheduled); the queue entry stays until its time comes and is then
+ * skipped, because the chunk row is what says whether a message is still
+ * pending (lazy deletion keeps the heap free of a position index).
  *
  * Who may cancel: the client whose client id published the message. There
  * are no usernames in sluice yet; once there are, this should compare the
@@ -62,6 +85,9 @@
 #define SEQ_BLOCK 65536
 #define RELEASE_BUDGET 20000 /* releases per timer run before yielding to the loop */
 #define GC_HORIZON_MS 60000 /* longest a released payload waits for its chunk's range delete */
+#define RETRY_MIN_MS 100 /* first back-off after a failed release or read; it doubles */
+#define RETRY_MAX_MS 5000
+#define FETCH_TRIES 5 /* bad answers for a payload before it is given up as lost */
 /* The first host table with cold values; later calls are used when the host has them. */
 #define HOST_MIN_SIZE (offsetof(struct sp_host, cold_get) + sizeof(void *))
 /* Hosts whose table is this large have cold_del_range (appended after the first release). */
@@ -76,7 +102,12 @@ struct dl {
 	uint32_t next_sender;
 	uint64_t next_seq, seq_limit;
 	struct sp_timer *timer;
-	uint64_t timer_at; /* wall ms the timer is armed for */
+	uint64_t timer_at; /* wall ms the timer is armed for (or owed, when unarmed) */
+	bool unarmed; /* timer_add failed: the next callback arms it (heal) */
+	bool started; /* between START and STOP */
+	bool refetch; /* some staged record waits for its payload to be read again */
+	uint64_t retry_at; /* wall ms before which nothing is released (back-off), 0 none */
+	uint64_t backoff; /* the last back-off, ms */
 	struct sp_timer *sys_timer;
 	uint64_t pending, scheduled, released, cancelled, rejected, lost;
 };
@@ -85,6 +116,7 @@ static const char *const drop_keys[] = { SCHED_KEY_DELAY, SCHED_KEY_AT };
 
 static void pump(struct dl *dl);
 static void on_timer(void *arg);
+static void sys_stats(void *arg);
 
 /* --- small helpers ----------------------------------------------------------------- */
 
@@ -96,40 +128,104 @@ static void unref_msg(void *m)
 	g_host->msg_unref(m);
 }
 
-/* Arms the one timer for wall time `at` unless it is armed for earlier already. */
+/*
+ * Arms the one timer for wall time `at` unless it is armed for earlier
+ * already. When timer_add fails, a retry timer (at most RETRY_MIN_MS) is
+ * tried, which pumps and arms again; when that fails too the time stays
+ * owed in timer_at and heal() arms it from the next callback.
+ */
 static void arm(struct dl *dl, uint64_t at)
 {
-	uint64_t now;
+	uint64_t now, delay;
 
+	if (dl->unarmed && dl->timer_at < at)
+		at = dl->timer_at;
 	if (at == UINT64_MAX || (dl->timer && dl->timer_at <= at))
 		return;
 	if (dl->timer)
 		dl->host->timer_cancel(dl->timer);
 	now = dl->host->now_ms();
+	delay = at > now ? at - now : 0;
 	dl->timer_at = at;
-	dl->timer = dl->host->timer_add(dl->self, at > now ? at - now : 0, on_timer, dl);
-	if (!dl->timer)
-		dl->host->log(dl->self, SP_LOG_ERR, "delayed: cannot arm a timer");
+	dl->timer = dl->host->timer_add(dl->self, delay, on_timer, dl);
+	if (!dl->timer) {
+		if (delay > RETRY_MIN_MS) {
+			delay = RETRY_MIN_MS;
+			dl->timer_at = now + delay; /* early: on_timer arms again for `at` */
+		}
+		dl->timer = dl->host->timer_add(dl->self, delay, on_timer, dl);
+	}
+	if (!dl->timer) {
+		dl->timer_at = at;
+		if (!dl->unarmed)
+			dl->host->log(
+				dl->self, SP_LOG_ERR,
+				"delayed: cannot arm a timer; trying again from the next event");
+	}
+	dl->unarmed = !dl->timer;
 }
 
-/* The chunk row holding seq: 0 with *len and the bytes in buf, -1 when there is none. */
+/* Timers that could not be armed (out of memory): armed from whatever callback runs next. */
+static void heal(struct dl *dl)
+{
+	if (!dl->started)
+		return;
+	if (dl->unarmed)
+		arm(dl, dl->timer_at);
+	if (dl->sys_ms && !dl->sys_timer)
+		dl->sys_timer = dl->host->timer_add(dl->self, dl->sys_ms, sys_stats, dl);
+}
+
+struct kv_read {
+	const uint8_t *key;
+	size_t klen, cap, len;
+	uint8_t *buf;
+	bool found;
+};
+
+static int kv_read_one(const void *key, size_t klen, const void *val, size_t vlen, void *arg)
+{
+	struct kv_read *rd = arg;
+
+	/* Keys sort shorter first: the first key with the prefix is the row, if it is there. */
+	if (klen == rd->klen && !memcmp(key, rd->key, klen)) {
+		rd->found = true;
+		rd->len = vlen <= rd->cap ? vlen : 0; /* too long: malformed, read as empty */
+		if (rd->len)
+			memcpy(rd->buf, val, rd->len);
+	}
+	return 1;
+}
+
+/*
+ * The row `key` into buf (cap bytes): 1 with *len when it is there, 0 when it
+ * is not, -1 when it could not be read. kv_scan lends the value where kv_get
+ * copies it and answers "absent" when the copy fails: a row must never seem
+ * absent for lack of memory (a release would be skipped, a cancel would be
+ * acknowledged for nothing, a chunk row would be overwritten).
+ */
+static int kv_read(struct dl *dl, const uint8_t *key, size_t klen, uint8_t *buf, size_t cap,
+		   size_t *len)
+{
+	struct kv_read rd = { key, klen, cap, 0, buf, false };
+
+	if (dl->host->kv_scan(dl->self, key, klen, kv_read_one, &rd))
+		return -1;
+	*len = rd.len;
+	return rd.found;
+}
+
+/* The chunk row holding seq: 1 with *len and the bytes in buf, 0 when none, -1 unreadable. */
 static int chunk_get(struct dl *dl, uint64_t seq, uint8_t *buf, size_t *len)
 {
 	uint8_t key[9];
-	void *val = NULL;
-	size_t vlen = 0;
+	int rc;
 
 	sched_key_chunk(key, seq);
-	if (dl->host->kv_get(dl->self, key, sizeof(key), &val, &vlen))
-		return -1;
-	if (!sched_chunk_valid(val, vlen)) {
-		dl->host->free(val);
-		return -1;
-	}
-	memcpy(buf, val, vlen);
-	*len = vlen;
-	dl->host->free(val);
-	return 0;
+	rc = kv_read(dl, key, sizeof(key), buf, SCHED_CHUNK_MAX, len);
+	if (rc <= 0)
+		return rc;
+	return sched_chunk_valid(buf, *len); /* a malformed row holds nothing, as at start-up */
 }
 
 static int chunk_put(struct dl *dl, uint64_t seq, const uint8_t *v, size_t len)
@@ -142,15 +238,18 @@ static int chunk_put(struct dl *dl, uint64_t seq, const uint8_t *v, size_t len)
 	return dl->host->kv_put(dl->self, key, sizeof(key), v, len);
 }
 
-/* The pending entry for seq (0) or -1 when it is not pending (released, cancelled). */
-static int entry_find(struct dl *dl, uint64_t seq, struct sched_item *it)
+/*
+ * The pending entry for seq: 1 with *it and its chunk row in buf (*len
+ * bytes, SCHED_CHUNK_MAX of room), 0 when it is not pending (released,
+ * cancelled, never stored), -1 when the row could not be read.
+ */
+static int entry_find(struct dl *dl, uint64_t seq, struct sched_item *it, uint8_t *buf, size_t *len)
 {
-	uint8_t buf[SCHED_CHUNK_MAX];
-	size_t len;
+	int rc = chunk_get(dl, seq, buf, len);
 
-	if (chunk_get(dl, seq, buf, &len))
-		return -1;
-	return sched_chunk_find(buf, len, (unsigned)(seq & (SCHED_CHUNK - 1)), it);
+	if (rc <= 0)
+		return rc;
+	return !sched_chunk_find(buf, *len, (unsigned)(seq & (SCHED_CHUNK - 1)), it);
 }
 
 /* Forgets one sender's message: its id row goes with its last message. */
@@ -205,21 +304,27 @@ static void payload_del(struct dl *dl, uint64_t seq, const uint8_t *v, size_t le
 	dl->host->cold_del(dl->self, key, sizeof(key));
 }
 
-/* Removes a pending entry from the durable index and (soon) its payload from the store. */
-static int entry_remove(struct dl *dl, uint64_t seq)
+/*
+ * Removes the pending entry it of seq, found by entry_find() in the row buf
+ * (len bytes), from the durable index, and (soon) its payload from the
+ * store. -1 when the row could not be written: the entry is still pending.
+ */
+static int entry_drop(struct dl *dl, uint64_t seq, const uint8_t *buf, size_t len,
+		      const struct sched_item *it)
 {
-	uint8_t buf[SCHED_CHUNK_MAX], out[SCHED_CHUNK_MAX];
-	unsigned idx = (unsigned)(seq & (SCHED_CHUNK - 1));
-	struct sched_item it;
-	size_t len;
+	uint8_t out[SCHED_CHUNK_MAX];
+	size_t n = sched_chunk_remove(buf, len, it->idx, out);
 
-	if (chunk_get(dl, seq, buf, &len) || sched_chunk_find(buf, len, idx, &it))
+	if (chunk_put(dl, seq, out, n)) {
+		/* A host may change its memory before failing to queue the write: undo that. */
+		chunk_put(dl, seq, buf, len);
+		dl->host->log(dl->self, SP_LOG_ERR,
+			      "delayed: cannot update the index for %" PRIu64 " (out of memory)",
+			      seq);
 		return -1;
-	len = sched_chunk_remove(buf, len, idx, out);
-	if (chunk_put(dl, seq, out, len))
-		dl->host->log(dl->self, SP_LOG_ERR, "delayed: cannot update the index");
-	payload_del(dl, seq, out, len);
-	sender_unref(dl, it.sender);
+	}
+	payload_del(dl, seq, out, n);
+	sender_unref(dl, it->sender);
 	if (dl->pending)
 		dl->pending--;
 	return 0;
@@ -227,36 +332,96 @@ static int entry_remove(struct dl *dl, uint64_t seq)
 
 /* --- release --------------------------------------------------------------------------- */
 
-static void release_one(struct dl *dl, struct sched_rec *r)
+/* Waits before the next release or read: the first failure RETRY_MIN_MS, doubling. */
+static void back_off(struct dl *dl)
 {
-	struct sp_msg *m = r->msg, *out;
-	int n;
+	uint64_t now = dl->host->now_ms();
 
-	if (entry_remove(dl, r->e.seq)) {
-		/* Cancelled after it was queued: nothing to do. */
-	} else if (!m) {
-		dl->lost++;
-		dl->host->log(dl->self, SP_LOG_ERR,
-			      "delayed: message %" PRIu64 " lost: its payload could not be read",
-			      r->e.seq);
-	} else {
-		out = dl->host->msg_rewrite(m, NULL, NULL, 0, true); /* expiry from now */
-		n = out ? dl->host->route(dl->self, out) : -1;
-		if (n < 0)
-			dl->host->log(dl->self, SP_LOG_ERR,
-				      "delayed: message %" PRIu64 " on '%s' could not be routed",
-				      r->e.seq, dl->host->msg_topic(m));
-		dl->released++;
-		dl->host->log(dl->self, SP_LOG_DEBUG,
-			      "delayed: released %" PRIu64 " on '%s', %" PRId64 " ms late",
-			      r->e.seq, dl->host->msg_topic(m),
-			      (int64_t)(dl->host->now_ms() - r->e.due));
-		if (out)
-			dl->host->msg_unref(out);
-	}
-	if (m)
-		dl->host->msg_unref(m);
+	if (dl->retry_at > now)
+		return; /* one back-off for all the failures seen meanwhile */
+	dl->backoff = dl->backoff ? dl->backoff * 2 : RETRY_MIN_MS;
+	if (dl->backoff > RETRY_MAX_MS)
+		dl->backoff = RETRY_MAX_MS;
+	dl->retry_at = now + dl->backoff;
+}
+
+static void rec_free(struct dl *dl, struct sched_rec *r)
+{
+	if (r->msg)
+		dl->host->msg_unref(r->msg);
 	sched_rec_free(r);
+}
+
+/* Routes a copy of r's message whose expiry counts from now; -1 (try again) when that fails. */
+static int route_copy(struct dl *dl, struct sched_rec *r)
+{
+	struct sp_msg *out = dl->host->msg_rewrite(r->msg, NULL, NULL, 0, true);
+	int n = out ? dl->host->route(dl->self, out) : -1;
+
+	if (out)
+		dl->host->msg_unref(out);
+	if (n < 0) { /* 0 (no subscriber) is a success: it was published */
+		dl->host->log(dl->self, SP_LOG_WARNING,
+			      "delayed: message %" PRIu64 " on '%s' could not be routed; retrying",
+			      r->e.seq, dl->host->msg_topic(r->msg));
+		return -1;
+	}
+	dl->released++;
+	dl->host->log(dl->self, SP_LOG_DEBUG,
+		      "delayed: released %" PRIu64 " on '%s', %" PRId64 " ms late", r->e.seq,
+		      dl->host->msg_topic(r->msg), (int64_t)(dl->host->now_ms() - r->e.due));
+	return 0;
+}
+
+/* Still pending, and its payload was read FETCH_TRIES times in vain: given up. */
+static int payload_lost(struct dl *dl, struct sched_rec *r)
+{
+	dl->lost++;
+	dl->host->log(dl->self, SP_LOG_ERR,
+		      "delayed: message %" PRIu64 " lost: its payload could not be read", r->e.seq);
+	return 0;
+}
+
+/*
+ * Releases a due record: 0 when it is finished with (freed), -1 when it
+ * must be tried again later (the caller puts it back). The index entry and
+ * the payload stay until the routed copy exists and route() did not fail.
+ */
+static int release_one(struct dl *dl, struct sched_rec *r)
+{
+	uint8_t buf[SCHED_CHUNK_MAX];
+	struct sched_item it;
+	size_t len = 0;
+	int rc = entry_find(dl, r->e.seq, &it, buf, &len);
+
+	if (rc < 0)
+		return -1; /* unreadable is not absent */
+	if (rc == 0) { /* cancelled after it was queued (or never stored) */
+		rec_free(dl, r);
+		return 0;
+	}
+	if (r->state != SCHED_DONE) {
+		if (r->msg ? route_copy(dl, r) : payload_lost(dl, r))
+			return -1;
+		if (r->msg)
+			dl->host->msg_unref(r->msg);
+		r->msg = NULL;
+		r->state = SCHED_DONE; /* from now on only the removal is retried */
+	}
+	if (entry_drop(dl, r->e.seq, buf, len, &it))
+		return -1;
+	rec_free(dl, r);
+	return 0;
+}
+
+/* Still in the index? Unreadable counts as yes: it must not be taken for a cancel. */
+static bool listed(struct dl *dl, uint64_t seq)
+{
+	uint8_t buf[SCHED_CHUNK_MAX];
+	struct sched_item it;
+	size_t len;
+
+	return entry_find(dl, seq, &it, buf, &len) != 0;
 }
 
 static void fetched(void *arg, const void *val, size_t vlen)
@@ -265,7 +430,19 @@ static void fetched(void *arg, const void *val, size_t vlen)
 	struct dl *dl = r->ctx;
 
 	r->msg = val ? dl->host->msg_decode(val, vlen) : NULL;
-	r->state = r->msg ? SCHED_READY : SCHED_MISSING;
+	if (r->msg) {
+		r->state = SCHED_READY;
+	} else if (!listed(dl, r->e.seq)) {
+		r->state = SCHED_MISSING; /* cancelled, or never stored: skipped when due */
+	} else if (++r->tries < FETCH_TRIES) {
+		/* Absent or undecodable: the host says absent when it ran out of memory too. */
+		r->state = SCHED_WAIT;
+		dl->refetch = true;
+		back_off(dl);
+	} else {
+		r->state = SCHED_MISSING; /* lost, unless it was cancelled meanwhile */
+	}
+	heal(dl);
 	arm(dl, dl->host->now_ms()); /* the loop releases it, not this store callback */
 }
 
@@ -276,8 +453,35 @@ static void fetch(struct dl *dl, struct sched_rec *r)
 	sched_key_payload(key, r->e.seq);
 	r->state = SCHED_FETCHING;
 	r->ctx = dl;
-	if (dl->host->cold_get(dl->self, key, sizeof(key), fetched, r))
-		r->state = SCHED_MISSING;
+	if (dl->host->cold_get(dl->self, key, sizeof(key), fetched, r)) {
+		r->state = SCHED_WAIT; /* out of memory: asked again after a back-off */
+		dl->refetch = true;
+		back_off(dl);
+	}
+}
+
+/* Asks again for the payloads whose read could not even be asked for, or came back bad. */
+static void refetch(struct dl *dl)
+{
+	size_t i;
+
+	dl->refetch = false;
+	for (i = 0; i < dl->q.n_near && !dl->retry_at; i++)
+		if (dl->q.near[i]->state == SCHED_WAIT)
+			fetch(dl, dl->q.near[i]);
+}
+
+/* A release that failed: r goes back to the head of the queue and everything waits. */
+static void retry_later(struct dl *dl, struct sched_rec *r)
+{
+	back_off(dl);
+	if (!sched_putback(&dl->q, r))
+		return;
+	/* Cannot happen (its slot is still there); the index keeps it for the next start. */
+	dl->host->log(dl->self, SP_LOG_ERR,
+		      "delayed: out of memory requeueing %" PRIu64 ": it goes after a restart",
+		      r->e.seq);
+	rec_free(dl, r);
 }
 
 /* Stages what is due soon (fetching payloads) and releases what is due now. */
@@ -288,17 +492,28 @@ static void pump(struct dl *dl)
 	size_t budget = RELEASE_BUDGET;
 	bool more = true;
 
-	while (more && budget) {
+	if (dl->retry_at > now) {
+		arm(dl, dl->retry_at);
+		return;
+	}
+	dl->retry_at = 0;
+	if (dl->refetch)
+		refetch(dl);
+	while (more && budget && !dl->retry_at) {
 		more = false;
 		while ((r = sched_stage(&dl->q, now)))
 			fetch(dl, r);
-		while (budget && (r = sched_due(&dl->q, now))) {
-			release_one(dl, r);
+		while (budget && !dl->retry_at && (r = sched_due(&dl->q, now))) {
+			if (release_one(dl, r)) {
+				retry_later(dl, r);
+				break;
+			}
+			dl->backoff = 0;
 			budget--;
 			more = true;
 		}
 	}
-	arm(dl, budget ? sched_wake(&dl->q) : now);
+	arm(dl, dl->retry_at ? dl->retry_at : budget ? sched_wake(&dl->q) : now);
 }
 
 static void on_timer(void *arg)
@@ -335,20 +550,20 @@ static void sys_publish(struct dl *dl, const char *leaf, uint64_t v)
 /* The next due time of a message still pending (cancelled ones at the front are dropped). */
 static uint64_t next_due(struct dl *dl)
 {
+	uint8_t buf[SCHED_CHUNK_MAX];
 	struct sched_ent e;
 	struct sched_item it;
 	struct sched_rec *r;
+	size_t len;
 
 	while (sched_first(&dl->q, &e)) {
-		if (!entry_find(dl, e.seq, &it))
+		if (entry_find(dl, e.seq, &it, buf, &len)) /* pending, or unreadable: kept */
 			return e.due;
 		if (dl->q.n_near && dl->q.near[0]->state == SCHED_FETCHING)
 			return e.due; /* its fetch callback still needs the record */
 		r = sched_drop_first(&dl->q);
-		if (r && r->msg)
-			dl->host->msg_unref(r->msg);
 		if (r)
-			sched_rec_free(r);
+			rec_free(dl, r);
 	}
 	return 0;
 }
@@ -364,8 +579,7 @@ static void sys_stats(void *arg)
 	sys_publish(dl, "released", dl->released);
 	sys_publish(dl, "cancelled", dl->cancelled);
 	sys_publish(dl, "rejected", dl->rejected);
-	if (dl->sys_ms)
-		dl->sys_timer = dl->host->timer_add(dl->self, dl->sys_ms, sys_stats, dl);
+	heal(dl); /* the $SYS timer again, and the release timer if it is owed */
 }
 
 /* --- PUBLISH ------------------------------------------------------------------------------ */
@@ -406,11 +620,18 @@ static void collect_props(const struct dl *dl, const struct sp_msg *m, struct sc
 
 static int do_cancel(struct dl *dl, const struct sp_event *ev, uint64_t id, struct sp_result *res)
 {
+	static const char *const not_done =
+		"cancel not carried out (out of memory): the message is still scheduled";
 	const char *who = dl->host->msg_sender(ev->msg);
+	uint8_t buf[SCHED_CHUNK_MAX];
 	struct sched_sender *s;
 	struct sched_item it;
+	size_t len = 0;
+	int rc = entry_find(dl, id, &it, buf, &len);
 
-	if (entry_find(dl, id, &it))
+	if (rc < 0)
+		return reject(dl, ev, res, SCHED_RC_UNSPECIFIED, not_done);
+	if (!rc)
 		return reject(dl, ev, res, SCHED_RC_IMPL_ERROR,
 			      "no pending delayed message with that id");
 	s = sched_senders_by_id(&dl->senders, it.sender);
@@ -418,7 +639,8 @@ static int do_cancel(struct dl *dl, const struct sp_event *ev, uint64_t id, stru
 	if (!s || strcmp(s->name, who))
 		return reject(dl, ev, res, SCHED_RC_NOT_AUTHORIZED,
 			      "only the client that published a delayed message may cancel it");
-	entry_remove(dl, id);
+	if (entry_drop(dl, id, buf, len, &it))
+		return reject(dl, ev, res, SCHED_RC_UNSPECIFIED, not_done);
 	dl->cancelled++;
 	dl->host->log(dl->self, SP_LOG_INFO, "delayed: '%s' cancelled %" PRIu64, who, id);
 	res->verdict = SP_TAKE; /* swallowed: no reference kept, nothing routed */
@@ -461,30 +683,36 @@ static int next_seq(struct dl *dl, uint64_t *seq)
 	return 0;
 }
 
-/* Writes the index entry and the payload of a new delayed message. */
+/*
+ * Writes the payload and then the index entry of a new delayed message.
+ * -1 when either cannot be queued; nothing of it is left then (but for a
+ * payload whose delete failed too, which its chunk's range delete takes).
+ */
 static int store_new(struct dl *dl, uint64_t seq, uint64_t due, const char *sender,
 		     const struct sp_msg *m)
 {
 	uint8_t buf[SCHED_CHUNK_MAX], out[SCHED_CHUNK_MAX + SCHED_REC_SIZE], key[9];
 	struct sched_item it = { (unsigned)(seq & (SCHED_CHUNK - 1)), due, 0 };
-	struct sched_sender *s = sender_ref(dl, sender);
-	size_t len = 0;
+	struct sched_sender *s;
+	size_t len = 0, elen = 0;
 	void *enc = NULL;
-	size_t elen = 0;
+	int rc = chunk_get(dl, seq, buf, &len);
 
+	if (rc < 0)
+		return -1; /* never overwrite a row that could not be read */
+	if (!rc)
+		len = 0;
+	s = sender_ref(dl, sender);
 	if (!s)
 		return -1;
 	it.sender = s->id;
-	if (chunk_get(dl, seq, buf, &len))
-		len = 0;
-	if (dl->host->msg_encode(m, &enc, &elen) ||
-	    chunk_put(dl, seq, out, sched_chunk_add(buf, len, &it, out)))
-		goto fail;
 	sched_key_payload(key, seq);
-	if (dl->host->cold_put(dl->self, key, sizeof(key), enc, elen)) {
-		entry_remove(dl, seq);
-		dl->host->free(enc);
-		return -1;
+	if (dl->host->msg_encode(m, &enc, &elen) ||
+	    dl->host->cold_put(dl->self, key, sizeof(key), enc, elen))
+		goto fail;
+	if (chunk_put(dl, seq, out, sched_chunk_add(buf, len, &it, out))) {
+		dl->host->cold_del(dl->self, key, sizeof(key));
+		goto fail;
 	}
 	dl->host->free(enc);
 	return 0;
@@ -502,16 +730,17 @@ static int do_delay(struct dl *dl, const struct sp_event *ev, const struct sched
 	struct sched_ent e = { rq->due_ms, 0 };
 	char id[24];
 
-	if (!m || next_seq(dl, &e.seq) ||
-	    store_new(dl, e.seq, e.due, dl->host->msg_sender(ev->msg), m))
+	/* Queued before it is stored: a stored message is never left out of the queue. */
+	if (!m || next_seq(dl, &e.seq) || sched_add(&dl->q, e, dl->host->now_ms(), &r))
 		goto fail;
+	if (store_new(dl, e.seq, e.due, dl->host->msg_sender(ev->msg), m)) {
+		if (r)
+			r->state = SCHED_MISSING; /* no index entry: skipped when due */
+		goto fail;
+	}
 	dl->pending++;
 	dl->scheduled++;
-	if (sched_add(&dl->q, e, dl->host->now_ms(), &r)) {
-		/* Stored but not queued: it goes after the next restart. Say so. */
-		dl->host->log(dl->self, SP_LOG_ERR, "delayed: out of memory queueing %" PRIu64,
-			      e.seq);
-	} else if (r) {
+	if (r) {
 		r->msg = m; /* due soon: keep it, no need to read it back */
 		r->state = SCHED_READY;
 		m = NULL;
@@ -529,7 +758,7 @@ static int do_delay(struct dl *dl, const struct sp_event *ev, const struct sched
 fail:
 	if (m)
 		dl->host->msg_unref(m);
-	return reject(dl, ev, res, SCHED_RC_IMPL_ERROR, "delayed message could not be stored");
+	return reject(dl, ev, res, SCHED_RC_UNSPECIFIED, "delayed message could not be stored");
 }
 
 static int on_publish(const struct sp_event *ev, struct sp_result *res, void *udata)
@@ -538,6 +767,7 @@ static int on_publish(const struct sp_event *ev, struct sp_result *res, void *ud
 	struct sched_props props;
 	struct sched_req rq;
 
+	heal(dl);
 	collect_props(dl, ev->msg, &props);
 	if (sched_parse(dl->host->msg_topic(ev->msg), &props, dl->host->now_ms(), dl->max_ms, &rq))
 		return reject(dl, ev, res, rq.reason, rq.why);
@@ -624,14 +854,15 @@ static void drop_unused_senders(struct dl *dl)
 static int on_start(const struct sp_event *ev, struct sp_result *res, void *udata)
 {
 	struct dl *dl = udata;
-	void *val = NULL;
+	uint8_t v[8];
 	size_t vlen = 0;
 
 	(void)ev;
 	(void)res;
-	if (!dl->host->kv_get(dl->self, "n", 1, &val, &vlen) && vlen == 8)
-		dl->next_seq = sched_get_be64(val);
-	dl->host->free(val);
+	dl->started = true;
+	/* Unreadable would mean ids used again: kv_read, not kv_get (see kv_read). */
+	if (kv_read(dl, (const uint8_t *)"n", 1, v, sizeof(v), &vlen) == 1 && vlen == 8)
+		dl->next_seq = sched_get_be64(v);
 	if (!dl->next_seq)
 		dl->next_seq = 1;
 	dl->host->kv_scan(dl->self, "s", 1, load_sender, dl);
@@ -660,6 +891,7 @@ static int on_stop(const struct sp_event *ev, struct sp_result *res, void *udata
 	if (dl->sys_timer)
 		dl->host->timer_cancel(dl->sys_timer);
 	dl->timer = dl->sys_timer = NULL;
+	dl->started = dl->unarmed = false;
 	/* The store has answered every cold_get by now: it closes before STOP. */
 	sched_free(&dl->q, unref_msg);
 	sched_senders_free(&dl->senders);
@@ -687,6 +919,14 @@ static int apply_opts(struct dl *dl, const struct sp_opt *opts, int n_opts, uint
 			bad = sched_parse_uint(v, strlen(v), cap) || !*cap || *cap > 10000000;
 		else
 			bad = -1;
+		if (bad == -2) {
+			dl->host->log(
+				dl->self, SP_LOG_ERR,
+				"delayed: bad option plugin_opt_%s %s: too large (the duration "
+				"overflows 64 bits of milliseconds)",
+				k, v);
+			return -1;
+		}
 		if (bad) {
 			dl->host->log(dl->self, SP_LOG_ERR,
 				      "delayed: bad option plugin_opt_%s %s (max DURATION, "

@@ -126,6 +126,8 @@ int sched_parse_duration(const char *s, uint64_t *ms)
 	}
 	if (len > 12 || sched_parse_uint(s, len, &v))
 		return -1;
+	if (v > UINT64_MAX / (mult * 1000))
+		return -2; /* would wrap around to some other duration */
 	*ms = v * mult * 1000;
 	return 0;
 }
@@ -225,7 +227,8 @@ int sched_parse(const char *topic, const struct sched_props *props, uint64_t now
 		return rc;
 	if (check_target(out->target, out))
 		return -1;
-	if (delay > max_ms)
+	/* A due time past the end of the clock would wrap around to "at once". */
+	if (delay > max_ms || delay > UINT64_MAX - now_ms)
 		return fail(out, SCHED_RC_IMPL_ERROR, "delay over the maximum (plugin_opt_max)");
 	out->kind = SCHED_DELAY;
 	out->due_ms = now_ms + delay;
@@ -444,13 +447,36 @@ struct sched_rec *sched_stage(struct sched *s, uint64_t now)
 	return r;
 }
 
+/* A record the caller can act on at its due time: not waiting for a payload. */
+static bool settled(const struct sched_rec *r)
+{
+	return r->state == SCHED_READY || r->state == SCHED_MISSING || r->state == SCHED_DONE;
+}
+
 struct sched_rec *sched_due(struct sched *s, uint64_t now)
 {
 	struct sched_rec *r = s->n_near ? s->near[0] : NULL;
 
-	if (!r || r->e.due > now || (r->state != SCHED_READY && r->state != SCHED_MISSING))
+	if (!r || r->e.due > now || !settled(r))
 		return NULL;
 	return near_pop(s);
+}
+
+int sched_putback(struct sched *s, struct sched_rec *r)
+{
+	/* Normally the slot sched_due() emptied is still there and this cannot fail. */
+	if (s->n_near == s->cap_near) {
+		size_t cap = s->cap_near ? s->cap_near * 2 : 64;
+
+		if (grow((void **)&s->near, s->n_near, sizeof(*s->near), cap))
+			return -1;
+		s->cap_near = cap;
+	}
+	if (!s->n_near || sched_before(&s->hi, &r->e))
+		s->hi = r->e;
+	s->near[s->n_near] = r;
+	near_up(s->near, s->n_near++);
+	return 0;
 }
 
 bool sched_first(const struct sched *s, struct sched_ent *out)
@@ -482,7 +508,7 @@ uint64_t sched_wake(const struct sched *s)
 		const struct sched_rec *r = s->near[0];
 
 		/* A record still being fetched wakes the caller when it arrives. */
-		if (r->state == SCHED_READY || r->state == SCHED_MISSING)
+		if (settled(r))
 			at = r->e.due;
 	}
 	if (s->far.n && s->n_near < s->cap) {

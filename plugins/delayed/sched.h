@@ -25,6 +25,7 @@ void sched_set_alloc(void *(*alloc)(size_t), void (*release)(void *));
 #define SCHED_KEY_AT "deliver-at"
 
 /* MQTT 5 reason codes the plugin answers with. */
+#define SCHED_RC_UNSPECIFIED 0x80 /* unspecified error: not stored or not cancelled (memory) */
 #define SCHED_RC_IMPL_ERROR 0x83 /* implementation specific error: a bad delay */
 #define SCHED_RC_NOT_AUTHORIZED 0x87 /* cancel of another client's message */
 #define SCHED_RC_TOPIC_INVALID 0x90 /* bad topic after the prefix */
@@ -65,7 +66,10 @@ int sched_parse(const char *topic, const struct sched_props *props, uint64_t now
 int sched_parse_seconds(const char *s, size_t len, uint64_t *ms);
 /* A decimal integer without sign, at most 18 digits. */
 int sched_parse_uint(const char *s, size_t len, uint64_t *v);
-/* "42d", "3600", "2h": seconds, or a number with s, h, d, w, m (30 days), y (365 days). */
+/*
+ * "42d", "3600", "2h": seconds, or a number with s, h, d, w, m (30 days), y
+ * (365 days). -1 when malformed, -2 when too large for 64 bits of ms.
+ */
 int sched_parse_duration(const char *s, uint64_t *ms);
 
 /* --- the release queue ------------------------------------------------------- */
@@ -99,6 +103,7 @@ enum sched_state {
 	SCHED_FETCHING, /* payload on its way (cold_get) */
 	SCHED_READY, /* msg holds the message to release */
 	SCHED_MISSING, /* the payload could not be read */
+	SCHED_DONE, /* released (or given up): only its index entry is left to remove */
 };
 
 /* A staged message: due soon, its payload in memory or on its way. */
@@ -107,6 +112,7 @@ struct sched_rec {
 	enum sched_state state;
 	void *msg; /* the glue's message, once READY */
 	void *ctx; /* the glue's, for a fetch callback */
+	unsigned tries; /* the glue's: failed reads of its payload */
 };
 
 /*
@@ -138,8 +144,15 @@ void sched_free(struct sched *s, void (*free_msg)(void *msg));
 int sched_add(struct sched *s, struct sched_ent e, uint64_t now, struct sched_rec **rec);
 /* Moves far's first entry to near when due by now + window and near has room. */
 struct sched_rec *sched_stage(struct sched *s, uint64_t now);
-/* Takes near's first record when it is due and READY or MISSING; NULL otherwise. */
+/* Takes near's first record when it is due and READY, MISSING or DONE; NULL otherwise. */
 struct sched_rec *sched_due(struct sched *s, uint64_t now);
+/*
+ * Gives back a record sched_due() returned and the caller could not finish
+ * (to try again later): it is near's first again, order unchanged. -1 only
+ * when out of memory, which cannot happen when nothing was added to near
+ * since sched_due() (its slot is still there).
+ */
+int sched_putback(struct sched *s, struct sched_rec *r);
 /* The first entry of either level (next release), false when empty. */
 bool sched_first(const struct sched *s, struct sched_ent *out);
 /* Drops the first entry of either level (a cancelled one); returns its record or NULL. */

@@ -24,6 +24,13 @@
  *  - Timers are one-shot; a handle is freed before its function runs, as in
  *    the broker, so cancelling a fired or cancelled timer is counted as a
  *    misuse (found by address, never dereferenced).
+ *  - after_commit never calls back inside the call either: fn(arg, status)
+ *    is queued like a cold read and runs on the next fake_advance() or
+ *    fake_run_pending(), with the status set by fake_commit_status() at
+ *    the time it runs (the commit ends then).
+ *  - deliver records the call (a reference on the message, copies of the
+ *    names) and answers what fake_deliver_returns() says; topic_match is a
+ *    real implementation of MQTT filter matching.
  *  - ack_user_prop works only while a PUBLISH callback runs, else -1.
  *  - A failing PUBLISH or SUBSCRIBE callback is a REJECT 0x80.
  *  - Unload drops the timers left, then calls cleanup; kv and cold stay, so
@@ -36,6 +43,9 @@
  *
  * Memory: every allocation a host call makes for the plugin goes through
  * fake_alloc(), the one place the test can make fail (fake_fail_alloc).
+ * Store writes, kv reads and timers can be made to fail on their own as
+ * well (fake_fail_writes, fake_fail_reads, fake_fail_timers): a refused
+ * write changes nothing.
  * Blocks the plugin must give back with host->free (alloc, kv_get values,
  * msg_encode output) are counted in live_blocks, messages in live_msgs, so
  * that a test can check both are back to 0. The fake's own records use
@@ -55,27 +65,44 @@
 
 /* --- allocation ----------------------------------------------------------- */
 
-static long fail_after = -1, fail_count; /* fail_after < 0: no failures */
-static unsigned long failures;
+/* After `after` more calls succeed, the next `count` fail (-1: all); after < 0: none. */
+struct failer {
+	long after, count;
+	unsigned long failures;
+};
+
+static struct failer fail_alloc = { -1, 0, 0 }, fail_write[2] = { { -1, 0, 0 }, { -1, 0, 0 } },
+		     fail_timer = { -1, 0, 0 }, fail_read = { -1, 0, 0 };
 static long live_blocks;
 static int exempt; /* > 0 while the fake builds for the test */
 
+static bool refused(struct failer *f)
+{
+	if (f->after < 0)
+		return false;
+	if (f->after > 0) {
+		f->after--;
+		return false;
+	}
+	if (!f->count) {
+		f->after = -1;
+		return false;
+	}
+	if (f->count > 0)
+		f->count--;
+	f->failures++;
+	return true;
+}
+
+static void failer_set(struct failer *f, long after, long count)
+{
+	f->after = after;
+	f->count = count;
+}
+
 static bool alloc_refused(void)
 {
-	if (exempt || fail_after < 0)
-		return false;
-	if (fail_after > 0) {
-		fail_after--;
-		return false;
-	}
-	if (!fail_count) {
-		fail_after = -1;
-		return false;
-	}
-	if (fail_count > 0)
-		fail_count--;
-	failures++;
-	return true;
+	return !exempt && refused(&fail_alloc);
 }
 
 static void *fake_alloc(size_t n)
@@ -145,13 +172,37 @@ static void plugin_free(void *p)
 
 void fake_fail_alloc(long after, long count)
 {
-	fail_after = after;
-	fail_count = count;
+	failer_set(&fail_alloc, after, count);
 }
 
 unsigned long fake_alloc_failures(void)
 {
-	return failures;
+	return fail_alloc.failures;
+}
+
+void fake_fail_writes(enum fake_space sp, long after, long count)
+{
+	failer_set(&fail_write[sp], after, count);
+}
+
+unsigned long fake_write_failures(enum fake_space sp)
+{
+	return fail_write[sp].failures;
+}
+
+void fake_fail_reads(long after, long count)
+{
+	failer_set(&fail_read, after, count);
+}
+
+void fake_fail_timers(long after, long count)
+{
+	failer_set(&fail_timer, after, count);
+}
+
+unsigned long fake_timer_failures(void)
+{
+	return fail_timer.failures;
 }
 
 long fake_live_blocks(void)
@@ -167,15 +218,25 @@ struct sp_plugin {
 	bool loaded;
 };
 
-/* A plugin timer (fn set) or a cold read waiting to be answered (fn NULL). */
+/* What waits in the one queue: a plugin timer, or an answer of the store. */
+enum qkind { Q_TIMER, Q_COLD, Q_COMMIT };
+
 struct sp_timer {
 	struct sp_timer *next;
 	uint64_t due, order;
-	sp_timer_fn fn;
+	enum qkind kind;
+	sp_timer_fn fn; /* Q_TIMER */
 	void *arg;
-	void (*cold_fn)(void *arg, const void *val, size_t vlen);
+	void (*cold_fn)(void *arg, const void *val, size_t vlen); /* Q_COLD */
 	void *val; /* a copy of the cold value, NULL when absent */
 	size_t vlen;
+	void (*commit_fn)(void *arg, int status); /* Q_COMMIT */
+};
+
+/* A deliver() call as the test reads it (fake_delivered). */
+struct delivery {
+	struct fake_delivery pub;
+	char *names[3]; /* the copies pub points into */
 };
 
 struct routed {
@@ -215,7 +276,9 @@ static char client[256];
 static uint8_t client_protocol;
 static struct sp_timer *queue;
 static uint64_t mono, wall, order;
-static int route_rc;
+static int route_rc, deliver_rc, commit_status;
+static struct delivery *deliveries;
+static size_t n_deliveries, cap_deliveries;
 static struct routed *routed;
 static struct pair *acks;
 static struct line *lines;
@@ -884,14 +947,14 @@ static void enqueue(struct sp_timer *t, uint64_t delay_ms)
 }
 
 /* The link to the first entry due by `until` in (due, order) order, or NULL. */
-static struct sp_timer **first_due(uint64_t until, bool cold_only)
+static struct sp_timer **first_due(uint64_t until, bool store_only)
 {
 	struct sp_timer **pp, **best = NULL;
 
 	for (pp = &queue; *pp; pp = &(*pp)->next) {
 		const struct sp_timer *t = *pp;
 
-		if (t->due > until || (cold_only && t->fn))
+		if (t->due > until || (store_only && t->kind == Q_TIMER))
 			continue;
 		if (!best || t->due < (*best)->due ||
 		    (t->due == (*best)->due && t->order < (*best)->order))
@@ -905,17 +968,25 @@ static void fire(struct sp_timer **pp)
 {
 	struct sp_timer *t = *pp;
 	sp_timer_fn fn = t->fn;
+	void (*commit_fn)(void *, int) = t->commit_fn;
 	void *arg = t->arg;
 
 	*pp = t->next;
-	if (fn) {
+	switch (t->kind) {
+	case Q_TIMER:
 		free(t);
 		fn(arg);
-		return;
+		break;
+	case Q_COMMIT:
+		free(t);
+		commit_fn(arg, commit_status);
+		break;
+	case Q_COLD:
+		t->cold_fn(arg, t->val, t->vlen);
+		free(t->val);
+		free(t);
+		break;
 	}
-	t->cold_fn(arg, t->val, t->vlen);
-	free(t->val);
-	free(t);
 }
 
 static void set_mono(uint64_t to)
@@ -955,24 +1026,29 @@ size_t fake_run_pending(void)
 	return n;
 }
 
-static size_t queue_count(bool timers)
+static size_t queue_count(enum qkind kind)
 {
 	const struct sp_timer *t;
 	size_t n = 0;
 
 	for (t = queue; t; t = t->next)
-		n += (t->fn != NULL) == timers;
+		n += t->kind == kind;
 	return n;
 }
 
 size_t fake_timers(void)
 {
-	return queue_count(true);
+	return queue_count(Q_TIMER);
 }
 
 size_t fake_cold_reads(void)
 {
-	return queue_count(false);
+	return queue_count(Q_COLD);
+}
+
+size_t fake_commits(void)
+{
+	return queue_count(Q_COMMIT);
 }
 
 static void queue_free(void)
@@ -1006,9 +1082,10 @@ static struct sp_timer *host_timer_add(struct sp_plugin *self, uint64_t delay_ms
 {
 	struct sp_timer *t;
 
-	if (bad_self(self) || !fn || !(t = fake_alloc(sizeof(*t))))
+	if (bad_self(self) || !fn || refused(&fail_timer) || !(t = fake_alloc(sizeof(*t))))
 		return NULL;
 	memset(t, 0, sizeof(*t));
+	t->kind = Q_TIMER;
 	t->fn = fn;
 	t->arg = arg;
 	enqueue(t, delay_ms);
@@ -1022,7 +1099,7 @@ static void host_timer_cancel(struct sp_timer *t)
 	if (!t)
 		return;
 	for (pp = &queue; *pp; pp = &(*pp)->next) {
-		if (*pp == t && t->fn) {
+		if (*pp == t && t->kind == Q_TIMER) {
 			*pp = t->next;
 			free(t);
 			return;
@@ -1136,10 +1213,17 @@ static void space_free(struct space *sp)
 	memset(sp, 0, sizeof(*sp));
 }
 
+/* A write of sp the test refuses (fake_fail_writes), or one for another plugin. */
+static bool write_refused(const struct sp_plugin *self, enum fake_space sp)
+{
+	return bad_self(self) || refused(&fail_write[sp]);
+}
+
 static int host_kv_put(struct sp_plugin *self, const void *key, size_t klen, const void *val,
 		       size_t vlen)
 {
-	return bad_self(self) ? -1 : space_set(&spaces[FAKE_KV], key, klen, val, vlen);
+	return write_refused(self, FAKE_KV) ? -1
+					    : space_set(&spaces[FAKE_KV], key, klen, val, vlen);
 }
 
 static int host_kv_get(struct sp_plugin *self, const void *key, size_t klen, void **val,
@@ -1148,7 +1232,7 @@ static int host_kv_get(struct sp_plugin *self, const void *key, size_t klen, voi
 	const struct space *sp = &spaces[FAKE_KV];
 	size_t i = lower(sp, key, klen);
 
-	if (bad_self(self) || !found_at(sp, i, key, klen))
+	if (bad_self(self) || refused(&fail_read) || !found_at(sp, i, key, klen))
 		return -1;
 	*val = plugin_alloc(sp->e[i].vlen);
 	if (!*val)
@@ -1161,7 +1245,7 @@ static int host_kv_get(struct sp_plugin *self, const void *key, size_t klen, voi
 
 static int host_kv_del(struct sp_plugin *self, const void *key, size_t klen)
 {
-	return bad_self(self) ? -1 : space_unset(&spaces[FAKE_KV], key, klen);
+	return write_refused(self, FAKE_KV) ? -1 : space_unset(&spaces[FAKE_KV], key, klen);
 }
 
 static int host_kv_scan(struct sp_plugin *self, const void *prefix, size_t plen, sp_kv_fn fn,
@@ -1170,7 +1254,7 @@ static int host_kv_scan(struct sp_plugin *self, const void *prefix, size_t plen,
 	const struct space *sp = &spaces[FAKE_KV];
 	size_t i;
 
-	if (bad_self(self))
+	if (bad_self(self) || refused(&fail_read))
 		return -1;
 	for (i = lower(sp, prefix, plen); i < sp->n; i++) {
 		const struct entry *e = &sp->e[i];
@@ -1186,12 +1270,13 @@ static int host_kv_scan(struct sp_plugin *self, const void *prefix, size_t plen,
 static int host_cold_put(struct sp_plugin *self, const void *key, size_t klen, const void *val,
 			 size_t vlen)
 {
-	return bad_self(self) ? -1 : space_set(&spaces[FAKE_COLD], key, klen, val, vlen);
+	return write_refused(self, FAKE_COLD) ? -1
+					      : space_set(&spaces[FAKE_COLD], key, klen, val, vlen);
 }
 
 static int host_cold_del(struct sp_plugin *self, const void *key, size_t klen)
 {
-	return bad_self(self) ? -1 : space_unset(&spaces[FAKE_COLD], key, klen);
+	return write_refused(self, FAKE_COLD) ? -1 : space_unset(&spaces[FAKE_COLD], key, klen);
 }
 
 static int host_cold_del_range(struct sp_plugin *self, const void *lo, size_t lol, const void *hi,
@@ -1199,7 +1284,7 @@ static int host_cold_del_range(struct sp_plugin *self, const void *lo, size_t lo
 {
 	struct space *sp = &spaces[FAKE_COLD];
 
-	if (bad_self(self))
+	if (write_refused(self, FAKE_COLD))
 		return -1;
 	space_unset_range(sp, lower(sp, lo, lol), lower(sp, hi, hil));
 	return 0;
@@ -1215,6 +1300,7 @@ static int host_cold_get(struct sp_plugin *self, const void *key, size_t klen,
 	if (bad_self(self) || !fn || !(t = fake_alloc(sizeof(*t))))
 		return -1;
 	memset(t, 0, sizeof(*t));
+	t->kind = Q_COLD;
 	t->cold_fn = fn;
 	t->arg = arg;
 	if (found_at(sp, i, key, klen)) {
@@ -1274,6 +1360,131 @@ void fake_store_clear(void)
 	space_free(&spaces[FAKE_COLD]);
 }
 
+/* --- API 2: deliver, topic_match, after_commit ---------------------------- */
+
+static char *dup_or_null(const char *s)
+{
+	return s ? xstrdup(s) : NULL;
+}
+
+static int host_deliver(struct sp_plugin *self, struct sp_msg *m, const char *client_id,
+			const char *share_group, const char *share_filter)
+{
+	struct delivery *d;
+
+	/* One client, or one group with its filter: anything else is a bad call. */
+	if (bad_self(self) || !m || (!client_id && !share_group) || (share_group && !share_filter))
+		return -1;
+	deliveries = room(deliveries, &cap_deliveries, n_deliveries, sizeof(*deliveries));
+	d = &deliveries[n_deliveries++];
+	d->names[0] = dup_or_null(client_id);
+	d->names[1] = dup_or_null(share_group);
+	d->names[2] = dup_or_null(share_filter);
+	d->pub.m = host_msg_ref(m);
+	d->pub.client_id = d->names[0];
+	d->pub.share_group = d->names[1];
+	d->pub.share_filter = d->names[2];
+	d->pub.wall = wall;
+	return deliver_rc;
+}
+
+void fake_deliver_returns(int rc)
+{
+	deliver_rc = rc;
+}
+
+size_t fake_delivered_count(void)
+{
+	return n_deliveries;
+}
+
+const struct fake_delivery *fake_delivered(size_t i)
+{
+	return i < n_deliveries ? &deliveries[i].pub : NULL;
+}
+
+void fake_delivered_clear(void)
+{
+	while (n_deliveries) {
+		struct delivery *d = &deliveries[--n_deliveries];
+
+		host_msg_unref(d->pub.m);
+		free(d->names[0]);
+		free(d->names[1]);
+		free(d->names[2]);
+	}
+}
+
+/* A filter's levels: '#' alone and last, '+' alone; not empty. */
+static bool filter_valid(const char *f)
+{
+	const char *p;
+
+	if (!*f)
+		return false;
+	for (p = f; *p; p++) {
+		bool starts = p == f || p[-1] == '/', ends = !p[1] || p[1] == '/';
+
+		if (*p == '+' && !(starts && ends)) /* [MQTT-4.7.1-3] */
+			return false;
+		if (*p == '#' && !(starts && !p[1])) /* [MQTT-4.7.1-2] */
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Written apart from the broker's topic_matches() on purpose, so that a
+ * plugin test does not inherit a bug of the broker's. Invalid filters and
+ * topic names (wildcards, empty) match nothing.
+ */
+static bool host_topic_match(const char *filter, const char *topic)
+{
+	const char *f = filter, *t = topic;
+
+	if (!f || !t || !*t || strpbrk(t, "+#") || !filter_valid(f))
+		return false;
+	if (t[0] == '$' && (f[0] == '+' || f[0] == '#')) /* [MQTT-4.7.2-1] */
+		return false;
+	for (;;) {
+		size_t fl = strcspn(f, "/"), tl = strcspn(t, "/");
+
+		if (fl == 1 && f[0] == '#') /* this level and all below, the parent too */
+			return true;
+		if (!(fl == 1 && f[0] == '+') && (fl != tl || memcmp(f, t, fl)))
+			return false;
+		f += fl;
+		t += tl;
+		if (!*f && !*t)
+			return true;
+		if (!*t) /* "sport/#" matches "sport" [MQTT-4.7.1-2] */
+			return !strcmp(f, "/#");
+		if (!*f)
+			return false;
+		f++;
+		t++;
+	}
+}
+
+static int host_after_commit(struct sp_plugin *self, void (*fn)(void *arg, int status), void *arg)
+{
+	struct sp_timer *t;
+
+	if (bad_self(self) || !fn || !(t = fake_alloc(sizeof(*t))))
+		return -1;
+	memset(t, 0, sizeof(*t));
+	t->kind = Q_COMMIT;
+	t->commit_fn = fn;
+	t->arg = arg;
+	enqueue(t, 0);
+	return 0;
+}
+
+void fake_commit_status(int status)
+{
+	commit_status = status;
+}
+
 /* --- the host table and the plugin slot ----------------------------------- */
 
 static int host_on(struct sp_plugin *self, enum sp_event_type ev, sp_callback cb)
@@ -1321,6 +1532,9 @@ static const struct sp_host host_template = {
 	.cold_del = host_cold_del,
 	.cold_get = host_cold_get,
 	.cold_del_range = host_cold_del_range,
+	.deliver = host_deliver,
+	.topic_match = host_topic_match,
+	.after_commit = host_after_commit,
 };
 
 static struct sp_host host_table;
@@ -1446,18 +1660,21 @@ void fake_reset(void)
 		fprintf(stderr, "fake_host: reset with the plugin loaded: its state leaks\n");
 	fake_unload(NULL);
 	fake_routed_clear();
+	fake_delivered_clear();
 	acks_clear();
 	fake_log_clear();
 	fake_store_clear();
 	free(routed);
+	free(deliveries);
 	free(acks);
 	free(lines);
 	free(holds);
 	routed = NULL;
+	deliveries = NULL;
 	acks = NULL;
 	lines = NULL;
 	holds = NULL;
-	cap_routed = cap_acks = cap_lines = n_holds = cap_holds = 0;
+	cap_routed = cap_deliveries = cap_acks = cap_lines = n_holds = cap_holds = 0;
 	host_table = host_template;
 	memset(&last_res, 0, sizeof(last_res));
 	in_publish = false;
@@ -1465,11 +1682,11 @@ void fake_reset(void)
 	fake_set_client("client", 5);
 	mono = order = 0;
 	wall = FAKE_WALL0;
-	route_rc = 1;
+	route_rc = deliver_rc = 1;
+	commit_status = 0;
 	live_msgs = live_blocks = 0;
 	last_msg_id = 0;
-	fail_after = -1;
-	fail_count = 0;
-	failures = 0;
+	fail_alloc = fail_timer = fail_read = fail_write[FAKE_KV] = fail_write[FAKE_COLD] =
+		(struct failer){ -1, 0, 0 };
 	exempt = 0;
 }

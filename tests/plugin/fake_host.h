@@ -92,6 +92,31 @@ struct sp_msg *fake_routed(size_t i); /* the fake holds a reference until the cl
 uint64_t fake_routed_wall(size_t i); /* wall-clock ms when it was routed */
 void fake_routed_clear(void);
 
+/* --- deliver (API 2) ------------------------------------------------------ */
+
+/* One deliver() call: the fake holds a reference on m until the clear. */
+struct fake_delivery {
+	struct sp_msg *m;
+	const char *client_id; /* NULL when to a group */
+	const char *share_group, *share_filter; /* NULL when to one client */
+	uint64_t wall; /* wall-clock ms of the call */
+};
+
+/* What deliver() answers a well-formed call (1 after fake_reset()); bad calls (-1) are not kept. */
+void fake_deliver_returns(int rc);
+size_t fake_delivered_count(void);
+const struct fake_delivery *fake_delivered(size_t i); /* NULL past the end */
+void fake_delivered_clear(void);
+
+/* --- after_commit (API 2) ------------------------------------------------- */
+
+/*
+ * The status the after_commit functions get when they run (0 after
+ * fake_reset(); -ENOSPC, -ENOMEM as the broker's). It is read when each
+ * runs, on the next fake_advance() or fake_run_pending(), never inside the call.
+ */
+void fake_commit_status(int status);
+
 /* --- time ----------------------------------------------------------------- */
 
 uint64_t fake_now(void); /* wall clock, ms */
@@ -100,10 +125,11 @@ uint64_t fake_mono(void); /* monotonic clock, ms (0 after fake_reset()) */
 void fake_advance(uint64_t ms);
 /* Steps the wall clock only (an NTP correction): timers are monotonic and do not move. */
 void fake_set_wall(uint64_t wall_ms);
-/* Answers the pending cold reads without moving the clock; returns how many. */
+/* Answers the pending cold reads and after_commit calls without moving the clock; how many. */
 size_t fake_run_pending(void);
 size_t fake_timers(void); /* plugin timers armed */
 size_t fake_cold_reads(void); /* cold reads not answered yet */
+size_t fake_commits(void); /* after_commit functions not run yet */
 
 /* --- the store ------------------------------------------------------------ */
 
@@ -127,6 +153,18 @@ void fake_store_clear(void);
  */
 void fake_fail_alloc(long after, long count);
 unsigned long fake_alloc_failures(void); /* allocations refused so far */
+/*
+ * The same for the writes of one space (kv_put and kv_del, or cold_put,
+ * cold_del and cold_del_range): a refused write returns -1 and changes
+ * nothing, as a write that could not be queued.
+ */
+void fake_fail_writes(enum fake_space sp, long after, long count);
+unsigned long fake_write_failures(enum fake_space sp);
+/* The same for kv_get and kv_scan (answer -1, as a host that could not read). */
+void fake_fail_reads(long after, long count);
+/* The same for timer_add (answers NULL). */
+void fake_fail_timers(long after, long count);
+unsigned long fake_timer_failures(void);
 long fake_live_blocks(void); /* blocks handed to the plugin (alloc, kv_get, msg_encode) not freed */
 
 /* --- log and holds -------------------------------------------------------- */

@@ -1,10 +1,11 @@
 /*
  * test_delayed.c - the pure half of the delayed topics plugin
  * (plugins/delayed/sched.c): every form of delay request, good and bad;
- * the option durations; the far heap against a sorted reference; the
- * two-level queue's release order (due, then publish order) under random
- * adds, staging caps and fetch delays; the chunked index rows; the sender
- * table. No broker is involved.
+ * the option durations, including those too large for 64 bits of ms; the
+ * far heap against a sorted reference; the two-level queue's release order
+ * (due, then publish order) under random adds, staging caps and fetch
+ * delays, and a record given back after a failed release; the chunked index
+ * rows; the sender table. No broker is involved.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -45,6 +46,11 @@ static int parse_props(const char *topic, const char *delay, const char *at,
 		p.n_at = 1;
 	}
 	return sched_parse(topic, &p, NOW, MAX_MS, rq);
+}
+
+static int parse_max(const char *topic, uint64_t max, struct sched_req *rq)
+{
+	return sched_parse(topic, NULL, NOW, max, rq);
 }
 
 static void test_parse_topic_forms(void **state)
@@ -241,6 +247,55 @@ static void test_parse_duration(void **state)
 	assert_int_equal(sched_parse_duration("-1", &ms), -1);
 	assert_int_equal(sched_parse_duration("1.5d", &ms), -1);
 	assert_int_equal(sched_parse_duration("9999999999999d", &ms), -1);
+}
+
+/* Twelve digits times a unit overflow 64 bits: refused (-2), never wrapped around. */
+static void test_parse_duration_overflow(void **state)
+{
+	static const char *const too_big[] = {
+		"999999999999y", "999999999999m", "999999999999w", "999999999999d",
+		"584942418y",	 "7116799412m",	  "30500568905w",  "213503982335d",
+	};
+	uint64_t ms;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(too_big) / sizeof(too_big[0]); i++) {
+		ms = 42;
+		print_message("%s\n", too_big[i]);
+		assert_int_equal(sched_parse_duration(too_big[i], &ms), -2);
+		assert_true(ms == 42); /* untouched */
+	}
+	/* The largest of each unit that fits. */
+	assert_int_equal(sched_parse_duration("584942417y", &ms), 0);
+	assert_true(ms == 584942417ull * 31536000000ull);
+	assert_int_equal(sched_parse_duration("213503982334d", &ms), 0);
+	assert_true(ms == 213503982334ull * 86400000ull);
+	assert_int_equal(sched_parse_duration("999999999999h", &ms), 0);
+	assert_true(ms == 999999999999ull * 3600000ull);
+	assert_int_equal(sched_parse_duration("999999999999", &ms), 0);
+	assert_true(ms == 999999999999000ull);
+}
+
+/* With a maximum near the end of the clock, a due time must not wrap around to "now". */
+static void test_parse_due_does_not_wrap(void **state)
+{
+	struct sched_props p;
+	struct sched_req rq;
+
+	(void)state;
+	memset(&p, 0, sizeof(p));
+	p.delay = "99999999999999999999"; /* read as UINT64_MAX */
+	p.delay_len = strlen(p.delay);
+	p.n_delay = 1;
+	expect_bad(sched_parse("a", &p, NOW, UINT64_MAX, &rq), &rq, SCHED_RC_IMPL_ERROR);
+	p.delay = "999999999999999999"; /* 18 digits: fits, due in 31 million years */
+	p.delay_len = strlen(p.delay);
+	assert_int_equal(sched_parse("a", &p, NOW, UINT64_MAX, &rq), 0);
+	assert_true(rq.due_ms == NOW + 999999999999999999ull);
+	/* Seconds too many for 64 bits of ms are read as UINT64_MAX: no wrap either. */
+	expect_bad(parse_max("$delayed/18446744073709551/a", UINT64_MAX, &rq), &rq,
+		   SCHED_RC_IMPL_ERROR);
 }
 
 /* --- the far heap ---------------------------------------------------------------- */
@@ -454,6 +509,72 @@ static void test_queue_wake(void **state)
 	sched_free(&q, NULL);
 }
 
+/*
+ * A release that failed gives its record back: it is the next to go again,
+ * before everything else (also what was staged meanwhile), and DONE records
+ * (routed, their index entry still to remove) are due like READY ones.
+ */
+static void test_queue_putback(void **state)
+{
+	struct sched q;
+	struct sched_rec *r, *s;
+	struct sched_ent f;
+	uint64_t i;
+
+	(void)state;
+	sched_init(&q, 1000, 100);
+	for (i = 1; i <= 3; i++) {
+		struct sched_ent e = { 100, i };
+
+		assert_int_equal(sched_add(&q, e, 0, &r), 0);
+		assert_non_null(r);
+		r->state = SCHED_READY;
+	}
+	r = sched_due(&q, 100);
+	assert_non_null(r);
+	assert_true(r->e.seq == 1);
+	r->state = SCHED_DONE;
+	assert_int_equal(sched_putback(&q, r), 0);
+	assert_int_equal(sched_count(&q), 3);
+	assert_true(sched_first(&q, &f) && f.seq == 1);
+	assert_true(sched_wake(&q) == 100); /* DONE is settled: the caller's timer fires */
+	assert_true(sched_due(&q, 100) == r);
+	sched_rec_free(r);
+	/* A record waiting for its payload again is not due, and hides nothing behind it. */
+	r = sched_due(&q, 100);
+	assert_true(r->e.seq == 2);
+	r->state = SCHED_WAIT;
+	assert_int_equal(sched_putback(&q, r), 0);
+	assert_null(sched_due(&q, 100));
+	assert_true(sched_wake(&q) == UINT64_MAX);
+	r->state = SCHED_READY;
+	s = sched_due(&q, 100);
+	assert_true(s == r);
+	sched_rec_free(s);
+	s = sched_due(&q, 100);
+	assert_true(s->e.seq == 3);
+	sched_rec_free(s);
+	/* The last one given back to an empty near, then one added behind it. */
+	{
+		struct sched_ent e = { 100, 4 };
+
+		assert_int_equal(sched_add(&q, e, 0, &r), 0);
+		r->state = SCHED_READY;
+		assert_true(sched_due(&q, 100) == r);
+		assert_int_equal(sched_putback(&q, r), 0);
+		e.seq = 5;
+		assert_int_equal(sched_add(&q, e, 0, &s), 0);
+		assert_non_null(s); /* behind a staged one: staged too */
+		s->state = SCHED_READY;
+		assert_true(sched_due(&q, 100) == r);
+		assert_true(sched_due(&q, 100) == s);
+		sched_rec_free(r);
+		sched_rec_free(s);
+	}
+	assert_false(sched_first(&q, &f));
+	sched_free(&q, NULL);
+}
+
 /* --- index rows --------------------------------------------------------------------------- */
 
 static void test_chunk_rows(void **state)
@@ -597,11 +718,14 @@ int main(void)
 		cmocka_unit_test(test_parse_cancel),
 		cmocka_unit_test(test_parse_numbers),
 		cmocka_unit_test(test_parse_duration),
+		cmocka_unit_test(test_parse_duration_overflow),
+		cmocka_unit_test(test_parse_due_does_not_wrap),
 		cmocka_unit_test(test_heap_random),
 		cmocka_unit_test(test_heap_build),
 		cmocka_unit_test(test_queue_order),
 		cmocka_unit_test(test_queue_same_ms),
 		cmocka_unit_test(test_queue_wake),
+		cmocka_unit_test(test_queue_putback),
 		cmocka_unit_test(test_chunk_rows),
 		cmocka_unit_test(test_chunk_last_due),
 		cmocka_unit_test(test_keys),
