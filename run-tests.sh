@@ -18,7 +18,8 @@ check() { # name, configure args...
 	(cd "build/$name" && make -j2 check ${CHECK_TESTS:+TESTS="$CHECK_TESTS"} >/dev/null 2>&1) ||
 		rc=$?
 	echo "=== $name: test logs ==="
-	for log in build/"$name"/tests/unit/*.log build/"$name"/tests/integ/*.log \
+	for log in build/"$name"/tests/*.log build/"$name"/tests/unit/*.log \
+		build/"$name"/tests/plugin/*.log build/"$name"/tests/integ/*.log \
 		build/"$name"/tests/fuzz/*.log; do
 		case $log in *test-suite.log) continue ;; esac
 		[ -f "$log" ] || continue
