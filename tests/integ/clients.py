@@ -44,6 +44,35 @@ def rc_value(rc):
 	return rc.value if hasattr(rc, "value") else int(rc)
 
 
+
+# -- reading a Client's messages (its .messages queue) ------------------------------
+
+QUIET = 0.6  # how long "nothing arrives" is watched for
+
+
+def get_message(c, timeout):
+	"""The next message of a Client (stamped .timestamp on arrival), or None."""
+	try:
+		return c.messages.get(timeout=timeout)
+	except queue.Empty:
+		return None
+
+
+def get_messages(c, n, timeout):
+	"""Up to n messages within timeout."""
+	out, deadline = [], time.monotonic() + timeout
+	while len(out) < n:
+		m = get_message(c, max(0.0, deadline - time.monotonic()))
+		if m is None:
+			break
+		out.append(m)
+	return out
+
+
+def assert_no_message(c, what, wait=QUIET):
+	m = get_message(c, wait)
+	assert m is None, "%s: %s got %s" % (what, c.client_id, (m.topic, m.payload))
+
 class ClientError(AssertionError):
 	pass
 

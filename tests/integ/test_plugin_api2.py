@@ -32,7 +32,7 @@ from itertools import count
 
 import brokerlib
 import rawmqtt as R
-from clients import connect_props, publish_props, subscribe_props
+from clients import assert_no_message as assert_nothing, get_message as get, get_messages as get_n, connect_props, publish_props, subscribe_props
 from harness import Skip, param, timeout, wait_until
 
 PLUGIN = os.environ.get("SLUICE_TEST_PLUGIN")
@@ -126,26 +126,6 @@ def wait_log(b, pattern, timeout=3.0):
 
 # -- clients ------------------------------------------------------------------------
 
-def get(c, timeout):
-	try:
-		return c.messages.get(timeout=timeout)
-	except queue.Empty:
-		return None
-
-
-def get_n(c, n, timeout):
-	out, deadline = [], time.monotonic() + timeout
-	while len(out) < n:
-		m = get(c, max(0.0, deadline - time.monotonic()))
-		if m is None:
-			break
-		out.append(m)
-	return out
-
-
-def assert_nothing(c, what, wait=QUIET):
-	m = get(c, wait)
-	assert m is None, "%s: %s got %s" % (what, c.client_id, (m.topic, m.payload))
 
 
 def persistent(t, b, cid, version, **kw):

@@ -26,7 +26,7 @@ from itertools import count
 
 import brokerlib
 import rawmqtt as R
-from clients import publish_props
+from clients import assert_no_message as assert_nothing, get_message as get, get_messages as get_n, publish_props
 from harness import Skip, timeout
 
 PLUGIN = os.environ.get("SLUICE_TEST_PLUGIN")
@@ -144,28 +144,6 @@ def stop_broker(b):
 
 # -- clients ----------------------------------------------------------------------
 
-def get(c, timeout):
-	"""The next message of a clients.Client (stamped .timestamp on arrival), or None."""
-	try:
-		return c.messages.get(timeout=timeout)
-	except queue.Empty:
-		return None
-
-
-def get_n(c, n, timeout):
-	"""Up to n messages within timeout."""
-	out, deadline = [], time.monotonic() + timeout
-	while len(out) < n:
-		m = get(c, max(0.0, deadline - time.monotonic()))
-		if m is None:
-			break
-		out.append(m)
-	return out
-
-
-def assert_nothing(c, what, wait=QUIET):
-	m = get(c, wait)
-	assert m is None, "%s: got %s" % (what, (m.topic, m.payload))
 
 
 def assert_log(b, pattern):

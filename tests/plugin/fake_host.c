@@ -54,6 +54,8 @@
  */
 #include "fake_host.h"
 
+#include "../unit/naive_match.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1434,36 +1436,16 @@ static bool filter_valid(const char *f)
 }
 
 /*
- * Written apart from the broker's topic_matches() on purpose, so that a
- * plugin test does not inherit a bug of the broker's. Invalid filters and
- * topic names (wildcards, empty) match nothing.
+ * The tests' reference matcher (tests/unit/naive_match.h), apart from the
+ * broker's topic_matches() on purpose, so that a plugin test does not
+ * inherit a bug of the broker's. Invalid filters and topic names
+ * (wildcards, empty) match nothing.
  */
 static bool host_topic_match(const char *filter, const char *topic)
 {
-	const char *f = filter, *t = topic;
-
-	if (!f || !t || !*t || strpbrk(t, "+#") || !filter_valid(f))
+	if (!filter || !topic || !*topic || strpbrk(topic, "+#") || !filter_valid(filter))
 		return false;
-	if (t[0] == '$' && (f[0] == '+' || f[0] == '#')) /* [MQTT-4.7.2-1] */
-		return false;
-	for (;;) {
-		size_t fl = strcspn(f, "/"), tl = strcspn(t, "/");
-
-		if (fl == 1 && f[0] == '#') /* this level and all below, the parent too */
-			return true;
-		if (!(fl == 1 && f[0] == '+') && (fl != tl || memcmp(f, t, fl)))
-			return false;
-		f += fl;
-		t += tl;
-		if (!*f && !*t)
-			return true;
-		if (!*t) /* "sport/#" matches "sport" [MQTT-4.7.1-2] */
-			return !strcmp(f, "/#");
-		if (!*f)
-			return false;
-		f++;
-		t++;
-	}
+	return topic_match_naive(filter, topic);
 }
 
 static int host_after_commit(struct sp_plugin *self, void (*fn)(void *arg, int status), void *arg)

@@ -5,7 +5,8 @@
 # Included at the end of Makefile.am, after the definitions of check_PROGRAMS
 # (under HAVE_CMOCKA) and UNIT_CFLAGS that it extends.
 
-FAKE_HOST_SOURCES = tests/plugin/fake_host.c tests/plugin/fake_host.h include/sluice_plugin.h
+FAKE_HOST_SOURCES = tests/plugin/fake_host.c tests/plugin/fake_host.h include/sluice_plugin.h \
+	tests/unit/naive_match.h
 
 if HAVE_CMOCKA
 check_PROGRAMS += tests/plugin/test_delayed_plugin
