@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "mem.h"
 #include "msg.h"
 #include "store.h"
 
@@ -473,6 +474,38 @@ static void on_cold(void *arg, int status, const void *val, size_t vlen)
 	n_calls++;
 }
 
+/*
+ * A write lost to lack of memory is not covered by an acknowledgement: the
+ * callback of its unit reports -ENOMEM, the units around it still commit,
+ * and what was lost is not in the store.
+ */
+static void write_lost_to_oom_fails_its_unit(void **state)
+{
+	struct seen seen;
+
+	assert_int_equal(store_open(&cfg), 0);
+	assert_int_equal(store_start(on_wake), 0);
+	n_calls = 0;
+	assert_int_equal(store_kv_put("plug", "a", 1, "1", 1), 0);
+	store_after_commit(on_done, (void *)1);
+	mem_fail_after(0);
+	assert_int_equal(store_kv_put("plug", "b", 1, "2", 1), -1);
+	mem_fail_after(-1);
+	store_after_commit(on_done, (void *)2);
+	assert_int_equal(store_kv_put("plug", "c", 1, "3", 1), 0);
+	store_after_commit(on_done, (void *)3);
+	WAIT_FOR(n_calls == 3);
+	assert_int_equal(calls[1], 2);
+	assert_int_equal(statuses[0], 0);
+	assert_int_equal(statuses[1], -ENOMEM);
+	assert_int_equal(statuses[2], 0);
+	store_close();
+
+	assert_int_equal(store_open(&cfg), 0);
+	restore_into(&seen, 100);
+	assert_int_equal(seen.kv, 2); /* a and c */
+}
+
 static void cold_values_are_stored_not_restored(void **state)
 {
 	struct seen seen;
@@ -580,6 +613,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(newer_schema_is_refused_untouched, setup, teardown),
 		cmocka_unit_test_setup_teardown(garbage_file_is_refused_untouched, setup, teardown),
 		cmocka_unit_test_setup_teardown(persistence_off_does_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(write_lost_to_oom_fails_its_unit, setup, teardown),
 		cmocka_unit_test_setup_teardown(cold_values_are_stored_not_restored, setup, teardown),
 		cmocka_unit_test_setup_teardown(cold_range_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(version_1_database_is_migrated, setup, teardown),
