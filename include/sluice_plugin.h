@@ -36,9 +36,9 @@
  * Versions: SLUICE_PLUGIN_API changes only when a plugin built for the old
  * value would break. New host calls, events and event fields are appended;
  * a plugin that uses one checks that the broker has it, with
- * SP_HOST_HAS(host, member) for host calls (events it registers for and
- * fields it reads are simply absent from an older broker: host->on()
- * refuses an unknown event).
+ * SP_HOST_HAS(host, member) for host calls; an older broker's host->on()
+ * refuses an unknown event, and the event fields added with API 2 are
+ * there only when SP_HOST_HAS(host, deliver) is true.
  *
  * Added in the second revision (plugin API 2): negative acknowledgements
  * (SP_EV_NACKED, sp_event.reason), the end of a session (SP_EV_SESSION_END),
@@ -82,7 +82,9 @@ enum sp_event_type {
 	SP_EV_ACKED, /* a QoS 1/2 delivery completed (PUBACK / PUBCOMP) */
 	SP_EV_DROPPED, /* a delivery ended without completing (session gone, expired, ...) */
 	/* API 2: */
-	SP_EV_NACKED, /* the client refused a delivery: PUBACK or PUBREC with reason >= 0x80 */
+	SP_EV_NACKED, /* the client refused a delivery: PUBACK or PUBREC with reason >= 0x80
+		       * (a plugin without a NACKED callback hears ACKED for QoS 1 and
+		       * DROPPED for QoS 2 instead, as before API 2) */
 	SP_EV_SESSION_END, /* a session ended (expired, clean, taken over clean): not a disconnect */
 	SP_EV__COUNT
 };

@@ -469,20 +469,49 @@ enum sp_verdict plugin_choose(const struct topic_group *g, const char *share, st
 	return hold_or_pass("CHOOSE", i, res, who);
 }
 
+/*
+ * A refusal (reason >= 0x80) is NACKED for the plugins that registered it.
+ * A plugin that did not (built for the first revision) hears what it heard
+ * before NACKED existed: ACKED for QoS 1, DROPPED for QoS 2.
+ */
+static void refused(struct sp_event *ev)
+{
+	struct sp_result res;
+	size_t i;
+
+	for (i = 0; i < n_plugins; i++) {
+		struct sp_plugin *p = plugins[i];
+		enum sp_event_type type = p->cb[SP_EV_NACKED] ? SP_EV_NACKED
+					  : ev->qos == 1      ? SP_EV_ACKED
+							      : SP_EV_DROPPED;
+
+		if (!p->cb[type])
+			continue;
+		ev->type = type;
+		ev->why = type == SP_EV_DROPPED ? "refused by the client (PUBREC)" : NULL;
+		memset(&res, 0, sizeof(res));
+		if (p->cb[type](ev, &res, p->udata))
+			log_warn("plugin %s: callback for event %d failed", p->name, (int)type);
+	}
+}
+
 void plugin_acked(const struct session *s, struct msg *m, uint8_t qos, const char *share,
 		  uint8_t reason)
 {
-	enum sp_event_type type = reason >= 0x80 ? SP_EV_NACKED : SP_EV_ACKED;
 	struct sp_event ev;
 
-	if (!wants[type])
+	if (reason >= 0x80 ? !wants[SP_EV_NACKED] && !wants[SP_EV_ACKED] && !wants[SP_EV_DROPPED]
+			   : !wants[SP_EV_ACKED])
 		return;
 	session_event(&ev, s);
 	ev.msg = (struct sp_msg *)m;
 	ev.qos = qos;
 	ev.reason = reason;
 	share_fields(&ev, share);
-	notify(type, &ev);
+	if (reason >= 0x80)
+		refused(&ev);
+	else
+		notify(SP_EV_ACKED, &ev);
 }
 
 void plugin_dropped(const struct session *s, struct msg *m, uint8_t qos, const char *share,

@@ -279,13 +279,16 @@ static int accept_connect(struct conn *c, const struct mqtt_connect *p, struct c
 		return refuse(c, MQTT_RC_SERVER_UNAVAILABLE, MQTT3_CONNACK_UNAVAILABLE,
 			      "out of memory for the session");
 	}
-	s->version = c->version;
-	session_set_expiry(s, plan->expiry);
+	/* Before the session changes: a refusal here leaves it as it was. */
 	if (session_set_username(s, p->has_username ? p->username.p : NULL, p->username.len)) {
 		msg_unref(plan->will);
+		if (!present)
+			session_destroy(s);
 		return refuse(c, MQTT_RC_SERVER_UNAVAILABLE, MQTT3_CONNACK_UNAVAILABLE,
 			      "out of memory for the username");
 	}
+	s->version = c->version;
+	session_set_expiry(s, plan->expiry);
 	session_attach(s, c);
 	c->session = s;
 	c->client_id = s->client_id;
