@@ -3,7 +3,8 @@
  * through store_restore, callbacks run after the commit and in order, a
  * full database refuses exactly the units that do not fit, fences clear on
  * commit, and a database that is newer or not a database is refused and left
- * untouched.
+ * untouched. A write lost to lack of memory (mem_fail_after at each of its
+ * allocations) fails exactly its own unit with -ENOMEM, and is not stored.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -506,6 +507,230 @@ static void write_lost_to_oom_fails_its_unit(void **state)
 	assert_int_equal(seen.kv, 2); /* a and c */
 }
 
+/*
+ * Out of memory at each allocation of one operation. Every operation is
+ * its own unit (a callback right after it), followed by a unit that loses
+ * nothing. Whatever allocation fails, the contract holds: a unit reports
+ * -ENOMEM exactly when its write is not in the store afterwards, reports 0
+ * when it is, and the units after it still commit (0). Some failures are
+ * harmless (the cancel index of a delivery put) and must not fail the unit.
+ */
+enum oom_kind { OOM_KV, OOM_DELIVERY, OOM_SUB, OOM_SESSION, OOM_KINDS };
+#define OOM_STEPS 8
+#define OOM_UNITS (OOM_KINDS * OOM_STEPS)
+
+static int unit_status[OOM_UNITS], clean_status[OOM_UNITS + 1], n_unit, n_clean;
+static bool unit_done[OOM_UNITS];
+static bool in_store[OOM_UNITS];
+
+static void on_unit(void *arg, int status)
+{
+	int i = (int)(intptr_t)arg;
+
+	assert_true(i >= 0 && i < OOM_UNITS && !unit_done[i]);
+	unit_done[i] = true;
+	unit_status[i] = status;
+	n_unit++;
+}
+
+static void on_clean_unit(void *arg, int status)
+{
+	clean_status[(int)(intptr_t)arg] = status;
+	n_clean++;
+}
+
+static int m_session(const struct store_session_row *r, void *arg)
+{
+	if (r->sid >= 100 && r->sid < 100 + OOM_STEPS) {
+		assert_non_null(r->will); /* with its will, or not at all */
+		assert_int_equal(r->will_delay, 30);
+		in_store[OOM_SESSION * OOM_STEPS + (r->sid - 100)] = true;
+	}
+	msg_unref(r->will);
+	return 0;
+}
+
+static int m_sub(uint64_t sid, const char *filter, uint8_t options, uint32_t subid, void *arg)
+{
+	unsigned n;
+
+	if (sscanf(filter, "f/%u", &n) == 1 && n < OOM_STEPS)
+		in_store[OOM_SUB * OOM_STEPS + n] = true;
+	return 0;
+}
+
+static int m_delivery(uint64_t sid, const struct store_delivery_row *r, void *arg)
+{
+	if (sid == 1 && r->seq >= 1 && r->seq <= OOM_STEPS) {
+		assert_int_equal(r->n_subids, 2); /* whole, or not at all */
+		assert_int_equal(r->subids[1], 22);
+		assert_non_null(r->share);
+		assert_string_equal(r->share, "grp");
+		in_store[OOM_DELIVERY * OOM_STEPS + (r->seq - 1)] = true;
+	}
+	msg_unref(r->msg);
+	return 0;
+}
+
+static int m_none(uint64_t sid, uint64_t first_seq, uint64_t count, void *arg)
+{
+	return 0;
+}
+
+static int m_rx(uint64_t sid, uint16_t packet_id, void *arg)
+{
+	return 0;
+}
+
+static int m_kv(const char *plugin, const void *k, size_t kl, const void *v, size_t vl, void *arg)
+{
+	unsigned n;
+	char key[16];
+
+	snprintf(key, sizeof(key), "%.*s", (int)kl, (const char *)k);
+	if (!strcmp(plugin, "plug") && sscanf(key, "k%u", &n) == 1 && n < OOM_STEPS)
+		in_store[OOM_KV * OOM_STEPS + n] = true;
+	return 0;
+}
+
+/* Queues one operation of kind with step n; returns what it returned (0 for the void ones). */
+static int queue_op(enum oom_kind kind, int n, struct msg *m, struct msg *will)
+{
+	static const uint32_t subids[] = { 11, 22 };
+	static const char share[] = "grp\0a/#";
+	struct store_delivery_row d;
+	struct store_session_row *sr;
+	char name[16];
+
+	switch (kind) {
+	case OOM_KV:
+		snprintf(name, sizeof(name), "k%d", n);
+		return store_kv_put("plug", name, strlen(name), "value", 5);
+	case OOM_DELIVERY:
+		fake_entry(&d, m, (uint64_t)n + 1);
+		d.subids = subids;
+		d.n_subids = 2;
+		d.share = share;
+		store_delivery_put(1, &d);
+		return 0;
+	case OOM_SUB:
+		snprintf(name, sizeof(name), "f/%d", n);
+		store_sub_put(1, name, 1, 0);
+		return 0;
+	case OOM_SESSION:
+		snprintf(name, sizeof(name), "client-%d", 100 + n); /* client ids are unique */
+		sr = fake_session(100 + (uint64_t)n);
+		sr->client_id = name;
+		sr->will = will;
+		sr->will_delay = 30;
+		store_session_put(sr);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static void each_write_lost_to_oom_fails_its_unit(void **state)
+{
+	struct store_restore_ops ops = { m_session, m_sub, m_delivery, m_none, m_rx,
+					 r_retained, m_kv, NULL, 1000 };
+	struct msg *m = make_msg("a/b", "payload", 1), *will = make_msg("will/x", "bye", 1);
+	int kind, n, lost[OOM_KINDS] = { 0 }, kept[OOM_KINDS] = { 0 };
+	int rcs[OOM_UNITS];
+	uint64_t hb;
+
+	assert_int_equal(store_open(&cfg), 0);
+	assert_int_equal(store_start(on_wake), 0);
+	store_session_put(fake_session(1));
+	n_unit = n_clean = 0;
+	memset(unit_done, 0, sizeof(unit_done));
+	memset(in_store, 0, sizeof(in_store));
+	for (kind = 0; kind < OOM_KINDS; kind++) {
+		for (n = 0; n < OOM_STEPS; n++) {
+			int i = kind * OOM_STEPS + n;
+			char key[16];
+
+			/* the previous unit ends here: this one holds only the operation */
+			store_after_commit(on_clean_unit, (void *)(intptr_t)i);
+			mem_fail_after(n);
+			rcs[i] = queue_op(kind, n, m, will);
+			mem_fail_after(-1);
+			store_after_commit(on_unit, (void *)(intptr_t)i);
+			snprintf(key, sizeof(key), "clean%d", i);
+			assert_int_equal(store_kv_put("other", key, strlen(key), "v", 1), 0);
+		}
+	}
+	store_after_commit(on_clean_unit, (void *)(intptr_t)OOM_UNITS);
+	WAIT_FOR(n_unit == OOM_UNITS && n_clean == OOM_UNITS + 1);
+	store_close();
+	assert_int_equal(store_open(&cfg), 0);
+	assert_int_equal(store_restore(&ops, &hb), 0);
+
+	for (kind = 0; kind < OOM_KINDS; kind++) {
+		for (n = 0; n < OOM_STEPS; n++) {
+			int i = kind * OOM_STEPS + n;
+
+			if (unit_status[i] != 0 && unit_status[i] != -ENOMEM)
+				fail_msg("unit %d: status %d", i, unit_status[i]);
+			if ((unit_status[i] == 0) != in_store[i])
+				fail_msg("kind %d, allocation %d: status %d but %s the store", kind,
+					 n, unit_status[i], in_store[i] ? "in" : "not in");
+			if (kind == OOM_KV) /* -1: it could not be queued */
+				assert_int_equal(rcs[i], unit_status[i] ? -1 : 0);
+			if (unit_status[i])
+				lost[kind]++;
+			else
+				kept[kind]++;
+		}
+	}
+	for (n = 0; n <= OOM_UNITS; n++) /* the units that lost nothing committed */
+		assert_int_equal(clean_status[n], 0);
+	for (kind = 0; kind < OOM_KINDS; kind++) {
+		if (!lost[kind] || !kept[kind])
+			fail_msg("kind %d: %d lost, %d kept: the steps missed its allocations", kind,
+				 lost[kind], kept[kind]);
+	}
+	msg_unref(m);
+	msg_unref(will);
+}
+
+/*
+ * The first allocation of a unit may be the open batch itself: when the
+ * writer is idle and nothing is queued, the lost write leaves nothing
+ * pending, and the callback still reports the loss, at once.
+ */
+static void lost_write_with_nothing_pending_still_reports(void **state)
+{
+	struct seen seen;
+
+	assert_int_equal(store_open(&cfg), 0);
+	assert_int_equal(store_start(on_wake), 0);
+	n_calls = 0;
+	store_kv_put("plug", "a", 1, "1", 1);
+	store_after_commit(on_done, (void *)1);
+	WAIT_FOR(n_calls == 1 && !store_pending());
+	mem_fail_after(0); /* the open batch cannot be made */
+	assert_int_equal(store_kv_put("plug", "b", 1, "2", 1), -1);
+	mem_fail_after(-1);
+	assert_false(store_pending());
+	store_after_commit(on_done, (void *)2);
+	assert_int_equal(n_calls, 2); /* nothing to wait for: at once */
+	assert_int_equal(statuses[1], -ENOMEM);
+	store_after_commit(on_done, (void *)3); /* the loss was reported once */
+	assert_int_equal(n_calls, 3);
+	assert_int_equal(statuses[2], 0);
+	assert_int_equal(store_kv_put("plug", "c", 1, "3", 1), 0);
+	store_after_commit(on_done, (void *)4);
+	WAIT_FOR(n_calls == 4);
+	assert_int_equal(statuses[0], 0);
+	assert_int_equal(statuses[3], 0);
+	store_close();
+
+	assert_int_equal(store_open(&cfg), 0);
+	restore_into(&seen, 100);
+	assert_int_equal(seen.kv, 2); /* a and c */
+}
+
 static void cold_values_are_stored_not_restored(void **state)
 {
 	struct seen seen;
@@ -614,6 +839,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(garbage_file_is_refused_untouched, setup, teardown),
 		cmocka_unit_test_setup_teardown(persistence_off_does_nothing, setup, teardown),
 		cmocka_unit_test_setup_teardown(write_lost_to_oom_fails_its_unit, setup, teardown),
+		cmocka_unit_test_setup_teardown(each_write_lost_to_oom_fails_its_unit, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(lost_write_with_nothing_pending_still_reports, setup,
+						teardown),
 		cmocka_unit_test_setup_teardown(cold_values_are_stored_not_restored, setup, teardown),
 		cmocka_unit_test_setup_teardown(cold_range_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(version_1_database_is_migrated, setup, teardown),
