@@ -20,6 +20,6 @@ tests_unit_test_topic_LDADD = $(UNIT_LDADD)
 tests_unit_test_holds_SOURCES = tests/unit/test_holds.c
 tests_unit_test_holds_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_holds_LDADD = $(UNIT_LDADD)
-tests_unit_test_router_SOURCES = tests/unit/test_router.c
+tests_unit_test_router_SOURCES = tests/unit/test_router.c tests/unit/fake_transport.h
 tests_unit_test_router_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_router_LDADD = $(UNIT_LDADD)

@@ -38,29 +38,7 @@
 
 /* --- the fake transport ------------------------------------------------------------- */
 
-struct fake_transport {
-	int want_write, closes, pause, resume;
-};
-
-static void fake_want_write(void *t)
-{
-	((struct fake_transport *)t)->want_write++;
-}
-
-static void fake_close(void *t)
-{
-	((struct fake_transport *)t)->closes++;
-}
-
-static void fake_pause(void *t, bool pause)
-{
-	if (pause)
-		((struct fake_transport *)t)->pause++;
-	else
-		((struct fake_transport *)t)->resume++;
-}
-
-static const struct conn_ops fake_ops = { fake_want_write, fake_close, fake_pause };
+#include "fake_transport.h"
 
 /* --- the fake protocol layer -------------------------------------------------------- */
 

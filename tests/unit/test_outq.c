@@ -51,26 +51,7 @@
 
 /* --- the fake transport and the protocol layer's closed handler -------------------- */
 
-struct fake_transport {
-	int want_write, closes, pauses;
-};
-
-static void fake_want_write(void *t)
-{
-	((struct fake_transport *)t)->want_write++;
-}
-
-static void fake_close(void *t)
-{
-	((struct fake_transport *)t)->closes++;
-}
-
-static void fake_pause(void *t, bool pause)
-{
-	((struct fake_transport *)t)->pauses++;
-}
-
-static const struct conn_ops fake_ops = { fake_want_write, fake_close, fake_pause };
+#include "fake_transport.h"
 
 static int no_packet(struct conn *c, const uint8_t *pkt, size_t len)
 {

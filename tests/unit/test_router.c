@@ -46,27 +46,7 @@
 
 /* --- the fake transport and clients ------------------------------------------------ */
 
-struct fake_transport {
-	int want_write, closes, pauses;
-};
-
-static void fake_want_write(void *t)
-{
-	((struct fake_transport *)t)->want_write++;
-}
-
-static void fake_close(void *t)
-{
-	((struct fake_transport *)t)->closes++;
-}
-
-static void fake_pause(void *t, bool pause)
-{
-	(void)pause;
-	((struct fake_transport *)t)->pauses++;
-}
-
-static const struct conn_ops fake_ops = { fake_want_write, fake_close, fake_pause };
+#include "fake_transport.h"
 
 struct client {
 	struct session *s; /* NULL once the test ended the session */
