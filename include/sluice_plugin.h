@@ -44,7 +44,7 @@
  * (SP_EV_NACKED, sp_event.reason), the end of a session (SP_EV_SESSION_END),
  * CHOOSE answering "no member now" (SP_HOLD) or "not this group" (SP_SKIP),
  * sp_event.share_filter, and the host calls deliver, topic_match and
- * after_commit.
+ * after_commit. Appended since: msg_add_user_props and subscribed.
  */
 #ifndef SLUICE_PLUGIN_H
 #define SLUICE_PLUGIN_H
@@ -288,6 +288,22 @@ struct sp_host {
 	 * will not run).
 	 */
 	int (*after_commit)(struct sp_plugin *self, void (*fn)(void *arg, int status), void *arg);
+
+	/* --- appended after API 2 (check with SP_HOST_HAS before use) --- */
+
+	/*
+	 * A copy of m with n user properties keys[i]=vals[i] appended after
+	 * its own (NUL-terminated strings of at most 65535 bytes). NULL on bad
+	 * arguments or out of memory.
+	 */
+	struct sp_msg *(*msg_add_user_props)(const struct sp_msg *m, const char *const *keys,
+					     const char *const *vals, size_t n);
+	/*
+	 * Does the session of client_id (online or not) have a subscription,
+	 * plain or shared, whose filter matches topic? 1 yes, 0 no (or no such
+	 * session), -1 on bad arguments.
+	 */
+	int (*subscribed)(const char *client_id, const char *topic);
 };
 
 /* Log levels for host->log. */

@@ -1,4 +1,4 @@
-# plugins/local.mk - the plugins (delayed topics; ordered and transactional to come).
+# plugins/local.mk - the plugins (delayed topics, transactional topics; ordered to come).
 #
 # Included at the end of Makefile.am, after the definitions of check_PROGRAMS
 # (under HAVE_CMOCKA), UNIT_CFLAGS and AM_TESTS_ENVIRONMENT that it extends.
@@ -26,3 +26,22 @@ AM_TESTS_ENVIRONMENT += \
 	export SLUICE_DELAYED_PLUGIN;
 
 EXTRA_DIST += plugins/delayed/bench_delayed.py
+
+pkglib_LTLIBRARIES += plugins/txn/txn.la
+plugins_txn_txn_la_SOURCES = plugins/txn/txn.c plugins/txn/txnparse.c plugins/txn/txnparse.h \
+	include/sluice_plugin.h
+plugins_txn_txn_la_CPPFLAGS = -I$(top_srcdir)/include
+plugins_txn_txn_la_LDFLAGS = -module -avoid-version -shared
+
+if HAVE_CMOCKA
+check_PROGRAMS += tests/unit/test_txnparse
+endif
+tests_unit_test_txnparse_SOURCES = tests/unit/test_txnparse.c \
+	plugins/txn/txnparse.c plugins/txn/txnparse.h
+tests_unit_test_txnparse_CPPFLAGS = -I$(top_srcdir)/plugins/txn
+tests_unit_test_txnparse_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_txnparse_LDADD = $(CMOCKA_LIBS)
+
+AM_TESTS_ENVIRONMENT += \
+	SLUICE_TXN_PLUGIN=$(abs_top_builddir)/plugins/txn/.libs/txn.so; \
+	export SLUICE_TXN_PLUGIN;

@@ -31,6 +31,7 @@
 #include "msg.h"
 #include "plugin.h"
 #include "router.h"
+#include "session.h"
 #include "store.h"
 #include "timers.h"
 #include "topic.h"
@@ -190,6 +191,23 @@ static bool dropped_key(const uint8_t *p, const char *const *drop, size_t n_drop
 	return false;
 }
 
+/* A spec that builds a copy of m with the property block props. */
+static void spec_of(const struct msg *m, struct msg_spec *s, const struct buf *props)
+{
+	memset(s, 0, sizeof(*s));
+	s->topic = m->topic;
+	s->topic_len = m->topic_len;
+	s->payload = m->payload;
+	s->payload_len = m->payload_len;
+	s->props = props->data;
+	s->props_len = props->len;
+	s->qos = m->qos;
+	s->retain = m->retain;
+	s->sender = m->sender;
+	s->expiry_interval = m->expiry_interval;
+	s->expiry_wall_ms = m->expiry_wall_ms;
+}
+
 static struct sp_msg *host_msg_rewrite(const struct sp_msg *msg, const char *topic,
 				       const char *const *drop, size_t n_drop, bool restart)
 {
@@ -206,20 +224,50 @@ static struct sp_msg *host_msg_rewrite(const struct sp_msg *msg, const char *top
 			goto out;
 		pos += n;
 	}
-	memset(&s, 0, sizeof(s));
-	s.topic = topic ? topic : m->topic;
-	s.topic_len = topic ? strlen(topic) : m->topic_len;
-	s.payload = m->payload;
-	s.payload_len = m->payload_len;
-	s.props = props.data;
-	s.props_len = props.len;
-	s.qos = m->qos;
-	s.retain = m->retain;
-	s.sender = m->sender;
-	s.expiry_interval = m->expiry_interval;
-	s.expiry_wall_ms = m->expiry_wall_ms;
+	spec_of(m, &s, &props);
+	if (topic) {
+		s.topic = topic;
+		s.topic_len = strlen(topic);
+	}
 	if (restart && m->expiry_interval)
 		s.expiry_wall_ms = clock_wall_ms() + (uint64_t)m->expiry_interval * 1000;
+	out = msg_new(&s);
+out:
+	buf_free(&props);
+	return (struct sp_msg *)out;
+}
+
+/* One user property in the wire form of a property block. */
+static int put_user_prop(struct buf *b, const char *key, const char *val)
+{
+	size_t kl = strlen(key), vl = strlen(val);
+	uint8_t hdr[3] = { MQTT_PROP_USER_PROPERTY, (uint8_t)(kl >> 8), (uint8_t)kl };
+	uint8_t vhdr[2] = { (uint8_t)(vl >> 8), (uint8_t)vl };
+
+	if (kl > 0xffff || vl > 0xffff)
+		return -1;
+	return buf_put(b, hdr, 3) || buf_put(b, key, kl) || buf_put(b, vhdr, 2) ||
+	       buf_put(b, val, vl);
+}
+
+static struct sp_msg *host_msg_add_user_props(const struct sp_msg *msg, const char *const *keys,
+					      const char *const *vals, size_t n)
+{
+	const struct msg *m = MSG(msg);
+	struct buf props;
+	struct msg_spec s;
+	struct msg *out = NULL;
+	size_t i;
+
+	if (!m || (n && (!keys || !vals)))
+		return NULL;
+	buf_init(&props);
+	if (m->props_len && buf_put(&props, m->props, m->props_len))
+		goto out;
+	for (i = 0; i < n; i++)
+		if (!keys[i] || !vals[i] || put_user_prop(&props, keys[i], vals[i]))
+			goto out;
+	spec_of(m, &s, &props);
 	out = msg_new(&s);
 out:
 	buf_free(&props);
@@ -272,6 +320,30 @@ static int host_deliver(struct sp_plugin *self, struct sp_msg *m, const char *cl
 static bool host_topic_match(const char *filter, const char *topic)
 {
 	return filter && topic && topic_matches(filter, strlen(filter), topic, strlen(topic));
+}
+
+static int host_subscribed(const char *client_id, const char *topic)
+{
+	struct session *s;
+	const struct sub_rec *r;
+	const char *f, *g;
+	size_t fl, gl, tl;
+
+	if (!client_id || !topic)
+		return -1;
+	s = session_find(client_id);
+	if (!s)
+		return 0;
+	tl = strlen(topic);
+	for (r = s->subs; r; r = r->next) {
+		f = r->filter;
+		fl = strlen(f);
+		/* A shared subscription matches with its filter. */
+		topic_share_split(r->filter, fl, &g, &gl, &f, &fl);
+		if (topic_matches(f, fl, topic, tl))
+			return 1;
+	}
+	return 0;
 }
 
 static int host_ack_user_prop(const char *key, const char *val)
@@ -562,6 +634,8 @@ static const struct sp_host host = {
 	.deliver = host_deliver,
 	.topic_match = host_topic_match,
 	.after_commit = host_after_commit,
+	.msg_add_user_props = host_msg_add_user_props,
+	.subscribed = host_subscribed,
 };
 
 const struct sp_host *plugin_host_table(void)

@@ -1467,6 +1467,106 @@ void fake_commit_status(int status)
 	commit_status = status;
 }
 
+/* --- appended after API 2: msg_add_user_props, subscribed ---------------- */
+
+static struct sp_msg *host_msg_add_user_props(const struct sp_msg *m, const char *const *keys,
+					      const char *const *vals, size_t n)
+{
+	struct sp_msg *out;
+	struct parts p;
+	const char **pairs;
+	size_t i;
+
+	if (!m || (n && (!keys || !vals)))
+		return NULL;
+	for (i = 0; i < n; i++)
+		if (!keys[i] || !vals[i] || strlen(keys[i]) > 0xffff || strlen(vals[i]) > 0xffff)
+			return NULL;
+	pairs = xmalloc((2 * (m->n_props + n) + 1) * sizeof(*pairs));
+	memcpy(pairs, m->pairs, 2 * m->n_props * sizeof(*pairs));
+	for (i = 0; i < n; i++) {
+		pairs[2 * (m->n_props + i)] = keys[i];
+		pairs[2 * (m->n_props + i) + 1] = vals[i];
+	}
+	memset(&p, 0, sizeof(p));
+	p.topic = m->topic;
+	p.topic_len = strlen(m->topic);
+	p.sender = m->sender;
+	p.payload = m->payload;
+	p.payload_len = m->payload_len;
+	p.qos = m->qos;
+	p.retain = m->retain;
+	p.expiry_s = m->expiry_s;
+	p.expiry_wall = m->expiry_wall;
+	p.pairs = pairs;
+	p.n_props = m->n_props + n;
+	out = msg_make(&p);
+	free(pairs);
+	return out;
+}
+
+/* The sessions' subscriptions as the test set them: one (client, filter) pair each. */
+static struct pair *subs;
+static size_t n_subs, cap_subs;
+
+void fake_subscribe(const char *client_id, const char *filter)
+{
+	subs = room(subs, &cap_subs, n_subs, sizeof(*subs));
+	subs[n_subs].key = xstrdup(client_id);
+	subs[n_subs].val = xstrdup(filter);
+	n_subs++;
+}
+
+void fake_unsubscribe(const char *client_id)
+{
+	size_t i = 0;
+
+	while (i < n_subs) {
+		if (strcmp(subs[i].key, client_id)) {
+			i++;
+			continue;
+		}
+		free(subs[i].key);
+		free(subs[i].val);
+		subs[i] = subs[--n_subs];
+	}
+}
+
+/* A shared subscription's filter: what follows $share/{group}/. */
+static const char *plain_filter(const char *f)
+{
+	const char *slash;
+
+	if (strncmp(f, "$share/", 7) || !(slash = strchr(f + 7, '/')))
+		return f;
+	return slash + 1;
+}
+
+static int host_subscribed(const char *client_id, const char *topic)
+{
+	size_t i;
+
+	if (!client_id || !topic)
+		return -1;
+	for (i = 0; i < n_subs; i++)
+		if (!strcmp(subs[i].key, client_id) &&
+		    host_topic_match(plain_filter(subs[i].val), topic))
+			return 1;
+	return 0;
+}
+
+static void subs_free(void)
+{
+	while (n_subs) {
+		n_subs--;
+		free(subs[n_subs].key);
+		free(subs[n_subs].val);
+	}
+	free(subs);
+	subs = NULL;
+	cap_subs = 0;
+}
+
 /* --- the host table and the plugin slot ----------------------------------- */
 
 static int host_on(struct sp_plugin *self, enum sp_event_type ev, sp_callback cb)
@@ -1517,6 +1617,8 @@ static const struct sp_host host_template = {
 	.deliver = host_deliver,
 	.topic_match = host_topic_match,
 	.after_commit = host_after_commit,
+	.msg_add_user_props = host_msg_add_user_props,
+	.subscribed = host_subscribed,
 };
 
 static struct sp_host host_table;
@@ -1646,6 +1748,7 @@ void fake_reset(void)
 	acks_clear();
 	fake_log_clear();
 	fake_store_clear();
+	subs_free();
 	free(routed);
 	free(deliveries);
 	free(acks);

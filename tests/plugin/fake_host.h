@@ -117,6 +117,13 @@ void fake_delivered_clear(void);
  */
 void fake_commit_status(int status);
 
+/* --- subscriptions (subscribed) ------------------------------------------ */
+
+/* client_id's session subscribes to filter (plain, or $share/{group}/{filter}). */
+void fake_subscribe(const char *client_id, const char *filter);
+/* Every subscription of client_id ends. */
+void fake_unsubscribe(const char *client_id);
+
 /* --- time ----------------------------------------------------------------- */
 
 uint64_t fake_now(void); /* wall clock, ms */

@@ -6,7 +6,7 @@
 # (under HAVE_CMOCKA) and UNIT_CFLAGS that it extends.
 
 FAKE_HOST_SOURCES = tests/plugin/fake_host.c tests/plugin/fake_host.h include/sluice_plugin.h \
-	tests/unit/naive_match.h
+	tests/unit/naive_match.h tests/plugin/plugin_harness.h
 
 if HAVE_CMOCKA
 check_PROGRAMS += tests/plugin/test_delayed_plugin
@@ -20,3 +20,14 @@ tests_plugin_test_delayed_plugin_CFLAGS = $(UNIT_CFLAGS)
 tests_plugin_test_delayed_plugin_LDADD = $(CMOCKA_LIBS)
 
 EXTRA_DIST += tests/plugin/fake_host.c tests/plugin/fake_host.h
+
+if HAVE_CMOCKA
+check_PROGRAMS += tests/plugin/test_txn_plugin
+endif
+tests_plugin_test_txn_plugin_SOURCES = tests/plugin/test_txn_plugin.c \
+	$(FAKE_HOST_SOURCES) plugins/txn/txn.c plugins/txn/txnparse.c \
+	plugins/txn/txnparse.h
+tests_plugin_test_txn_plugin_CPPFLAGS = -I$(top_srcdir)/include \
+	-I$(top_srcdir)/plugins/txn -I$(top_srcdir)/tests/plugin
+tests_plugin_test_txn_plugin_CFLAGS = $(UNIT_CFLAGS)
+tests_plugin_test_txn_plugin_LDADD = $(CMOCKA_LIBS)

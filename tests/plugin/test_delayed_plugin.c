@@ -36,12 +36,8 @@
 
 #include "../unit/topic_cases.h"
 #include "fake_host.h"
+#include "plugin_harness.h"
 #include "sched.h"
-
-int sluice_plugin_version(void);
-int sluice_plugin_init(const struct sp_host *host, struct sp_plugin *self,
-		       const struct sp_opt *opts, int n_opts, void **udata);
-void sluice_plugin_cleanup(void *udata);
 
 #define H fake_host()
 
@@ -50,52 +46,9 @@ static const struct sp_opt opts[] = { { "max", "60" }, { "sys_interval", "0" } }
 
 /* --- helpers -------------------------------------------------------------- */
 
-static int up_with(const struct sp_opt *o, int n)
-{
-	if (fake_load(sluice_plugin_init, o, n))
-		return -1;
-	return fake_start();
-}
-
 static int up(void)
 {
 	return up_with(opts, 2);
-}
-
-/* As at shutdown: STOP leaves no timer, cleanup leaves no block or message of its own. */
-static void down(void)
-{
-	assert_int_equal(fake_stop(), 0);
-	assert_int_equal(fake_timers(), 0);
-	fake_unload(sluice_plugin_cleanup);
-	assert_int_equal(fake_live_blocks(), 0);
-	assert_int_equal(fake_live_msgs(), fake_routed_count());
-}
-
-static void finish(void)
-{
-	down();
-	fake_routed_clear();
-	assert_int_equal(fake_live_msgs(), 0);
-	assert_int_equal(fake_misuse(), 0);
-}
-
-static int setup(void **state)
-{
-	(void)state;
-	fake_reset();
-	return up();
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	if (fake_loaded()) {
-		fake_stop();
-		fake_unload(sluice_plugin_cleanup);
-	}
-	fake_reset();
-	return 0;
 }
 
 static bool is_sys(const struct sp_msg *m)
@@ -1008,13 +961,6 @@ static void test_out_of_memory(void **state)
 }
 
 /* --- the fake's API 2 calls ------------------------------------------------- */
-
-static int setup_bare(void **state)
-{
-	(void)state;
-	fake_reset();
-	return 0;
-}
 
 static void test_fake_deliver(void **state)
 {
