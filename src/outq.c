@@ -542,17 +542,23 @@ static void prepare_window(struct outq *q)
 	}
 }
 
+/* A QoS 2 entry of a durable queue not yet prepared (its id not yet stored as sent). */
+static bool needs_prepare(const struct outq *q, const struct out_entry *e)
+{
+	return e->qos == 2 && !e->prepared && !e->sent_once && q->sid && q->durable;
+}
+
 void outq_pump(struct outq *q)
 {
-	struct out_entry *head = q->queue.head;
-
-	if (head && head->qos == 2 && !head->prepared && !head->sent_once && q->sid && q->conn &&
-	    q->durable)
-		prepare_window(q);
 	while (live(q) && q->queue.head) {
 		struct out_entry *e = q->queue.head;
 
-		if (wait_fence(q, e->msg->fence) || wait_fence(q, e->fence))
+		if (wait_fence(q, e->msg->fence))
+			break;
+		/* Whatever went before it, a QoS 2 entry goes out only once prepared. */
+		if (needs_prepare(q, e))
+			prepare_window(q);
+		if (wait_fence(q, e->fence))
 			break;
 		if (e->qos && q->inflight.n >= outq_window(q))
 			break;

@@ -330,6 +330,55 @@ def test_persist_sent_publish_resent_with_same_id_after_sigkill_disk_queue(t, ve
 
 
 @param("version", [4, 5])
+def test_persist_qos2_behind_qos1_resent_with_same_id_after_sigkill(t, version):
+	"""A QoS 2 delivery queued behind QoS 1 ones (mixed QoS in one queue, as a
+	transaction's commit or a backlog makes) must have its packet id stored
+	before it goes out, like one at the head of the queue: after a SIGKILL in
+	the instant it was sent it comes again with DUP=1 and the same id, never
+	as a new message under another id [MQTT-4.4.0-1]."""
+	b = pbroker(t)
+	tp = t.topic("mix")
+	cid = t.cid("sub")
+	r, _ = rsession(t, b, cid, version)
+	rsubscribe(r, tp + "/#", 2)
+	pub = t.raw_connected(b, version=5)
+	for rnd in range(4):
+		r.close()
+		bodies = [b"r%d-q1a" % rnd, b"r%d-q1b" % rnd, b"r%d-q2" % rnd]
+		for pid, body in enumerate(bodies[:2], 1):
+			pub.send(R.publish(tp + "/a", body, 1, pid=pid, version=5))
+			pub.expect(R.PUBACK)
+		publish_qos2(pub, tp + "/b", bodies[2:], first_pid=100 + rnd)
+		r, _ = rsession(t, b, cid, version)
+		while True:  # the QoS 1 ones, acknowledged; the QoS 2 one, not
+			d = r.expect(R.PUBLISH).publish()
+			if d["qos"] == 1:
+				r.send(R.ack(R.PUBACK, d["pid"], version))
+				continue
+			break
+		assert d["payload"] == bodies[2], d
+		r.close()
+		pub.close()
+		bounce(b, "sigkill")  # the moment the QoS 2 PUBLISH arrived
+		pub = t.raw_connected(b, version=5)
+		r, sp = rsession(t, b, cid, version)
+		assert sp == 1
+		while True:  # a QoS 1 one whose PUBACK was not stored yet may come again
+			e = r.expect(R.PUBLISH).publish()
+			if e["qos"] == 1:
+				r.send(R.ack(R.PUBACK, e["pid"], version))
+				continue
+			break
+		assert (e["payload"], e["pid"], e["dup"]) == (d["payload"], d["pid"], True), (
+			"round %d: sent as id %d, after the crash %r id %d DUP=%d" % (
+				rnd, d["pid"], e["payload"], e["pid"], e["dup"]))
+		r.send(R.ack(R.PUBREC, e["pid"], version))
+		p = r.expect(R.PUBREL)
+		r.send(R.ack(R.PUBCOMP, p.pid(), version))
+		assert r.recv_or_none(0.2) is None
+
+
+@param("version", [4, 5])
 def test_persist_qos2_publisher_completes_after_sigkill_exactly_once(t, version):
 	"""Publisher side of QoS 2 across a crash: PUBLISH -> PUBREC -> kill -> the
 	publisher resends PUBREL and gets PUBCOMP; a second exchange resends the
