@@ -460,11 +460,11 @@ static int host_kv_scan(struct sp_plugin *self, const void *prefix, size_t plen,
 			void *arg)
 {
 	const struct kv_space *sp = plugin_kv(self);
-	size_t i = kvspace_lower(sp, prefix, plen);
+	const struct kv_entry *e;
+	struct kv_pos pos;
 
-	for (; i < sp->n; i++) {
-		const struct kv_entry *e = &sp->e[i];
-
+	for (kvspace_seek(sp, prefix, plen, &pos); (e = kvspace_at(sp, &pos));
+	     kvspace_next(sp, &pos)) {
 		if (e->klen < plen || memcmp(e->key, prefix, plen))
 			break;
 		if (fn(e->key, e->klen, e->val, e->vlen, arg))
