@@ -8,7 +8,7 @@
  *
  *   bench_main.c   options, the hard time limit, the self-test, the report
  *   bench_scen.c   the scenarios (fan-in, fan-out, pairs, shared, connections,
- *                  backlog, delayed)
+ *                  backlog, delayed, txn, txn-open)
  *   bench_net.c    sockets, epoll, the MQTT client side of every flow
  *   bench_stats.c  latency histogram, loss/duplicate/order bookkeeping, /proc
  */
@@ -31,6 +31,9 @@
 /* "$delayed/SSSSS.mmm/": the delay is patched into the topic of each PUBLISH. */
 #define DELAY_PREFIX "$delayed/"
 #define DELAY_FIELD "00000.000"
+/* txn: a transaction id is "{run}-p{publisher}-{seq}", seq in this many digits,
+ * patched into the half and commit topics like the delay. */
+#define TXN_SEQ_DIGITS 10
 /* Latency histogram: log-linear, 32 sub-buckets per power of two (~3%). */
 #define HIST_BUCKETS 2048
 
@@ -59,6 +62,9 @@ struct opts {
 	double delay_min, delay_max; /* seconds: each message's delay, uniform in between */
 	double delayed_rate; /* > 0: releases due at this many per second, all publishers */
 	double lead; /* delayed_rate: seconds from the start to the first release; 0 = guess */
+	/* txn */
+	uint32_t txn_size; /* messages per transaction (and per plain batch) */
+	bool txn_pipeline; /* the commit right behind the half messages, not after their acks */
 };
 
 struct hist {
@@ -100,6 +106,34 @@ struct client {
 	struct client *next_dirty;
 };
 
+/*
+ * A txn publisher sends units of `size` messages, one unit at a time: a
+ * transaction (half messages on $txn/half/{id}/{topic}, then the commit on
+ * $txn/commit/{id}), a plain batch (the same messages on {topic}), or (open)
+ * half messages left without a commit. A unit is done when all its acks are in.
+ */
+enum txn_mode { TXN_PLAIN, TXN_COMMIT, TXN_OPEN };
+
+/* A PUBLISH encoded once; the packet id, the payload header and the txn seq are patched. */
+struct tmpl {
+	uint8_t *data;
+	size_t len, pid_off, payload_off, seq_off; /* payload_off == len: no payload */
+};
+
+struct txn_pub {
+	enum txn_mode mode;
+	uint32_t size;
+	uint32_t seq; /* units started in this phase; the current one's number (from 1) */
+	uint32_t pos, acked, refused; /* messages of the current unit sent, acked, refused */
+	uint16_t commit_id; /* packet id of the commit in flight; 0 = none */
+	bool active, commit_done; /* active: a unit is under way */
+	int64_t unit_start;
+	uint32_t seq_base; /* the message sequence before this phase's first */
+	int64_t *commit_ns; /* when each transaction's commit was sent, by seq - 1 */
+	uint32_t commit_cap;
+	struct tmpl half, commit; /* $txn/half/{id}/{topic}, $txn/commit/{id} */
+};
+
 struct pub {
 	struct client *c;
 	uint32_t id; /* written in every payload */
@@ -120,6 +154,8 @@ struct pub {
 	uint8_t *tmpl;
 	size_t tmpl_len, payload_off, pid_off;
 	size_t delay_off; /* of DELAY_FIELD in tmpl; 0 = not a delayed topic */
+	struct txn_pub *tx; /* NULL but in the txn scenarios */
+	int64_t *sent_ns; /* txn: per packet id, when it was sent */
 };
 
 struct sub {
@@ -159,6 +195,14 @@ struct run {
 	int64_t late_min; /* signed: below 0 only within the broker's 1 ms resolution */
 	uint64_t early; /* arrived more than 1 ms before due */
 	uint64_t overdue; /* due before it could be sent (rel_rate with too short a lead) */
+	/* txn: units are transactions or plain batches (struct txn_pub) */
+	bool txn_e2e; /* latency counts from the message's commit, not its send */
+	bool new_units; /* publishers may start another unit */
+	uint64_t units, unit_msgs, odd_rc; /* odd_rc: acks with a reason code 0x01-0x7f */
+	uint64_t uncommitted; /* messages delivered before their commit was sent */
+	uint64_t unit_sum_ns;
+	int64_t last_unit_ns;
+	struct hist ack, commit_lat, unit_lat;
 };
 
 /* bench_net.c */
@@ -178,6 +222,9 @@ int net_loop(int (*done)(void *), void *arg, int64_t deadline);
 int pub_prepare(struct pub *p, const struct opts *o, uint16_t broker_rmax);
 uint16_t net_broker_rmax(void);
 int net_connect_many(struct client **cs, int n, int concurrency, int64_t deadline);
+/* txn: p->tx set up (mode, size); ids are prefix + TXN_SEQ_DIGITS digits. After pub_prepare. */
+int txn_prepare(struct pub *p, const struct opts *o, const char *prefix);
+void txn_pub_free(struct pub *p);
 
 /* bench_stats.c */
 int64_t now_ns(void);
@@ -207,6 +254,17 @@ struct result {
 	uint64_t early, overdue;
 	double late_min_ms, sched_s, rel_cpu;
 	bool delayed;
+	/* txn: both phases; txn-open: .txn (units opened, their rate), rss0_kb, rss_kb */
+	struct txn_phase {
+		double unit_rate, msg_rate, elapsed, unit_mean_ms;
+		uint64_t units, msgs;
+		uint64_t ack_p50, ack_p99, commit_p50, commit_p99, e2e_p50, e2e_p99;
+		uint64_t unit_p50, unit_p99;
+		double cpu, gen_cpu;
+	} txn, plain;
+	bool txn_run, txn_open;
+	uint64_t odd_rc, uncommitted;
+	long rss0_kb;
 };
 int scen_run(const struct opts *o, struct result *r);
 void scen_print(const struct opts *o, const struct result *r);

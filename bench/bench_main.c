@@ -8,13 +8,15 @@
  * loss, duplicate or order error at QoS 1/2, a delayed message released
  * early (or a refused publish), 2 bad usage or a connection the broker
  * refused or dropped, 3 the hard time limit, 77 a scenario the broker cannot
- * run (delayed: no delayed topics).
+ * run (delayed: no delayed topics; txn, txn-open: no transactions).
  *
  * --selftest runs every traffic scenario and the backlog briefly at QoS 0,
  * 1 and 2 with MQTT 3.1.1 and 5.0 against a running broker and fails on any
  * error: a quick check of the broker's delivery guarantees under load. Then
  * a short delayed run (QoS 1 v3.1.1, QoS 2 v5), skipped when the broker has no
- * delayed topics.
+ * delayed topics, and short txn runs (QoS 1: v3.1.1 one message per
+ * transaction, v5 ten, v5 ten with the commit pipelined), skipped when it has
+ * no transactions.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -43,7 +45,8 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: sluice-bench [options]\n"
-		"  -s, --scenario NAME   fanin|fanout|pairs|shared|connections|backlog|delayed\n"
+		"  -s, --scenario NAME   fanin|fanout|pairs|shared|connections|backlog|delayed|\n"
+		"                        txn|txn-open\n"
 		"  -H, --host ADDR       broker address, loopback only (127.0.0.1)\n"
 		"  -p, --port N          broker port (1883)\n"
 		"  -V, --protocol V      4 or 3.1.1, 5 or 5.0 (4)\n"
@@ -68,10 +71,14 @@ static void usage(FILE *f)
 		"                        R per second once the lead has passed\n"
 		"      --lead S          delayed-rate: seconds allowed for scheduling them all\n"
 		"                        (1 + messages / 50000)\n"
+		"      --txn-size K      txn: messages per transaction and per plain batch (10);\n"
+		"                        txn-open: per open transaction (1)\n"
+		"      --txn-pipeline    txn: send the commit right behind the half messages\n"
+		"                        (default: once they are all acknowledged)\n"
 		"      --label TEXT      copied into the RESULT line\n"
 		"      --quiet           only the RESULT line\n"
 		"      --selftest        short runs of every scenario at QoS 0/1/2, v3.1.1 and v5\n"
-		"                        (and delayed, when the broker has delayed topics)\n"
+		"                        (and delayed and txn, when the broker has them)\n"
 		"      --free-port       print a free TCP port on 127.0.0.1 and exit\n");
 }
 
@@ -140,6 +147,49 @@ static int selftest_delayed(const struct opts *base, int v, int q)
 	return run_one(&o);
 }
 
+/* 4 producers x 100 messages at QoS 1: a few hundred transactions. */
+static int selftest_txn(const struct opts *base, int v, uint32_t size, bool pipeline)
+{
+	struct opts o = *base;
+
+	o.scenario = "txn";
+	o.version = v;
+	o.qos = 1;
+	o.pubs = 4;
+	o.count = 100;
+	o.txn_size = size;
+	o.txn_pipeline = pipeline;
+	o.rate = 0;
+	o.quiet = true;
+	o.drain_timeout = 5;
+	return run_one(&o);
+}
+
+/* Returns the number of failures; *n counts the runs. */
+static int selftest_txns(const struct opts *base, int *n)
+{
+	static const struct {
+		int v;
+		uint32_t size;
+		bool pipeline;
+	} runs[] = { { 4, 1, false }, { 5, 10, false }, { 5, 10, true } };
+	int i, bad = 0;
+
+	for (i = 0; i < 3; i++) {
+		int rc = selftest_txn(base, runs[i].v, runs[i].size, runs[i].pipeline);
+
+		if (rc == 77) {
+			printf("skipped: txn (the broker has no transactions)\n");
+			break;
+		}
+		(*n)++;
+		printf("%s: txn qos 1 v%d size %u%s\n", rc ? "FAIL" : "PASS", runs[i].v,
+		       runs[i].size, runs[i].pipeline ? " pipelined" : "");
+		bad += rc != 0;
+	}
+	return bad;
+}
+
 static int selftest(const struct opts *base)
 {
 	static const char *const scen[] = { "pairs", "fanin", "fanout", "shared", "backlog" };
@@ -179,6 +229,7 @@ static int selftest(const struct opts *base)
 		printf("%s: delayed qos %d v%d\n", rc ? "FAIL" : "PASS", v - 3, v);
 		bad += rc != 0;
 	}
+	bad += selftest_txns(base, &n);
 	printf("selftest: %d of %d passed\n", n - bad, n);
 	return bad ? 1 : 0;
 }
@@ -199,6 +250,8 @@ enum {
 	O_DMAX,
 	O_DRATE,
 	O_LEAD,
+	O_TXN_SIZE,
+	O_TXN_PIPE,
 	O_HELP,
 };
 
@@ -230,6 +283,8 @@ static const struct option longopts[] = {
 	{ "delay-max", 1, 0, O_DMAX },
 	{ "delayed-rate", 1, 0, O_DRATE },
 	{ "lead", 1, 0, O_LEAD },
+	{ "txn-size", 1, 0, O_TXN_SIZE },
+	{ "txn-pipeline", 0, 0, O_TXN_PIPE },
 	{ "help", 0, 0, O_HELP },
 	{ 0, 0, 0, 0 },
 };
@@ -276,6 +331,8 @@ static int parse(int argc, char **argv, struct opts *o, int *mode)
 		case O_DMAX: o->delay_max = atof(optarg); break;
 		case O_DRATE: o->delayed_rate = atof(optarg); break;
 		case O_LEAD: o->lead = atof(optarg); break;
+		case O_TXN_SIZE: o->txn_size = (uint32_t)strtoul(optarg, NULL, 10); break;
+		case O_TXN_PIPE: o->txn_pipeline = true; break;
 		case O_HELP: usage(stdout); exit(0);
 		default: return -1;
 		}

@@ -16,6 +16,15 @@
  * publisher's topic is $delayed/SSSSS.mmm/...: the delay is patched in the
  * same way, and its due time (send time + delay) follows the header.
  *
+ * A txn publisher (struct txn_pub) sends units instead: a transaction of K
+ * half messages on $txn/half/{id}/{topic} and its commit on $txn/commit/{id},
+ * or a plain batch of K messages on {topic}, one unit at a time. Its
+ * templates have the transaction's number patched into the id. The commit
+ * goes once every half message is acknowledged (or, pipelined, right behind
+ * them); the next unit starts once the whole unit is acknowledged. Every ack
+ * is timed from its PUBLISH, and the subscriber times a committed message
+ * from its commit (it must not arrive before that).
+ *
  * A publisher sends while all of these hold: its count is not reached, its
  * buffer is small, a packet identifier is free (QoS 1/2: at most `window`
  * unacknowledged, capped by the broker's Receive Maximum), and at most
@@ -413,6 +422,23 @@ static void stamp_delay(struct pub *p, int64_t now)
 		net_run->due_max = due;
 }
 
+/* At most `window` messages per receiver on their way end to end (QoS 0: written off
+ * after WRITE_OFF_NS without progress). */
+static bool e2e_full(struct pub *p, int64_t now)
+{
+	uint64_t want = (uint64_t)(p->next_seq - 1) * p->n_recv, got = p->recv + p->written_off;
+
+	if (!p->n_recv || want <= got || want - got < (uint64_t)p->window * p->n_recv)
+		return false;
+	if (!p->blocked_since) {
+		p->blocked_since = now;
+	} else if (!O->qos && now - p->blocked_since > WRITE_OFF_NS) {
+		p->written_off += want - got;
+		p->blocked_since = 0;
+	}
+	return true;
+}
+
 static bool can_send(struct pub *p, int64_t now)
 {
 	uint64_t sent = p->next_seq - 1;
@@ -425,39 +451,39 @@ static bool can_send(struct pub *p, int64_t now)
 		return false;
 	if (O->rate > 0 && now < p->next_due)
 		return false;
-	if (p->n_recv) {
-		uint64_t want = sent * p->n_recv, got = p->recv + p->written_off;
+	return !e2e_full(p, now);
+}
 
-		if (want > got && want - got >= (uint64_t)p->window * p->n_recv) {
-			if (!p->blocked_since) {
-				p->blocked_since = now;
-			} else if (!O->qos && now - p->blocked_since > WRITE_OFF_NS) {
-				p->written_off += want - got;
-				p->blocked_since = 0;
-			}
-			return false;
-		}
-	}
-	return true;
+static uint16_t take_id(struct pub *p, int64_t now)
+{
+	uint16_t id = p->free_ids[--p->n_free];
+
+	p->id_state[id] = 1;
+	p->unacked++;
+	if (p->sent_ns)
+		p->sent_ns[id] = now;
+	return id;
+}
+
+static void put_id(uint8_t *w, uint16_t id)
+{
+	w[0] = (uint8_t)(id >> 8);
+	w[1] = (uint8_t)id;
+}
+
+/* The 16-byte payload header: publisher id, sequence, send time. */
+static void stamp_hdr(const struct pub *p, uint8_t *w, int64_t now)
+{
+	put_le32(w, p->id);
+	put_le32(w + 4, p->next_seq);
+	memcpy(w + 8, &now, 8);
 }
 
 static void send_one(struct pub *p, int64_t now)
 {
-	uint8_t *w;
-	uint16_t id = 0;
-
-	if (O->qos) {
-		id = p->free_ids[--p->n_free];
-		p->id_state[id] = 1;
-		p->unacked++;
-		w = p->tmpl + p->pid_off;
-		w[0] = (uint8_t)(id >> 8);
-		w[1] = (uint8_t)id;
-	}
-	w = p->tmpl + p->payload_off;
-	put_le32(w, p->id);
-	put_le32(w + 4, p->next_seq);
-	memcpy(w + 8, &now, 8);
+	if (O->qos)
+		put_id(p->tmpl + p->pid_off, take_id(p, now));
+	stamp_hdr(p, p->tmpl + p->payload_off, now);
 	if (p->delay_off)
 		stamp_delay(p, now);
 	if (buf_put(&p->c->out, p->tmpl, p->tmpl_len) < 0) {
@@ -476,6 +502,280 @@ static void send_one(struct pub *p, int64_t now)
 	mark_dirty(p->c);
 }
 
+/* --- transactions --------------------------------------------------------- */
+
+/* Where the topic of an encoded PUBLISH starts: after the fixed header and its length. */
+static size_t topic_start(const uint8_t *pkt)
+{
+	size_t i = 1;
+
+	while (pkt[i] & 0x80)
+		i++;
+	return i + 1 + 2;
+}
+
+/* Encodes t (QoS >= 1) with a zero payload of plen bytes; the txn seq is at seq_at in topic. */
+static int tmpl_encode(struct tmpl *t, const struct opts *o, const char *topic, size_t seq_at,
+		       const struct buf *props, size_t plen)
+{
+	uint8_t *zero = mem_calloc(1, plen + 1);
+	struct buf b;
+	int rc = -1;
+
+	buf_init(&b);
+	if (zero &&
+	    codec_encode_publish(&b, (uint8_t)o->version, topic, strlen(topic), (uint8_t)o->qos,
+				 false, false, 1, props->data, props->len, zero, plen) == 0) {
+		t->data = b.data;
+		t->len = b.len;
+		t->payload_off = b.len - plen;
+		t->seq_off = topic_start(b.data) + seq_at;
+		t->pid_off = topic_start(b.data) + strlen(topic);
+		rc = 0;
+	} else {
+		buf_free(&b);
+	}
+	mem_free(zero);
+	return rc;
+}
+
+/* The half and commit templates of p, ids "{prefix}{seq}"; an MQTT 5 commit says txn-count. */
+int txn_prepare(struct pub *p, const struct opts *o, const char *prefix)
+{
+	struct txn_pub *tx = p->tx;
+	char topic[320], seq[TXN_SEQ_DIGITS + 1], count[16];
+	struct buf props;
+	int rc;
+
+	memset(seq, '0', TXN_SEQ_DIGITS);
+	seq[TXN_SEQ_DIGITS] = 0;
+	buf_init(&props);
+	snprintf(topic, sizeof(topic), "$txn/half/%s%s/%s", prefix, seq, p->topic);
+	rc = tmpl_encode(&tx->half, o, topic, strlen("$txn/half/") + strlen(prefix), &props,
+			 o->payload);
+	snprintf(topic, sizeof(topic), "$txn/commit/%s%s", prefix, seq);
+	snprintf(count, sizeof(count), "%u", tx->size);
+	if (o->version >= MQTT_V5)
+		rc |= props_put_pair(&props, "txn-count", 9, count, strlen(count));
+	rc |= tmpl_encode(&tx->commit, o, topic, strlen("$txn/commit/") + strlen(prefix), &props,
+			  0);
+	buf_free(&props);
+	p->sent_ns = mem_calloc((size_t)p->window + 1, sizeof(*p->sent_ns));
+	return rc || !p->sent_ns ? -1 : 0;
+}
+
+void txn_pub_free(struct pub *p)
+{
+	if (p->tx) {
+		mem_free(p->tx->half.data);
+		mem_free(p->tx->commit.data);
+		mem_free(p->tx->commit_ns);
+		mem_free(p->tx);
+	}
+	mem_free(p->sent_ns);
+	p->tx = NULL;
+	p->sent_ns = NULL;
+}
+
+static void put_seq(uint8_t *w, uint32_t seq)
+{
+	int i;
+
+	for (i = TXN_SEQ_DIGITS - 1; i >= 0; i--, seq /= 10)
+		w[i] = (uint8_t)('0' + seq % 10);
+}
+
+static int txn_put(struct pub *p, const struct tmpl *t, int64_t now)
+{
+	if (buf_put(&p->c->out, t->data, t->len) < 0) {
+		fail(p->c, "out of memory", 0);
+		return -1;
+	}
+	p->c->last_send_ns = now;
+	mark_dirty(p->c);
+	return 0;
+}
+
+static void txn_send_msg(struct pub *p, int64_t now)
+{
+	struct txn_pub *tx = p->tx;
+	struct tmpl plain = { p->tmpl, p->tmpl_len, p->pid_off, p->payload_off, 0 };
+	struct tmpl *t = tx->mode == TXN_PLAIN ? &plain : &tx->half;
+
+	put_id(t->data + t->pid_off, take_id(p, now));
+	if (tx->mode != TXN_PLAIN)
+		put_seq(t->data + t->seq_off, tx->seq);
+	stamp_hdr(p, t->data + t->payload_off, now);
+	if (txn_put(p, t, now) < 0)
+		return;
+	tx->pos++;
+	p->next_seq++;
+	net_run->sent++;
+	p->blocked_since = 0;
+}
+
+/* Remembers when commit number seq was sent: the subscriber times its messages from it. */
+static int note_commit(struct txn_pub *tx, int64_t now)
+{
+	if (tx->seq > tx->commit_cap) {
+		uint32_t cap = tx->commit_cap ? tx->commit_cap * 2 : 1024;
+		int64_t *n;
+
+		while (cap < tx->seq)
+			cap *= 2;
+		n = mem_realloc(tx->commit_ns, (size_t)cap * sizeof(*n));
+		if (!n)
+			return -1;
+		memset(n + tx->commit_cap, 0, (size_t)(cap - tx->commit_cap) * sizeof(*n));
+		tx->commit_ns = n;
+		tx->commit_cap = cap;
+	}
+	tx->commit_ns[tx->seq - 1] = now;
+	return 0;
+}
+
+static void txn_send_commit(struct pub *p, int64_t now)
+{
+	struct txn_pub *tx = p->tx;
+	uint16_t id = take_id(p, now);
+
+	put_id(tx->commit.data + tx->commit.pid_off, id);
+	put_seq(tx->commit.data + tx->commit.seq_off, tx->seq);
+	if (note_commit(tx, now) < 0) {
+		fail(p->c, "out of memory", 0);
+		return;
+	}
+	if (txn_put(p, &tx->commit, now) < 0)
+		return;
+	tx->commit_id = id;
+}
+
+static bool txn_can_start(const struct pub *p, int64_t now)
+{
+	if (!net_run->new_units || p->c->state != C_READY)
+		return false;
+	if (p->limit && p->next_seq - 1 + p->tx->size > p->limit)
+		return false;
+	return O->rate <= 0 || now >= p->next_due;
+}
+
+/* A unit starts: its number goes into the txn id; -r paces unit starts. */
+static void txn_start(struct pub *p, int64_t now)
+{
+	struct txn_pub *tx = p->tx;
+
+	tx->seq++;
+	tx->pos = tx->acked = tx->refused = 0;
+	tx->commit_done = false;
+	tx->active = true;
+	tx->unit_start = now;
+	if (O->rate > 0) {
+		p->next_due += (int64_t)(1e9 / O->rate);
+		if (p->next_due < now - 100000000)
+			p->next_due = now;
+	}
+}
+
+static bool txn_can_send(struct pub *p, int64_t now)
+{
+	if (p->tx->pos >= p->tx->size || p->c->state != C_READY || p->c->out.len > OUT_HIGH)
+		return false;
+	return p->n_free > 0 && !e2e_full(p, now);
+}
+
+static bool txn_commit_due(const struct pub *p)
+{
+	const struct txn_pub *tx = p->tx;
+
+	if (tx->mode != TXN_COMMIT || tx->pos < tx->size || tx->commit_id || tx->commit_done)
+		return false;
+	return p->n_free > 0 && (O->txn_pipeline || tx->acked == tx->size);
+}
+
+/* Returns how many PUBLISH packets p sent this turn. */
+static int txn_produce(struct pub *p, int64_t now)
+{
+	int n = 0;
+
+	if (!p->tx->active) {
+		if (!txn_can_start(p, now))
+			return 0;
+		txn_start(p, now);
+	}
+	for (; n < BURST && txn_can_send(p, now); n++)
+		txn_send_msg(p, now);
+	if (txn_commit_due(p)) {
+		txn_send_commit(p, now);
+		n++;
+	}
+	return n;
+}
+
+static void txn_unit_done(struct pub *p, int64_t now)
+{
+	struct run *r = net_run;
+	uint64_t d = (uint64_t)(now - p->tx->unit_start);
+
+	p->tx->active = false;
+	r->units++;
+	r->unit_msgs += p->tx->size;
+	r->unit_sum_ns += d;
+	hist_add(&r->unit_lat, d);
+	r->last_unit_ns = now;
+}
+
+/* What a refusal keeps from the subscriber is written off the end-to-end window (it
+ * is still counted as lost): a refused message, or a refused commit's messages. */
+static void txn_refused(struct pub *p, bool commit)
+{
+	struct txn_pub *tx = p->tx;
+	uint32_t n = commit ? tx->size - tx->refused : 1;
+
+	if (!commit)
+		tx->refused++;
+	if (tx->mode != TXN_OPEN)
+		p->written_off += n;
+}
+
+/* A final ack (PUBACK, PUBCOMP or a refusal) of packet id of a txn publisher. */
+static void txn_acked(struct pub *p, uint16_t id, uint8_t reason)
+{
+	struct txn_pub *tx = p->tx;
+	int64_t now = now_ns();
+	uint64_t lat = (uint64_t)(now - p->sent_ns[id]);
+	bool commit = id == tx->commit_id;
+
+	if (reason >= 0x80)
+		txn_refused(p, commit);
+	if (commit) {
+		tx->commit_id = 0;
+		tx->commit_done = true;
+		hist_add(&net_run->commit_lat, lat);
+	} else {
+		tx->acked++;
+		hist_add(&net_run->ack, lat);
+	}
+	if (tx->active && tx->pos == tx->size && tx->acked == tx->size &&
+	    (tx->mode != TXN_COMMIT || tx->commit_done))
+		txn_unit_done(p, now);
+}
+
+/* A committed message is timed from its commit; one that comes before it was sent is
+ * a half message the broker showed too early. */
+static void txn_latency(struct run *r, const struct pub *p, uint32_t seq, int64_t now)
+{
+	const struct txn_pub *tx = p->tx;
+	uint32_t k;
+
+	if (!tx || seq <= tx->seq_base)
+		return;
+	k = (seq - tx->seq_base - 1) / tx->size;
+	if (k < tx->commit_cap && tx->commit_ns[k] && tx->commit_ns[k] <= now)
+		hist_add(&r->lat, (uint64_t)(now - tx->commit_ns[k]));
+	else
+		r->uncommitted++;
+}
+
 /* Returns 1 when some publisher stopped only because of its burst quota. */
 static int produce(int64_t now)
 {
@@ -487,9 +787,12 @@ static int produce(int64_t now)
 	for (i = 0; i < r->npubs; i++) {
 		struct pub *p = &r->pubs[i];
 
-		for (n = 0; n < BURST && can_send(p, now); n++)
-			send_one(p, now);
-		if (n == BURST)
+		if (p->tx)
+			n = txn_produce(p, now);
+		else
+			for (n = 0; n < BURST && can_send(p, now); n++)
+				send_one(p, now);
+		if (n >= BURST)
 			more = 1;
 	}
 	return more;
@@ -503,9 +806,14 @@ static int next_due_ms(int64_t now)
 
 	if (!r || !r->producing || O->rate <= 0)
 		return 10;
-	for (i = 0; i < r->npubs; i++)
-		if (r->pubs[i].next_due < best && r->pubs[i].c->state == C_READY)
-			best = r->pubs[i].next_due;
+	for (i = 0; i < r->npubs; i++) {
+		const struct pub *p = &r->pubs[i];
+
+		if (p->tx && p->tx->active)
+			continue; /* waits for acks, not for the clock */
+		if (p->next_due < best && p->c->state == C_READY)
+			best = p->next_due;
+	}
 	if (best <= now)
 		return 0;
 	return (int)((best - now + 999999) / 1000000);
@@ -534,13 +842,14 @@ static void on_pub_ack(struct client *c, uint8_t type, const struct mqtt_ack *a)
 		net_errors++;
 		return;
 	}
-	if (a->reason >= 0x80) {
+	if (p->tx && a->reason && a->reason < 0x80)
+		net_run->odd_rc++; /* e.g. 0x10: nobody got a message that someone should */
+	if (a->reason >= 0x80)
 		net_run->refused++;
+	if (a->reason >= 0x80 || type == MQTT_PUBACK || type == MQTT_PUBCOMP) {
 		id_release(p, id);
-		return;
-	}
-	if (type == MQTT_PUBACK || type == MQTT_PUBCOMP) {
-		id_release(p, id);
+		if (p->tx)
+			txn_acked(p, id, a->reason);
 	} else if (type == MQTT_PUBREC) {
 		p->id_state[id] = 2;
 		send_ack(c, MQTT_PUBREL, id);
@@ -590,16 +899,18 @@ static void count_publish(struct sub *s, const uint8_t *pl, size_t len)
 		return;
 	}
 	now = now_ns();
+	p = &r->pubs[pid];
 	if (r->delayed) {
 		if (len < PAYLOAD_DELAYED) {
 			r->foreign++;
 			return;
 		}
 		count_lateness(r, pl, now);
+	} else if (r->txn_e2e) {
+		txn_latency(r, p, seq, now);
 	} else if (ts >= r->win_start && ts < r->win_end) {
 		hist_add(&r->lat, (uint64_t)(now - ts));
 	}
-	p = &r->pubs[pid];
 	p->recv++;
 	p->blocked_since = 0;
 	k = pid - s->sink->pub_first;

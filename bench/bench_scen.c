@@ -23,6 +23,10 @@
  *   delayed  P publishers schedule messages on $delayed/{seconds}/.../delayed/{i},
  *            one subscriber of .../delayed/+ measures how late each is released
  *            (below)
+ *   txn      P producers run transactions of K half messages and a commit, then
+ *            publish as many messages plainly in batches of K; one durable
+ *            subscriber of .../txn/+ (below)
+ *   txn-open P producers open transactions and leave them open
  *
  * Topics and client ids carry a per-process run id so that runs against a
  * broker that is kept up do not see each other's messages or sessions.
@@ -40,7 +44,7 @@
 
 static unsigned run_id;
 
-enum kind { K_FANIN, K_FANOUT, K_PAIRS, K_SHARED, K_DELAYED };
+enum kind { K_FANIN, K_FANOUT, K_PAIRS, K_SHARED, K_DELAYED, K_TXN };
 
 static int64_t secs(double s)
 {
@@ -56,6 +60,7 @@ static void run_free(struct run *r)
 		mem_free(r->pubs[i].tmpl);
 		mem_free(r->pubs[i].free_ids);
 		mem_free(r->pubs[i].id_state);
+		txn_pub_free(&r->pubs[i]);
 	}
 	for (i = 0; i < r->nsubs; i++) {
 		net_free(r->subs[i].c);
@@ -85,12 +90,12 @@ static int sink_init(struct sink *s, uint32_t first, uint32_t n)
 /* Lays out publishers, subscribers and sinks for one traffic scenario. */
 static int plan(struct run *r, enum kind k, int np, int ns, const struct opts *o)
 {
-	const char *name[] = { "fanin", "fanout", "pair", "shared", "delayed" };
+	const char *name[] = { "fanin", "fanout", "pair", "shared", "delayed", "txn" };
 	int i;
 
 	r->npubs = np;
 	r->nsubs = ns;
-	r->nsinks = (k == K_FANIN || k == K_SHARED || k == K_DELAYED) ? 1 : ns;
+	r->nsinks = (k == K_FANIN || k == K_SHARED || k == K_DELAYED || k == K_TXN) ? 1 : ns;
 	r->pubs = mem_calloc((size_t)np, sizeof(*r->pubs));
 	r->subs = mem_calloc((size_t)ns, sizeof(*r->subs));
 	r->sinks = mem_calloc((size_t)r->nsinks, sizeof(*r->sinks));
@@ -131,6 +136,8 @@ static int plan(struct run *r, enum kind k, int np, int ns, const struct opts *o
 			snprintf(s->filter, sizeof(s->filter), "sb/%x/pair/%d", run_id, i);
 		else if (k == K_DELAYED)
 			snprintf(s->filter, sizeof(s->filter), "sb/%x/delayed/+", run_id);
+		else if (k == K_TXN)
+			snprintf(s->filter, sizeof(s->filter), "sb/%x/txn/+", run_id);
 		else
 			snprintf(s->filter, sizeof(s->filter), "$share/g%x/sb/%x/shared/+", run_id,
 				 run_id);
@@ -740,6 +747,366 @@ out:
 	return rc;
 }
 
+/*
+ * txn: P producers (--pubs, default 4) each run units back to back, one at a
+ * time: first transactions (K half messages on $txn/half/{id}/.../txn/{i},
+ * pipelined, then the commit once they are all acknowledged, or right behind
+ * them with --txn-pipeline), then as many messages again as plain batches of
+ * K on .../txn/{i} (each batch pipelined, the next once it is acknowledged).
+ * One subscriber of .../txn/+ with a persistent session, so that a plain
+ * message too is stored before its PUBACK: both phases are durable. The
+ * ratio of the mean unit times is what a transaction costs over publishing
+ * its messages plainly. A committed message is timed from its commit's send;
+ * one that arrives before its commit was sent is an error. Before that, one
+ * transaction of one message tells whether the broker has transactions:
+ * without the plugin its half message goes to the literal $txn/half/...
+ * topic and nothing reaches the subscriber (exit 77).
+ *
+ * txn-open: P producers (default 10) open -n transactions each of K
+ * (default 1) half messages and leave them open; reported: how fast, and the
+ * broker's RSS before and after. A TXN-OPEN line names one transaction and
+ * its owner, for a commit after a restart (bench/txn-restart.sh).
+ */
+#define TXN_PROBE_WAIT_NS 1500000000LL
+#define TXN_SETTLE_NS 1000000000LL
+
+static int tx_clients(struct run *r, const struct opts *o, bool durable, struct client ***all)
+{
+	struct client **cs = mem_calloc((size_t)(r->npubs + r->nsubs), sizeof(*cs));
+	char id[64];
+	int i;
+
+	if (!cs)
+		return -1;
+	for (i = 0; i < r->nsubs; i++) {
+		snprintf(id, sizeof(id), "sb-%x-s%d", run_id, i);
+		cs[i] = r->subs[i].c = net_client_new(ROLE_SUB, i, id, !durable);
+		if (!cs[i])
+			goto fail;
+		net_subscribe(cs[i], r->subs[i].filter, o->qos);
+	}
+	for (i = 0; i < r->npubs; i++) {
+		snprintf(id, sizeof(id), "sb-%x-p%d", run_id, i);
+		cs[r->nsubs + i] = r->pubs[i].c = net_client_new(ROLE_PUB, i, id, true);
+		r->pubs[i].tx = mem_calloc(1, sizeof(*r->pubs[i].tx));
+		if (!cs[r->nsubs + i] || !r->pubs[i].tx)
+			goto fail;
+		r->pubs[i].tx->size = o->txn_size;
+		r->pubs[i].n_recv = r->nsubs ? 1 : 0;
+	}
+	*all = cs;
+	return 0;
+fail:
+	mem_free(cs); /* the clients made so far go with run_free() */
+	return -1;
+}
+
+/* np producers, ns (0 or 1) subscribers, connected, templates ready. */
+static int tx_setup(struct run *r, const struct opts *o, int np, int ns, bool durable,
+		    struct client ***cs)
+{
+	char prefix[48];
+	int i;
+
+	net_run = r;
+	if (plan(r, K_TXN, np, ns, o) < 0 || tx_clients(r, o, durable, cs) < 0) {
+		fprintf(stderr, "sluice-bench: out of memory\n");
+		return -1;
+	}
+	if (net_connect_many(*cs, np + ns, CONNECT_CONCURRENCY, now_ns() + SETUP_NS) < 0)
+		return -1;
+	for (i = 0; i < np; i++) {
+		snprintf(prefix, sizeof(prefix), "%x-p%d-", run_id, i);
+		if (pub_prepare(&r->pubs[i], o, net_broker_rmax()) < 0 ||
+		    txn_prepare(&r->pubs[i], o, prefix) < 0) {
+			fprintf(stderr, "sluice-bench: out of memory\n");
+			return -1;
+		}
+	}
+	r->win_start = 0;
+	r->win_end = INT64_MAX;
+	return 0;
+}
+
+static void tx_teardown(struct run *r, struct client **cs)
+{
+	if (cs)
+		close_all(cs, r->npubs + r->nsubs);
+	net_run = NULL;
+	run_free(r);
+	mem_free(cs);
+}
+
+static bool tx_failed(const struct run *r)
+{
+	int i;
+
+	for (i = 0; i < r->npubs; i++)
+		if (r->pubs[i].c->failed)
+			return true;
+	return r->nsubs && r->subs[0].c->failed;
+}
+
+/* A unit is under way, or one may still start. */
+static bool tx_busy(const struct run *r)
+{
+	int i;
+
+	for (i = 0; i < r->npubs; i++) {
+		const struct pub *p = &r->pubs[i];
+
+		if (p->tx->active)
+			return true;
+		if (r->new_units && (!p->limit || p->next_seq - 1 + p->tx->size <= p->limit))
+			return true;
+	}
+	return false;
+}
+
+static bool tx_stalled(const struct run *r, const struct opts *o, int64_t now)
+{
+	int i;
+
+	for (i = 0; i < r->npubs; i++) {
+		const struct txn_pub *tx = r->pubs[i].tx;
+
+		if (tx->active && now - tx->unit_start > secs(o->drain_timeout)) {
+			fprintf(stderr,
+				"sluice-bench: %s: a unit of publisher %d has waited %.1f s "
+				"for its acks\n",
+				o->scenario, i, o->drain_timeout);
+			return true;
+		}
+	}
+	return false;
+}
+
+static void tx_reset(struct run *r, const struct opts *o, enum txn_mode mode, int64_t t0)
+{
+	int i;
+
+	r->units = r->unit_msgs = r->unit_sum_ns = 0;
+	memset(&r->lat, 0, sizeof(r->lat));
+	memset(&r->ack, 0, sizeof(r->ack));
+	memset(&r->commit_lat, 0, sizeof(r->commit_lat));
+	memset(&r->unit_lat, 0, sizeof(r->unit_lat));
+	r->txn_e2e = mode == TXN_COMMIT;
+	r->last_unit_ns = t0;
+	for (i = 0; i < r->npubs; i++) {
+		struct pub *p = &r->pubs[i];
+
+		p->tx->mode = mode;
+		p->tx->seq = 0;
+		p->tx->active = false;
+		p->tx->seq_base = p->next_seq - 1;
+		p->next_due = t0 + (o->rate > 0 ? (int64_t)(1e9 / o->rate) * i / r->npubs : 0);
+	}
+}
+
+/* Runs units until each publisher reached its limit (or, timed, -d has passed). */
+static int tx_drive(struct run *r, const struct opts *o, bool timed, int64_t t0)
+{
+	int rc = 0;
+
+	r->new_units = true;
+	r->producing = true;
+	while (tx_busy(r)) {
+		int64_t now = now_ns();
+
+		if (tx_failed(r) || tx_stalled(r, o, now)) {
+			rc = -1;
+			break;
+		}
+		if (timed && now - t0 >= secs(o->duration))
+			r->new_units = false;
+		net_poll(10);
+	}
+	r->new_units = false;
+	r->producing = false;
+	return rc;
+}
+
+static void tx_fill(const struct run *r, struct txn_phase *ph, int64_t t0)
+{
+	ph->elapsed = (double)(r->last_unit_ns - t0) / 1e9;
+	ph->units = r->units;
+	ph->msgs = r->unit_msgs;
+	ph->unit_rate = ph->elapsed > 0 ? (double)r->units / ph->elapsed : 0;
+	ph->msg_rate = ph->elapsed > 0 ? (double)r->unit_msgs / ph->elapsed : 0;
+	ph->unit_mean_ms = r->units ? (double)r->unit_sum_ns / (double)r->units / 1e6 : 0;
+	ph->ack_p50 = hist_pct(&r->ack, 50);
+	ph->ack_p99 = hist_pct(&r->ack, 99);
+	ph->commit_p50 = hist_pct(&r->commit_lat, 50);
+	ph->commit_p99 = hist_pct(&r->commit_lat, 99);
+	ph->e2e_p50 = hist_pct(&r->lat, 50);
+	ph->e2e_p99 = hist_pct(&r->lat, 99);
+	ph->unit_p50 = hist_pct(&r->unit_lat, 50);
+	ph->unit_p99 = hist_pct(&r->unit_lat, 99);
+}
+
+/* One phase: units of this mode, then (with a subscriber) the wait for every delivery. */
+static int tx_phase(struct run *r, const struct opts *o, enum txn_mode mode, bool timed,
+		    struct txn_phase *ph)
+{
+	struct drain d = { .r = r };
+	int64_t t0 = now_ns(), t1;
+	double c0 = proc_cpu_s(o->pid), m0 = proc_cpu_s(getpid());
+	int rc;
+
+	tx_reset(r, o, mode, t0);
+	rc = tx_drive(r, o, timed, t0);
+	t1 = r->last_unit_ns > t0 ? r->last_unit_ns : now_ns();
+	ph->cpu = (proc_cpu_s(o->pid) - c0) / ((double)(t1 - t0) / 1e9);
+	ph->gen_cpu = (proc_cpu_s(getpid()) - m0) / ((double)(t1 - t0) / 1e9);
+	tx_fill(r, ph, t0);
+	if (rc == 0 && r->nsubs) {
+		d.last_change = now_ns();
+		d.quiet_ns = secs(o->drain_timeout);
+		if (net_loop(drained, &d, now_ns() + secs(o->drain_timeout)) < 0)
+			fprintf(stderr, "sluice-bench: drain timed out after %.1f s\n",
+				o->drain_timeout);
+		/* the e2e percentiles of the phase include the drain's arrivals */
+		ph->e2e_p50 = hist_pct(&r->lat, 50);
+		ph->e2e_p99 = hist_pct(&r->lat, 99);
+	}
+	return rc;
+}
+
+static int tx_probe(const struct opts *o)
+{
+	struct opts po = *o;
+	struct run r = { .o = &po };
+	struct client **cs = NULL;
+	int64_t end;
+	int rc = -1;
+
+	po.count = 1;
+	po.rate = 0;
+	po.txn_size = 1;
+	po.payload = PAYLOAD_HDR;
+	if (tx_setup(&r, &po, 1, 1, false, &cs) < 0)
+		goto out;
+	r.pubs[0].limit = 1;
+	tx_reset(&r, &po, TXN_COMMIT, now_ns());
+	r.new_units = r.producing = true;
+	end = now_ns() + TXN_PROBE_WAIT_NS;
+	while (!r.recv && !tx_failed(&r) && now_ns() < end)
+		net_poll(10);
+	rc = tx_failed(&r) ? -1 : r.recv ? 0 : 77;
+	if (rc == 77 && !o->quiet)
+		printf("%s: not available - a committed transaction's message did not arrive "
+		       "within %.1f s: the broker has no transactions\n",
+		       o->scenario, (double)TXN_PROBE_WAIT_NS / 1e9);
+out:
+	tx_teardown(&r, cs);
+	return rc;
+}
+
+/* Messages per publisher rounded up to whole units; 0 = timed. */
+static void tx_limits(struct run *r, uint32_t count, uint32_t size)
+{
+	int i;
+
+	for (i = 0; i < r->npubs; i++)
+		r->pubs[i].limit = (count + size - 1) / size * size;
+}
+
+/* The plain phase sends what the txn phase sent, publisher by publisher. */
+static void tx_plain_limits(struct run *r)
+{
+	int i;
+
+	for (i = 0; i < r->npubs; i++) {
+		struct pub *p = &r->pubs[i];
+
+		p->limit = 2 * (p->next_seq - 1) - p->tx->seq_base;
+	}
+}
+
+static int tx_begin(const struct opts *o, struct opts *lo, uint32_t size)
+{
+	*lo = *o;
+	lo->txn_size = o->txn_size ? o->txn_size : size;
+	if (o->qos == 0) {
+		fprintf(stderr, "sluice-bench: %s needs QoS 1 or 2 (-q)\n", o->scenario);
+		return 1;
+	}
+	if (lo->payload > 65536 || lo->txn_size > 100000) {
+		fprintf(stderr, "sluice-bench: %s: -S at most 65536, --txn-size at most 100000\n",
+			o->scenario);
+		return 1;
+	}
+	return tx_probe(lo);
+}
+
+static int scen_txn(const struct opts *o, struct result *res)
+{
+	struct opts lo;
+	struct run r = { .o = &lo };
+	struct client **cs = NULL;
+	struct until u;
+	int np = o->pubs ? o->pubs : 4, rc = tx_begin(o, &lo, 10);
+
+	if (rc)
+		return rc;
+	run_id = (run_id * 2654435761u) & 0xffffff; /* the probe's ids are done */
+	rc = -1;
+	if (tx_setup(&r, &lo, np, 1, true, &cs) < 0)
+		goto out;
+	tx_limits(&r, o->count, lo.txn_size);
+	if (tx_phase(&r, &lo, TXN_COMMIT, !o->count, &res->txn) < 0)
+		goto out;
+	tx_plain_limits(&r);
+	/* A pause, so that the store's tail of the first phase is not the second's. */
+	u.t = now_ns() + TXN_SETTLE_NS;
+	net_loop(time_reached, &u, INT64_MAX);
+	if (tx_phase(&r, &lo, TXN_PLAIN, false, &res->plain) < 0)
+		goto out;
+	fill_result(&r, res);
+	res->txn_run = true;
+	res->odd_rc = r.odd_rc;
+	res->uncommitted = r.uncommitted;
+	res->rss_kb = proc_rss_kb(o->pid);
+	res->elapsed = res->txn.elapsed + res->plain.elapsed;
+	rc = 0;
+out:
+	tx_teardown(&r, cs);
+	return rc;
+}
+
+static int scen_txn_open(const struct opts *o, struct result *res)
+{
+	struct opts lo;
+	struct run r = { .o = &lo };
+	struct client **cs = NULL;
+	struct until u;
+	int np = o->pubs ? o->pubs : 10, rc = tx_begin(o, &lo, 1);
+
+	if (rc)
+		return rc;
+	run_id = (run_id * 2654435761u) & 0xffffff;
+	rc = -1;
+	if (tx_setup(&r, &lo, np, 0, false, &cs) < 0)
+		goto out;
+	tx_limits(&r, o->count ? o->count : 1000, lo.txn_size);
+	res->rss0_kb = proc_rss_kb(o->pid);
+	if (tx_phase(&r, &lo, TXN_OPEN, false, &res->txn) < 0)
+		goto out;
+	u.t = now_ns() + TXN_SETTLE_NS;
+	net_loop(time_reached, &u, INT64_MAX);
+	res->rss_kb = proc_rss_kb(o->pid);
+	res->txn_open = true;
+	res->refused = r.refused;
+	res->odd_rc = r.odd_rc;
+	if (!o->quiet)
+		printf("TXN-OPEN owner=%s txn=%x-p0-%0*u topic=%s\n", r.pubs[0].c->id, run_id,
+		       TXN_SEQ_DIGITS, 1u, r.pubs[0].topic);
+	rc = 0;
+out:
+	tx_teardown(&r, cs);
+	return rc;
+}
+
 int scen_run(const struct opts *o, struct result *r)
 {
 	int c = o->clients;
@@ -762,6 +1129,10 @@ int scen_run(const struct opts *o, struct result *r)
 		return scen_backlog(o, r);
 	if (!strcmp(o->scenario, "delayed"))
 		return scen_delayed(o, r);
+	if (!strcmp(o->scenario, "txn"))
+		return scen_txn(o, r);
+	if (!strcmp(o->scenario, "txn-open"))
+		return scen_txn_open(o, r);
 	fprintf(stderr, "sluice-bench: unknown scenario '%s'\n", o->scenario);
 	return -1;
 }
@@ -792,8 +1163,104 @@ static void print_delayed(const struct opts *o, const struct result *r)
 	       r->rss_kb, r->broker_cpu * 100, r->rel_cpu * 100, r->own_cpu * 100);
 }
 
+static void print_phase(const char *what, const struct txn_phase *ph, bool commit)
+{
+	printf("  %s: %llu units, %llu messages in %.2f s: %.0f units/s, %.0f msg/s; unit "
+	       "mean %.3f ms, p50 %.3f p99 %.3f\n",
+	       what, (unsigned long long)ph->units, (unsigned long long)ph->msgs, ph->elapsed,
+	       ph->unit_rate, ph->msg_rate, ph->unit_mean_ms, ms(ph->unit_p50), ms(ph->unit_p99));
+	printf("    %s ack ms p50 %.3f p99 %.3f", commit ? "half message" : "message",
+	       ms(ph->ack_p50), ms(ph->ack_p99));
+	if (commit)
+		printf("; commit ms p50 %.3f p99 %.3f", ms(ph->commit_p50), ms(ph->commit_p99));
+	printf("; end to end ms (%s) p50 %.3f p99 %.3f; broker cpu %.0f%%, generator %.0f%%\n",
+	       commit ? "from the commit's send" : "from the send", ms(ph->e2e_p50),
+	       ms(ph->e2e_p99), ph->cpu * 100, ph->gen_cpu * 100);
+}
+
+static double tx_ratio(const struct result *r)
+{
+	return r->plain.unit_mean_ms > 0 ? r->txn.unit_mean_ms / r->plain.unit_mean_ms : 0;
+}
+
+static void print_txn(const struct opts *o, const struct result *r)
+{
+	uint32_t k = o->txn_size ? o->txn_size : 10;
+
+	printf("txn qos %d v%s: %d producers, %u messages per transaction (%s)\n", o->qos,
+	       o->version == 5 ? "5" : "3.1.1", o->pubs ? o->pubs : 4, k,
+	       o->txn_pipeline ? "commit pipelined behind the half messages"
+			       : "commit after the half messages' acks");
+	print_phase("transactions", &r->txn, true);
+	print_phase("plain batches", &r->plain, false);
+	printf("  time per %u-message transaction / per %u plain messages: %.2fx (mean), "
+	       "%.2fx (p50)\n",
+	       k, k, tx_ratio(r),
+	       r->plain.unit_p50 ? (double)r->txn.unit_p50 / (double)r->plain.unit_p50 : 0);
+	printf("  sent %llu, received %llu: lost %llu, duplicates %llu, out of order %llu, "
+	       "refused %llu, other non-zero reason codes %llu, before their commit %llu, "
+	       "foreign %llu; broker rss %ld kB\n",
+	       (unsigned long long)r->sent, (unsigned long long)r->recv,
+	       (unsigned long long)r->lost, (unsigned long long)r->dups,
+	       (unsigned long long)r->order_err, (unsigned long long)r->refused,
+	       (unsigned long long)r->odd_rc, (unsigned long long)r->uncommitted,
+	       (unsigned long long)r->foreign, r->rss_kb);
+}
+
+static void result_txn(const struct opts *o, const struct result *r)
+{
+	const struct txn_phase *t = &r->txn, *p = &r->plain;
+
+	printf("RESULT label=%s scenario=txn qos=%d version=%d size=%u pipeline=%d txn_s=%.0f "
+	       "txn_msg_s=%.0f half_p50=%.3f half_p99=%.3f commit_p50=%.3f commit_p99=%.3f "
+	       "e2e_p50=%.3f e2e_p99=%.3f txn_ms=%.3f plain_msg_s=%.0f plain_p50=%.3f "
+	       "plain_p99=%.3f plain_e2e_p50=%.3f plain_e2e_p99=%.3f plain_ms=%.3f ratio=%.2f "
+	       "lost=%llu dups=%llu order=%llu refused=%llu odd_rc=%llu uncommitted=%llu "
+	       "rss_kb=%ld cpu=%.2f plain_cpu=%.2f\n",
+	       o->label ? o->label : "-", o->qos, o->version, o->txn_size ? o->txn_size : 10,
+	       o->txn_pipeline, t->unit_rate, t->msg_rate, ms(t->ack_p50), ms(t->ack_p99),
+	       ms(t->commit_p50), ms(t->commit_p99), ms(t->e2e_p50), ms(t->e2e_p99),
+	       t->unit_mean_ms, p->msg_rate, ms(p->ack_p50), ms(p->ack_p99), ms(p->e2e_p50),
+	       ms(p->e2e_p99), p->unit_mean_ms, tx_ratio(r), (unsigned long long)r->lost,
+	       (unsigned long long)r->dups, (unsigned long long)r->order_err,
+	       (unsigned long long)r->refused, (unsigned long long)r->odd_rc,
+	       (unsigned long long)r->uncommitted, r->rss_kb, t->cpu, p->cpu);
+}
+
+static void print_txn_open(const struct opts *o, const struct result *r)
+{
+	const struct txn_phase *t = &r->txn;
+
+	if (!o->quiet)
+		printf("txn-open qos %d v%s: %llu transactions of %u messages opened in %.2f s "
+		       "(%.0f/s; half message ack ms p50 %.3f p99 %.3f); broker rss %ld kB "
+		       "before, %ld kB after (+%.2f kB each); refused %llu\n",
+		       o->qos, o->version == 5 ? "5" : "3.1.1", (unsigned long long)t->units,
+		       o->txn_size ? o->txn_size : 1, t->elapsed, t->unit_rate, ms(t->ack_p50),
+		       ms(t->ack_p99), r->rss0_kb, r->rss_kb,
+		       t->units ? (double)(r->rss_kb - r->rss0_kb) / (double)t->units : 0,
+		       (unsigned long long)r->refused);
+	printf("RESULT label=%s scenario=txn-open qos=%d version=%d opened=%llu open_s=%.0f "
+	       "rss0_kb=%ld rss_kb=%ld refused=%llu odd_rc=%llu cpu=%.2f\n",
+	       o->label ? o->label : "-", o->qos, o->version, (unsigned long long)t->units,
+	       t->unit_rate, r->rss0_kb, r->rss_kb, (unsigned long long)r->refused,
+	       (unsigned long long)r->odd_rc, t->cpu);
+}
+
 void scen_print(const struct opts *o, const struct result *r)
 {
+	if (r->txn_open) {
+		print_txn_open(o, r);
+		fflush(stdout);
+		return;
+	}
+	if (r->txn_run) {
+		if (!o->quiet)
+			print_txn(o, r);
+		result_txn(o, r);
+		fflush(stdout);
+		return;
+	}
 	if (!o->quiet && r->delayed) {
 		print_delayed(o, r);
 	} else if (!o->quiet) {
@@ -840,6 +1307,26 @@ void scen_print(const struct opts *o, const struct result *r)
 	fflush(stdout);
 }
 
+/* txn: a success code that is not 0, and a message that beat its commit, are errors. */
+static int check_txn(const struct result *r)
+{
+	int bad = 0;
+
+	if (r->odd_rc) {
+		fprintf(stderr, "sluice-bench: FAIL: %llu acks with a non-zero reason code\n",
+			(unsigned long long)r->odd_rc);
+		bad = -1;
+	}
+	if (r->uncommitted) {
+		fprintf(stderr,
+			"sluice-bench: FAIL: %llu half messages delivered before their "
+			"commit was sent\n",
+			(unsigned long long)r->uncommitted);
+		bad = -1;
+	}
+	return bad;
+}
+
 int scen_check(const struct opts *o, const struct result *r)
 {
 	int bad = 0;
@@ -875,5 +1362,7 @@ int scen_check(const struct opts *o, const struct result *r)
 			(unsigned long long)r->refused);
 		bad = 1;
 	}
+	if (check_txn(r) < 0)
+		bad = 1;
 	return bad ? -1 : 0;
 }
