@@ -303,9 +303,18 @@ static void host_msg_unref(struct sp_msg *m)
 	msg_unref((struct msg *)m);
 }
 
+/*
+ * What a plugin routes goes out to subscribers only once what it wrote
+ * before is committed (the fence): a transaction's messages never reach a
+ * subscriber before the commit that decides them is on disk.
+ */
 static int host_route(struct sp_plugin *self, struct sp_msg *m)
 {
-	return router_route_from((struct msg *)m, NULL, plugin_index(self) + 1);
+	struct msg *msg = (struct msg *)m;
+
+	if (m && store_pending())
+		msg->fence = store_fence();
+	return router_route_from(msg, NULL, plugin_index(self) + 1);
 }
 
 static int host_deliver(struct sp_plugin *self, struct sp_msg *m, const char *client_id,

@@ -13,7 +13,14 @@
  * cost their record and this struct. Both writes are queued during the
  * PUBLISH callback, so the publisher's PUBACK/PUBREC follows their commit.
  *
- * Commit. The PUBLISH of $txn/commit/{id} writes the record as COMMITTING:
+ * Commit. Recent half messages are also kept in memory (the cache, up to
+ * CACHE_BYTES): a transaction whose messages are all there commits in the
+ * turn of its commit PUBLISH, writing COMMITTED, routing the messages and
+ * deleting their payloads in one store transaction; the host holds routed
+ * messages back from subscribers until it is committed, and the commit's
+ * PUBACK follows it. Otherwise (an evicted cache, a restored transaction,
+ * or COMMITTED could not be written), the PUBLISH of $txn/commit/{id}
+ * writes the record as COMMITTING:
  * once that is stored (and only then is the commit acknowledged) the
  * outcome is decided and survives a crash. The messages are then read back
  * (cold_get answers later) and, once all are in memory, the record's
@@ -40,7 +47,9 @@
  *
  * Invariants: n_open counts the OPEN transactions; a transaction has a timer
  * only while OPEN (check-back) or COMMITTING (retry of a read or a route);
- * msgs/reads exist only while COMMITTING and after START.
+ * msgs/reads exist only while COMMITTING and after START; a cache exists
+ * only while OPEN, holds all count messages, and is in the LRU list, whose
+ * caches' bytes add up to tx->cache_bytes.
  */
 #include <inttypes.h>
 #include <stddef.h>
@@ -61,6 +70,8 @@
 #define CHECK_AFTER_MAX_MS UINT64_C(2592000000) /* 30 days */
 #define RETRY_MS 500 /* a failed read, route or check message is tried again after this */
 #define READ_TRIES 5 /* "absent" answers before a payload is given up */
+#define CACHE_BYTES (16u << 20) /* recent half messages also kept in memory, at most */
+#define MSG_OVERHEAD 128 /* a message's bytes besides its topic and payload, about */
 
 struct tx;
 
@@ -76,6 +87,10 @@ struct txn {
 	struct sp_timer *timer;
 	struct sp_msg **msgs; /* COMMITTING: by seq - routed, NULL until read */
 	struct read_ctx *reads; /* COMMITTING: one per message still to route */
+	struct sp_msg **cache; /* OPEN: every half message, in order, or NULL (see cache_add) */
+	uint32_t n_cache, cap_cache;
+	size_t cache_bytes;
+	struct txn *lru_prev, *lru_next; /* among the transactions with a cache, oldest first */
 	uint32_t reading; /* reads outstanding */
 	uint32_t tries; /* reads answered "absent" so far */
 	uint8_t state; /* enum txn_state */
@@ -93,6 +108,8 @@ struct tx {
 	size_t n_buckets, n; /* n: every transaction in the table */
 	size_t n_open;
 	bool started;
+	struct txn *lru_head, *lru_tail; /* transactions with a cache, least recent first */
+	size_t cache_bytes;
 	struct sp_timer *sys_timer, *sweep_timer;
 	/* options */
 	uint64_t max_messages, max_open, check_after_ms, check_interval_ms, check_max;
@@ -103,6 +120,7 @@ struct tx {
 };
 
 static void deliver(struct txn *t);
+static void finish_delivery(struct txn *t);
 static int begin_delivery(struct tx *tx, struct txn *t);
 static void arm(struct txn *t, uint64_t delay_ms, sp_timer_fn fn);
 
@@ -193,6 +211,99 @@ static struct txn *add(struct tx *tx, const char *id, size_t id_len, const char 
 	return t;
 }
 
+/* --- the cache ---------------------------------------------------------------------- */
+
+/*
+ * A transaction's half messages stay in memory too (the copies stored as
+ * cold values), up to CACHE_BYTES for all transactions, so that a commit
+ * routes them at once instead of reading them back. A cache holds every
+ * message of its transaction or does not exist; the least recently used
+ * caches go first when the budget is exceeded, and a restored transaction
+ * has none.
+ */
+static void lru_unlink(struct tx *tx, struct txn *t)
+{
+	if (t->lru_prev)
+		t->lru_prev->lru_next = t->lru_next;
+	else
+		tx->lru_head = t->lru_next;
+	if (t->lru_next)
+		t->lru_next->lru_prev = t->lru_prev;
+	else
+		tx->lru_tail = t->lru_prev;
+	t->lru_prev = t->lru_next = NULL;
+}
+
+static void lru_append(struct tx *tx, struct txn *t)
+{
+	t->lru_prev = tx->lru_tail;
+	t->lru_next = NULL;
+	if (tx->lru_tail)
+		tx->lru_tail->lru_next = t;
+	else
+		tx->lru_head = t;
+	tx->lru_tail = t;
+}
+
+static void cache_drop(struct txn *t)
+{
+	struct tx *tx = t->tx;
+
+	if (!t->cache)
+		return;
+	for (uint32_t i = 0; i < t->n_cache; i++)
+		tx->host->msg_unref(t->cache[i]);
+	tx->host->free(t->cache);
+	lru_unlink(tx, t);
+	tx->cache_bytes -= t->cache_bytes;
+	t->cache = NULL;
+	t->n_cache = t->cap_cache = 0;
+	t->cache_bytes = 0;
+}
+
+static size_t msg_bytes(const struct tx *tx, const struct sp_msg *m)
+{
+	size_t len;
+
+	tx->host->msg_payload(m, &len);
+	return len + strlen(tx->host->msg_topic(m)) + MSG_OVERHEAD;
+}
+
+static int cache_grow(struct tx *tx, struct txn *t)
+{
+	uint32_t cap = t->cap_cache ? t->cap_cache * 2 : 4;
+	struct sp_msg **a = tx->host->alloc(cap * sizeof(*a));
+
+	if (!a)
+		return -1;
+	if (t->n_cache)
+		memcpy(a, t->cache, t->n_cache * sizeof(*a));
+	tx->host->free(t->cache);
+	t->cache = a;
+	t->cap_cache = cap;
+	return 0;
+}
+
+/* m (a reference the cache takes over) is message number t->count - 1. */
+static void cache_add(struct tx *tx, struct txn *t, struct sp_msg *m)
+{
+	bool fresh = t->count == 1;
+
+	if ((!fresh && !t->cache) || (t->n_cache == t->cap_cache && cache_grow(tx, t))) {
+		tx->host->msg_unref(m);
+		cache_drop(t); /* all or nothing: the commit reads them back */
+		return;
+	}
+	t->cache[t->n_cache++] = m;
+	t->cache_bytes += msg_bytes(tx, m);
+	tx->cache_bytes += msg_bytes(tx, m);
+	if (!fresh)
+		lru_unlink(tx, t);
+	lru_append(tx, t);
+	while (tx->cache_bytes > CACHE_BYTES && tx->lru_head)
+		cache_drop(tx->lru_head);
+}
+
 /* Frees what a COMMITTING transaction holds in memory for its delivery. */
 static void drop_delivery(struct txn *t)
 {
@@ -222,6 +333,7 @@ static void txn_free(struct txn *t)
 
 	cancel_timer(t);
 	drop_delivery(t);
+	cache_drop(t);
 	tx->host->free(t->owner);
 	tx->host->free(t->group);
 	tx->host->free(t);
@@ -426,6 +538,7 @@ static void resolved(struct tx *tx, struct txn *t, uint8_t state)
 
 static void rollback(struct tx *tx, struct txn *t)
 {
+	cache_drop(t);
 	resolved(tx, t, TXN_ROLLED_BACK);
 	tx->rolled_back++;
 	if (save(t))
@@ -576,6 +689,14 @@ static void deliver(struct txn *t)
 	}
 	if (save_committed(t))
 		return arm(t, RETRY_MS, on_retry); /* out of memory: nothing went */
+	finish_delivery(t);
+}
+
+/* The COMMITTED record is written: every message goes, then the payloads. */
+static void finish_delivery(struct txn *t)
+{
+	struct tx *tx = t->tx;
+
 	if (route_all(tx, t)) {
 		/* The record, written again in this turn, says how far it got. */
 		t->state = TXN_COMMITTING;
@@ -593,6 +714,32 @@ static void deliver(struct txn *t)
 	drop_delivery(t);
 	tx->committed++;
 	drop_messages(t);
+}
+
+/*
+ * A COMMITTING transaction whose messages are all in its cache commits in
+ * this turn: the COMMITTED record, the messages and the delete of their
+ * payloads are one store transaction, and the messages reach subscribers
+ * only once it is committed (host route). 0, or -1 when it cannot (no
+ * complete cache, or the record could not be written): nothing was done.
+ */
+static int commit_now(struct txn *t)
+{
+	if (!t->cache || t->n_cache != t->count)
+		return -1;
+	t->msgs = t->cache; /* msgs[i] is message routed + i, routed is 0 */
+	t->routed = 0;
+	if (save_committed(t)) {
+		t->msgs = NULL;
+		return -1;
+	}
+	lru_unlink(t->tx, t);
+	t->tx->cache_bytes -= t->cache_bytes;
+	t->cache = NULL;
+	t->n_cache = t->cap_cache = 0;
+	t->cache_bytes = 0;
+	finish_delivery(t);
+	return 0;
 }
 
 /* The outcome is decided (COMMITTING is stored): read the messages back, then deliver. */
@@ -712,7 +859,9 @@ static int store_half(struct tx *tx, struct txn *t, const struct sp_event *ev, c
 		}
 	}
 	tx->host->free(enc);
-	if (m)
+	if (!rc)
+		cache_add(tx, t, m);
+	else if (m)
 		tx->host->msg_unref(m);
 	return rc;
 }
@@ -799,6 +948,8 @@ static int on_commit(struct tx *tx, const struct sp_event *ev, const struct txn_
 		if (check_count(tx, ev, t, res))
 			return 0;
 		resolved(tx, t, TXN_COMMITTING);
+		if (!commit_now(t))
+			goto taken;
 		if (save(t)) {
 			t->state = TXN_OPEN;
 			t->resolved_ms = 0;
@@ -808,6 +959,7 @@ static int on_commit(struct tx *tx, const struct sp_event *ev, const struct txn_
 		}
 		begin_delivery(tx, t);
 	}
+taken:
 	res->verdict = SP_TAKE; /* committed now, or again: nothing is delivered twice */
 	return 0;
 }

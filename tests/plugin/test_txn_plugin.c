@@ -4,7 +4,9 @@
  * (fake_host.c): no broker, fake time, a fake store that survives a reload.
  *
  * Covered, as a state machine: half messages stored and invisible, commit
- * delivering every message in order once all are read back, each on its
+ * delivering every message in order at once from the cache of recent half
+ * messages or, past its 16 MB or after a restart, once all are read back
+ * from the store, each on its
  * own topic with its own QoS, retain flag, payload and properties (less
  * producer-group and check-after-ms), expiry counted from the commit; the
  * txn-count check; rollback; idempotent outcomes and the refusals of a
@@ -253,10 +255,10 @@ static void test_half_invisible_commit_in_order(void **state)
 	assert_int_equal(fake_store_grep(FAKE_KV, "three", 5), 0); /* payloads are cold */
 	assert_int_equal(rec_state("u42"), TXN_OPEN);
 
+	/* All in memory: the outcome and the messages in the commit's turn (its PUBACK after). */
 	assert_int_equal(commit("u42"), SP_TAKE);
-	assert_int_equal(rec_state("u42"), TXN_COMMITTING); /* stored before the PUBACK */
-	assert_int_equal(fake_routed_count(), 0); /* the reads answer later */
-	fake_run_pending();
+	assert_int_equal(rec_state("u42"), TXN_COMMITTED);
+	assert_int_equal(fake_cold_reads(), 0);
 	assert_int_equal(delivered(), 3);
 	m = delivered_at(0);
 	assert_string_equal(H->msg_topic(m), "users/registered");
@@ -767,14 +769,20 @@ static void test_restart_overdue_checked_once(void **state)
 	finish();
 }
 
-/* A crash after the commit is stored, before its messages are routed: routed once after it. */
+/*
+ * A transaction restored from the store has its messages only there: its
+ * commit is stored as COMMITTING and the messages are read back. A crash
+ * after that and before they are routed: routed once after it.
+ */
 static void test_crash_after_commit_stored(void **state)
 {
 	(void)state;
 	assert_int_equal(half("k", "a", "1", 1, NULL), SP_TAKE);
 	assert_int_equal(half("k", "b", "2", 1, NULL), SP_TAKE);
 	assert_int_equal(half("k", "c", "3", 1, NULL), SP_TAKE);
+	restart();
 	assert_int_equal(commit("k"), SP_TAKE);
+	assert_int_equal(rec_state("k"), TXN_COMMITTING);
 	assert_int_equal(fake_cold_reads(), 3);
 	crash();
 	assert_int_equal(up(), 0);
@@ -814,6 +822,34 @@ static void test_restart_remembers_outcomes(void **state)
 	finish();
 }
 
+/* The cache holds 16 MB: the oldest transactions' messages are read back at their commit. */
+static void test_cache_budget(void **state)
+{
+	static char big[1 << 20];
+	char id[16];
+	int i;
+
+	(void)state;
+	memset(big, 'x', sizeof(big) - 1);
+	for (i = 0; i < 20; i++) {
+		snprintf(id, sizeof(id), "big%d", i);
+		assert_int_equal(half(id, "t", big, 1, NULL), SP_TAKE);
+	}
+	assert_int_equal(commit("big19"), SP_TAKE); /* recent: at once */
+	assert_int_equal(rec_state("big19"), TXN_COMMITTED);
+	assert_int_equal(commit("big0"), SP_TAKE); /* evicted: read back */
+	assert_int_equal(rec_state("big0"), TXN_COMMITTING);
+	assert_int_equal(fake_cold_reads(), 1);
+	fake_run_pending();
+	assert_int_equal(rec_state("big0"), TXN_COMMITTED);
+	assert_int_equal(delivered(), 2);
+	for (i = 1; i < 19; i++) {
+		snprintf(id, sizeof(id), "big%d", i);
+		assert_int_equal(rollback(id), SP_TAKE);
+	}
+	finish();
+}
+
 /* --- failures ------------------------------------------------------------- */
 
 static void test_store_write_failures_refused(void **state)
@@ -829,7 +865,8 @@ static void test_store_write_failures_refused(void **state)
 	assert_int_equal(commit("w"), SP_REJECT);
 	refused(0x83, "unknown transaction");
 	assert_int_equal(half("w", "a", "1", 1, NULL), SP_TAKE);
-	fake_fail_writes(FAKE_KV, 0, 1);
+	/* Neither COMMITTED (at once) nor COMMITTING (read back later) can be written. */
+	fake_fail_writes(FAKE_KV, 0, 2);
 	assert_int_equal(commit("w"), SP_REJECT);
 	refused(0x80, NULL);
 	assert_int_equal(rec_state("w"), TXN_OPEN);
@@ -838,6 +875,15 @@ static void test_store_write_failures_refused(void **state)
 	assert_int_equal(commit("w"), SP_TAKE);
 	fake_run_pending();
 	assert_int_equal(delivered(), 1);
+	/* Only COMMITTED cannot be written: COMMITTING is, and the messages are read back. */
+	assert_int_equal(half("w2", "a", "1", 1, NULL), SP_TAKE);
+	fake_fail_writes(FAKE_KV, 0, 1);
+	assert_int_equal(commit("w2"), SP_TAKE);
+	assert_int_equal(rec_state("w2"), TXN_COMMITTING);
+	assert_int_equal(fake_cold_reads(), 1);
+	fake_run_pending();
+	assert_int_equal(rec_state("w2"), TXN_COMMITTED);
+	assert_int_equal(delivered(), 2);
 	finish();
 }
 
@@ -995,6 +1041,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restart_overdue_checked_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_crash_after_commit_stored, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_restart_remembers_outcomes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cache_budget, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_store_write_failures_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_route_failure_retried, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_half_out_of_memory, setup, teardown),
