@@ -28,6 +28,7 @@
 #include "base.h"
 #include "clock.h"
 #include "conn.h"
+#include "groupq.h"
 #include "holds.h"
 #include "listener.h"
 #include "log.h"
@@ -99,6 +100,7 @@ static int restore(void)
 		return -1;
 	}
 	session_restore_finish(last_alive);
+	router_groups_restored();
 	heartbeat_start();
 	return 0;
 }
@@ -168,7 +170,9 @@ void broker_shutdown(void)
 	plugin_host_stop();
 	holds_clear();
 	plugin_unload_all();
+	groupq_stop();
 	session_destroy_all();
+	groupq_free_all();
 	router_free();
 	msg_drain_caches();
 	conn_drain_caches();

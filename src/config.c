@@ -183,6 +183,10 @@ static const struct directive directives[] = {
 	/* sessions and queues */
 	{ .name = "max_queued_messages", NUM(max_queued_messages, 0, UINT32_MAX) },
 	{ .name = "max_queued_bytes", NUM(max_queued_bytes, 0, INT64_MAX), .units = &size_units },
+	{ .name = "max_group_queued_messages", NUM(max_group_queued_messages, 0, INT64_MAX) },
+	{ .name = "max_group_queued_bytes",
+	  NUM(max_group_queued_bytes, 0, INT64_MAX),
+	  .units = &size_units },
 	{ .name = "max_inflight_messages",
 	  NUM(max_inflight_messages, 1, 65535),
 	  .range = "1..65535 (0 = unlimited is not supported)" },
@@ -243,6 +247,8 @@ void config_defaults(struct config *c)
 	memset(c, 0, sizeof(*c));
 	c->max_queued_messages = 1000;
 	c->max_queued_bytes = 0;
+	c->max_group_queued_messages = CONFIG_UNSET;
+	c->max_group_queued_bytes = CONFIG_UNSET;
 	c->max_inflight_messages = 20;
 	c->queue_qos0_messages = false;
 	c->persistent_client_expiration = 0;
@@ -264,6 +270,23 @@ void config_defaults(struct config *c)
 	c->log_level = LOG_NOTICE;
 	c->log_dest = dest_stderr;
 	c->log_file = NULL;
+}
+
+static uint64_t times_ten(uint64_t v)
+{
+	return v > UINT64_MAX / 10 ? UINT64_MAX - 1 : v * 10;
+}
+
+uint64_t config_group_max_messages(const struct config *c)
+{
+	return c->max_group_queued_messages == CONFIG_UNSET ? times_ten(c->max_queued_messages)
+							    : c->max_group_queued_messages;
+}
+
+uint64_t config_group_max_bytes(const struct config *c)
+{
+	return c->max_group_queued_bytes == CONFIG_UNSET ? times_ten(c->max_queued_bytes)
+							 : c->max_group_queued_bytes;
 }
 
 static bool is_static(const char *s)

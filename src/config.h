@@ -60,6 +60,8 @@ struct config {
 	/* sessions and queues */
 	uint32_t max_queued_messages; /* per session; 0 = unlimited */
 	uint64_t max_queued_bytes; /* per session; 0 = unlimited */
+	/* per shared group queue; 0 = unlimited, CONFIG_UNSET = 10x the session limit */
+	uint64_t max_group_queued_messages, max_group_queued_bytes;
 	uint16_t max_inflight_messages; /* outgoing QoS 1/2 window; also our Receive Maximum */
 	bool queue_qos0_messages; /* queue QoS 0 for offline persistent sessions */
 	uint32_t persistent_client_expiration; /* seconds; 0 = never (3.1.1 sessions) */
@@ -112,5 +114,12 @@ int config_parse_line(struct config *c, const char *line, const char *file, int 
 struct listener_conf *config_add_listener(struct config *c, int port);
 
 void config_free(struct config *c);
+
+/* A directive left at its default, where the default follows another one. */
+#define CONFIG_UNSET UINT64_MAX
+
+/* A shared group's queue limits: as set, or 10x the session ones (0 stays unlimited). */
+uint64_t config_group_max_messages(const struct config *c);
+uint64_t config_group_max_bytes(const struct config *c);
 
 #endif

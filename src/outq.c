@@ -46,7 +46,16 @@ static void no_orphaned(struct session *o, struct msg *m, uint8_t q, const char 
 {
 }
 
-static const struct outq_events no_events = { no_acked, no_dropped, no_orphaned };
+static void no_refilled(struct outq *q)
+{
+}
+
+static void no_room(struct session *o)
+{
+}
+
+static const struct outq_events no_events = { no_acked, no_dropped, no_orphaned, no_refilled,
+					      no_room };
 static const struct outq_events *events = &no_events;
 
 /* Queues whose head waits for a commit (fenced QoS 2 messages). */
@@ -270,10 +279,10 @@ static uint16_t free_ids_from(const struct outq *q, uint16_t from)
 	uint32_t best = 65535;
 
 	for (e = q->inflight.head; e; e = e->next)
-		if (id_gap(e->packet_id, from) < best)
+		if (e->packet_id && id_gap(e->packet_id, from) < best)
 			best = id_gap(e->packet_id, from);
 	for (e = q->queue.head; e && (e->sent_once || e->prepared); e = e->next)
-		if (id_gap(e->packet_id, from) < best)
+		if (e->packet_id && id_gap(e->packet_id, from) < best)
 			best = id_gap(e->packet_id, from);
 	return (uint16_t)best;
 }
@@ -343,7 +352,7 @@ static int start_inflight(struct outq *q, struct out_entry *e)
 	int rc;
 
 	/* An entry sent before (put back by shrink_inflight) or prepared keeps its id. */
-	if (!e->sent_once && !e->prepared)
+	if (!e->packet_id)
 		e->packet_id = next_packet_id(q);
 	e->state = OUT_PUBLISHED;
 	list_append(&q->inflight, e);
@@ -428,14 +437,17 @@ static void on_tail_loaded(void *arg, int status, const struct store_delivery_ro
 		return;
 	}
 	take_rows(q, rows, n);
-	outq_pump(q);
+	if (q->group)
+		events->refilled(q);
+	else
+		outq_pump(q);
 }
 
 static void load_disk_tail(struct outq *q)
 {
 	uint32_t window = base.cfg->max_queued_in_memory;
 
-	if (!q->disk_n || q->load || !q->conn || q->queue.n > window / 2)
+	if (!q->disk_n || q->load || (!q->conn && !q->group) || q->queue.n > window / 2)
 		return;
 	q->load = mem_alloc(sizeof(*q->load));
 	if (!q->load)
@@ -581,10 +593,12 @@ void outq_pump(struct outq *q)
 static bool queue_full(const struct outq *q, const struct msg *m)
 {
 	const struct config *cfg = base.cfg;
+	uint64_t most = q->group ? config_group_max_messages(cfg) : cfg->max_queued_messages;
+	uint64_t bytes = q->group ? config_group_max_bytes(cfg) : cfg->max_queued_bytes;
 
-	if (cfg->max_queued_messages && q->queue.n + q->disk_n >= cfg->max_queued_messages)
+	if (most && q->queue.n + q->disk_n >= most)
 		return true;
-	return cfg->max_queued_bytes && q->queued_bytes + msg_size(m) > cfg->max_queued_bytes;
+	return bytes && q->queued_bytes + msg_size(m) > bytes;
 }
 
 static int deliver_qos0(struct outq *q, struct msg *m, bool retain, const uint32_t *subids,
@@ -643,6 +657,48 @@ int outq_deliver(struct outq *q, struct msg *m, uint8_t qos, bool retain, const 
 	return OUTQ_DELIVERED;
 }
 
+/* --- group queues -------------------------------------------------------- */
+
+struct msg *outq_take(struct outq *q, uint8_t *qos)
+{
+	struct out_entry *e = q->queue.head;
+	struct msg *m = NULL;
+
+	if (e) {
+		list_remove(&q->queue, e);
+		q->queued_bytes -= msg_size(e->msg);
+		*qos = e->qos;
+		m = msg_ref(e->msg);
+		entry_done(q, e);
+	}
+	load_disk_tail(q);
+	return m;
+}
+
+/* The seq before every entry of the queue: memory entries come before the disk tail. */
+static uint64_t front_seq(const struct outq *q)
+{
+	if (q->queue.head)
+		return q->queue.head->seq - 1;
+	return (q->disk_n ? q->disk_first_seq : q->next_seq) - 1;
+}
+
+int outq_push_front(struct outq *q, struct msg *m, uint8_t qos, const char *share)
+{
+	struct out_entry *e = entry_new(m, qos, false, NULL, 0, share);
+
+	if (!e) {
+		count_drop(q, m, qos, share, "out of memory");
+		return -1;
+	}
+	e->seq = front_seq(q);
+	list_push_front(&q->queue, e);
+	q->queued_bytes += msg_size(m);
+	if (q->durable)
+		save_entry(q, e);
+	return OUTQ_DELIVERED;
+}
+
 /* --- acknowledgements ----------------------------------------------------- */
 
 static struct out_entry *find_inflight(struct outq *q, uint16_t packet_id)
@@ -662,6 +718,8 @@ static void finish(struct outq *q, struct out_entry *e, uint8_t reason)
 	list_remove(&q->inflight, e);
 	entry_done(q, e);
 	outq_pump(q);
+	if (outq_ready(q))
+		events->room(q->owner);
 }
 
 int outq_on_puback(struct outq *q, uint16_t packet_id, uint8_t reason)
@@ -796,6 +854,10 @@ static void resend_inflight(struct outq *q)
 			conn_send_ack(q->conn, MQTT_PUBREL, e->packet_id, 0, NULL);
 			continue;
 		}
+		if (!e->packet_id) { /* sent before a crash, its id not stored (restore) */
+			e->packet_id = next_packet_id(q);
+			save_entry(q, e);
+		}
 		/* [MQTT-4.4.0-1] resend unacknowledged PUBLISH with DUP set; one
 		 * that finds no memory stays in flight, resent at the next reconnect. */
 		if (send_entry(q, e, e->sent_once) > 0) {
@@ -810,15 +872,21 @@ void outq_resume(struct outq *q)
 {
 	resend_inflight(q);
 	outq_pump(q);
+	if (outq_ready(q))
+		events->room(q->owner);
 }
 
 /* --- the end -------------------------------------------------------------- */
 
+/*
+ * From the tail: an orphaned delivery goes back to the front of its
+ * group's queue, so handing them over newest first keeps their order.
+ */
 static void drop_list(struct outq *q, struct out_list *l)
 {
 	struct out_entry *e;
 
-	while ((e = l->head)) {
+	while ((e = l->tail)) {
 		list_remove(l, e);
 		if (e->qos)
 			events->dropped(q->owner, e->msg, e->qos, e->share, "session ended");
@@ -832,8 +900,8 @@ static void drop_list(struct outq *q, struct out_list *l)
 
 void outq_drop_all(struct outq *q)
 {
-	drop_list(q, &q->inflight);
 	drop_list(q, &q->queue);
+	drop_list(q, &q->inflight);
 }
 
 static void free_list(struct out_list *l)
@@ -866,6 +934,31 @@ void outq_drain_caches(void)
 
 /* --- restore -------------------------------------------------------------- */
 
+/*
+ * Rows come back in seq order, which is the order they were first sent
+ * in. A QoS 1 entry's "sent" state is stored lazily, so one sent just
+ * before a crash may come back queued while a later one comes back sent
+ * (a prepared QoS 2 entry): it was sent too, and goes back in flight
+ * before it, its packet id chosen when the window is resent, so that the
+ * resend keeps the original order [MQTT-4.6.0-1].
+ */
+static void sent_before(struct outq *q)
+{
+	struct out_entry *e, *next;
+
+	for (e = q->queue.head; e; e = next) {
+		next = e->next;
+		if (!e->qos)
+			continue;
+		list_remove(&q->queue, e);
+		q->queued_bytes -= msg_size(e->msg);
+		e->state = OUT_PUBLISHED;
+		e->sent_once = true;
+		e->packet_id = 0;
+		list_append(&q->inflight, e);
+	}
+}
+
 int outq_restore_entry(struct outq *q, const struct store_delivery_row *r)
 {
 	struct out_entry *e = entry_new(r->msg, r->qos, r->retain, r->subids, r->n_subids,
@@ -886,6 +979,7 @@ int outq_restore_entry(struct outq *q, const struct store_delivery_row *r)
 		list_append(&q->queue, e);
 		q->queued_bytes += msg_size(e->msg);
 	} else {
+		sent_before(q);
 		list_append(&q->inflight, e);
 	}
 	return 0;

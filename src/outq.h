@@ -84,6 +84,7 @@ struct outq {
 	uint64_t sid; /* the session's key in the store; 0 when not stored */
 	bool durable; /* persistence is on and the session outlives its connection */
 	bool clean; /* the session ends with its connection */
+	bool group; /* a shared group's queue (groupq.c): no client, the group limits */
 
 	uint16_t next_packet_id;
 	uint16_t ids_free; /* ids from next_packet_id on known to be free */
@@ -104,6 +105,10 @@ struct outq_events {
 			const char *why);
 	/* An unacknowledged shared delivery of an ending session: another member may take it. */
 	void (*orphaned)(struct session *owner, struct msg *m, uint8_t qos, const char *share);
+	/* A group queue (q->group) read entries back from its disk tail: members may take them. */
+	void (*refilled)(struct outq *q);
+	/* A client's window has room again and its queue is empty (an acknowledgement, a reconnect). */
+	void (*room)(struct session *owner);
 };
 
 void outq_set_events(const struct outq_events *ev);
@@ -139,6 +144,16 @@ bool outq_rx_has(const struct outq *q, uint16_t packet_id);
 int outq_rx_add(struct outq *q, uint16_t packet_id);
 int outq_rx_del(struct outq *q, uint16_t packet_id);
 uint32_t outq_rx_count(const struct outq *q);
+
+/*
+ * Group queues (q->group): the oldest queued entry leaves the queue (and
+ * the store) and is handed over: its message (one reference, the caller's)
+ * and QoS. NULL when nothing is in memory now; a read of the disk tail may
+ * then be on its way (refilled tells when it lands).
+ */
+struct msg *outq_take(struct outq *q, uint8_t *qos);
+/* Puts m back at the head of a group queue (an ending member's delivery). OUTQ_* or -1. */
+int outq_push_front(struct outq *q, struct msg *m, uint8_t qos, const char *share);
 
 /* Moves queued entries into the window while there is room. */
 void outq_pump(struct outq *q);

@@ -33,6 +33,7 @@
 
 #include "base.h"
 #include "conn.h"
+#include "groupq.h"
 #include "holds.h"
 #include "log.h"
 #include "mem.h"
@@ -68,6 +69,7 @@ struct route_ctx {
 	struct buf share_keys; /* "group\0filter\0" strings of the message being routed */
 	struct msg *msg;
 	bool oom;
+	int queued, quota; /* copies that went to / found full a group's queue */
 };
 
 #define MAX_DEPTH 8
@@ -77,6 +79,10 @@ static struct topic_tree *tree;
 static struct retain_tree *retained;
 static struct route_ctx ctxs[MAX_DEPTH];
 static int depth; /* routings in progress */
+static size_t groups_alive; /* shared groups with members */
+/* Group queues to drain once a session's end is over (router_reroute_shared). */
+static struct groupq **to_drain;
+static size_t n_to_drain, cap_to_drain;
 
 static const struct session_events events;
 
@@ -107,6 +113,10 @@ void router_free(void)
 	size_t j;
 
 	session_set_events(NULL);
+	mem_free(to_drain);
+	to_drain = NULL;
+	groups_alive = 0;
+	n_to_drain = cap_to_drain = 0;
 	if (tree)
 		topic_tree_free(tree);
 	if (retained)
@@ -236,20 +246,6 @@ static uint8_t min_qos(uint8_t a, uint8_t b)
 	return a < b ? a : b;
 }
 
-/* m to one member of group g (share is its key). 1 when sent or queued, else 0 or -1. */
-static int deliver_to_group(struct topic_group *g, const char *share, struct msg *m,
-			    const struct session *avoid, uint8_t qos, size_t from)
-{
-	const struct topic_sub *t = choose_member(g, avoid, m, share, from);
-	int rc;
-
-	if (!t)
-		return 0;
-	rc = deliver(t->owner, m, min_qos(qos, t->options & MQTT_SUBOPT_QOS_MASK), false,
-		     t->subid ? &t->subid : NULL, t->subid ? 1 : 0, share, from);
-	return rc == OUTQ_DELIVERED ? 1 : rc < 0 ? -1 : 0;
-}
-
 /* The group a share key names, or NULL. */
 static struct topic_group *group_of(const char *share)
 {
@@ -258,14 +254,179 @@ static struct topic_group *group_of(const char *share)
 	return topic_tree_find_group(tree, f, strlen(f), share, strlen(share));
 }
 
+/* --- group queues ----------------------------------------------------------- */
+
+/*
+ * A QoS 1/2 message goes straight to a member with room in its window, or
+ * else waits in the group's queue (groupq.c), behind any already waiting,
+ * for the first member that gets room (on_room, drain_group). QoS 0 is
+ * never queued for a group: it goes to a member as chosen, as before.
+ */
+enum group_target { TO_NONE, TO_MEMBER, TO_QUEUE };
+
+static bool queue_waiting(const char *share)
+{
+	const struct groupq *q = groupq_find(share);
+
+	return q && groupq_queued(q);
+}
+
+static bool any_ready(const struct topic_group *g, const struct session *avoid)
+{
+	for (size_t i = 0; i < g->n; i++)
+		if (g->members[i].owner != avoid && member_ready(&g->members[i]))
+			return true;
+	return false;
+}
+
+static enum group_target group_target(struct topic_group *g, const char *share, struct msg *m,
+				      uint8_t qos, const struct session *avoid, size_t from,
+				      const struct topic_sub **t)
+{
+	*t = NULL;
+	if (qos && (queue_waiting(share) || !any_ready(g, avoid)))
+		return TO_QUEUE;
+	*t = choose_member(g, avoid, m, share, from);
+	if (!*t)
+		return TO_NONE;
+	return qos && !member_ready(*t) ? TO_QUEUE : TO_MEMBER;
+}
+
+/* A message went straight to a member ($SYS/broker/groups/{group}/delivered). */
+static void count_delivered(const char *share)
+{
+	struct groupq *q = groupq_get(share);
+
+	if (q)
+		q->delivered++;
+}
+
+/* m joins the group's queue: OUTQ_DELIVERED, OUTQ_QUOTA, or -1. */
+static int queue_for_group(const char *share, struct msg *m, uint8_t qos)
+{
+	struct groupq *q = groupq_get(share);
+
+	if (!q) {
+		log_warn("message on '%s' for shared group '%s': out of memory making its queue",
+			 m->topic, share);
+		return -1;
+	}
+	return groupq_push(q, m, qos);
+}
+
+/* The member subscription of s to the group of share. */
+static const struct topic_sub *member_of(struct topic_group *g, const struct session *s)
+{
+	for (size_t i = 0; i < g->n; i++)
+		if (g->members[i].owner == s)
+			return &g->members[i];
+	return NULL;
+}
+
+/* The oldest waiting message of q to member t. false when q has nothing in memory. */
+static bool hand_over(struct groupq *q, const struct topic_sub *t)
+{
+	uint8_t qos;
+	struct msg *m = groupq_take(q, &qos);
+
+	if (!m)
+		return false;
+	q->delivered++;
+	deliver(t->owner, m, min_qos(qos, t->options & MQTT_SUBOPT_QOS_MASK), false,
+		t->subid ? &t->subid : NULL, t->subid ? 1 : 0, q->share, 0);
+	msg_unref(m);
+	return true;
+}
+
+/* Members with room take what waits, round robin, until one side runs out. */
+static void drain_group(struct groupq *q)
+{
+	struct topic_group *g = group_of(q->share);
+	const struct topic_sub *t;
+
+	while (g && groupq_queued(q) && any_ready(g, NULL)) {
+		t = pick_member(g, NULL);
+		if (!t || !member_ready(t) || !hand_over(q, t))
+			return;
+	}
+}
+
+/* m to one member of group g (share is its key), or its queue. 1 when sent or queued, else 0 or -1. */
+static int deliver_to_group(struct topic_group *g, const char *share, struct msg *m,
+			    const struct session *avoid, uint8_t qos, size_t from)
+{
+	const struct topic_sub *t;
+	int rc;
+
+	switch (group_target(g, share, m, qos, avoid, from, &t)) {
+	case TO_NONE:
+		return 0;
+	case TO_QUEUE:
+		rc = queue_for_group(share, m, qos);
+		return rc == OUTQ_DELIVERED ? 1 : rc < 0 ? -1 : 0;
+	case TO_MEMBER:
+		count_delivered(share);
+		break;
+	}
+	rc = deliver(t->owner, m, min_qos(qos, t->options & MQTT_SUBOPT_QOS_MASK), false,
+		     t->subid ? &t->subid : NULL, t->subid ? 1 : 0, share, from);
+	return rc == OUTQ_DELIVERED ? 1 : rc < 0 ? -1 : 0;
+}
+
+/*
+ * Queues that got deliveries back during a session's end (to_drain) are
+ * drained once the session is gone (on_ending), so that the hand-backs,
+ * which arrive newest first, are all at the head before any leaves.
+ */
+
+static void drain_later(struct groupq *q)
+{
+	size_t i;
+
+	for (i = 0; i < n_to_drain; i++)
+		if (to_drain[i] == q)
+			return;
+	if (n_to_drain == cap_to_drain) {
+		size_t cap = cap_to_drain ? cap_to_drain * 2 : 8;
+		struct groupq **a = mem_realloc(to_drain, cap * sizeof(*a));
+
+		if (!a)
+			return; /* drained when a member next gets room */
+		to_drain = a;
+		cap_to_drain = cap;
+	}
+	to_drain[n_to_drain++] = q;
+}
+
+static void drain_pending(void)
+{
+	while (n_to_drain)
+		drain_group(to_drain[--n_to_drain]);
+}
+
 void router_reroute_shared(struct msg *m, uint8_t qos, const char *share,
 			   const struct session *gone)
 {
-	struct topic_group *g = group_of(share);
+	struct groupq *q;
 
-	if (!g || deliver_to_group(g, share, m, gone, qos, 0) <= 0)
-		log_info("message on '%s' for shared group '%s': no other member to take it",
+	(void)gone;
+	if (!group_of(share)) {
+		log_info("message on '%s' for shared group '%s': the group has no member left; "
+			 "dropped",
 			 m->topic, share);
+		base.stats.pub_dropped++;
+		return;
+	}
+	q = groupq_get(share);
+	if (!q && groupq_stopping())
+		return; /* shutting down: the store keeps it */
+	if (!q || groupq_push_front(q, m, qos) != OUTQ_DELIVERED) {
+		log_warn("message on '%s' for shared group '%s': out of memory handing it back "
+			 "to the group; dropped",
+			 m->topic, share);
+		return;
+	}
+	drain_later(q);
 }
 
 /* --- matching -------------------------------------------------------------- */
@@ -371,13 +532,24 @@ static void choose_members(struct route_ctx *x)
 
 	for (i = 0; i < x->n_groups; i++) {
 		struct group_hit *h = &x->groups[i];
+		const char *share = (const char *)x->share_keys.data + h->share_off;
 		const struct topic_sub *t;
 		struct match *m;
+		int rc;
 
-		t = choose_member(h->g, NULL, x->msg,
-				  (const char *)x->share_keys.data + h->share_off, 0);
-		if (!t)
+		switch (group_target(h->g, share, x->msg, x->msg->qos, NULL, 0, &t)) {
+		case TO_NONE:
 			continue;
+		case TO_QUEUE:
+			rc = queue_for_group(share, x->msg, x->msg->qos);
+			x->queued += rc == OUTQ_DELIVERED;
+			x->quota += rc == OUTQ_QUOTA;
+			x->oom |= rc < 0;
+			continue;
+		case TO_MEMBER:
+			count_delivered(share);
+			break;
+		}
 		m = new_match(x);
 		if (!m) {
 			x->oom = true;
@@ -472,10 +644,13 @@ int router_route(struct msg *m, struct route_result *res)
 	x->n = x->n_groups = 0;
 	x->msg = m;
 	x->oom = false;
+	x->queued = x->quota = 0;
 	buf_reset(&x->share_keys);
 	topic_tree_match(tree, m->topic, m->topic_len, on_match, x);
 	choose_members(x);
 	deliver_matches(x, &r);
+	r.delivered += x->queued;
+	r.quota += x->quota;
 	if (x->oom) {
 		r.oom = true;
 		log_warn("message on '%s': some subscribers skipped: out of memory", m->topic);
@@ -646,6 +821,40 @@ size_t router_subscription_count(void)
 	return tree ? topic_tree_count(tree) : 0;
 }
 
+/* Start-up: a queue read back for a group nobody subscribes to any more ends. */
+static void end_if_memberless(struct groupq *q, void *arg)
+{
+	struct groupq **list = arg;
+
+	if (!group_of(q->share)) {
+		q->end_next = *list;
+		*list = q;
+	}
+}
+
+void router_groups_restored(void)
+{
+	struct groupq *list = NULL, *q;
+
+	groupq_each(end_if_memberless, &list);
+	while ((q = list)) {
+		list = q->end_next;
+		groupq_end(q);
+	}
+}
+
+size_t router_group_count(void)
+{
+	return groups_alive;
+}
+
+size_t router_group_members(const char *share)
+{
+	const struct topic_group *g = tree ? group_of(share) : NULL;
+
+	return g ? g->n : 0;
+}
+
 /* --- what happens to sessions (session_events) ----------------------------------- */
 
 static void split_share(const char *filter, size_t len, const char **f, size_t *fl, const char **g,
@@ -664,18 +873,82 @@ static int on_sub_added(struct session *s, const char *filter, size_t len, uint8
 {
 	const char *f, *g;
 	size_t fl, gl;
+	bool fresh = false;
 
 	split_share(filter, len, &f, &fl, &g, &gl);
-	return topic_tree_subscribe(tree, f, fl, g, gl, s, options, subid, existed);
+	if (g && !topic_tree_find_group(tree, f, fl, g, gl))
+		fresh = true;
+	if (topic_tree_subscribe(tree, f, fl, g, gl, s, options, subid, existed))
+		return -1;
+	if (g && !*existed)
+		s->shared_subs++;
+	groups_alive += fresh;
+	return 0;
 }
 
+/* The share key of a group into b (its own memory when small). */
+static const char *share_key(struct buf *b, const char *g, size_t gl, const char *f, size_t fl)
+{
+	buf_reset(b);
+	return topic_share_key_put(b, g, gl, f, fl) ? NULL : (const char *)b->data;
+}
+
+/* A group whose last member left ends, and its queue with it. */
 static void on_sub_removed(struct session *s, const char *filter, size_t len)
 {
-	const char *f, *g;
+	const char *f, *g, *key;
 	size_t fl, gl;
+	struct groupq *q;
+	struct buf b;
 
 	split_share(filter, len, &f, &fl, &g, &gl);
 	topic_tree_unsubscribe(tree, f, fl, g, gl, s);
+	if (!g)
+		return;
+	s->shared_subs--;
+	buf_init(&b);
+	if (!topic_tree_find_group(tree, f, fl, g, gl)) {
+		groups_alive--;
+		key = share_key(&b, g, gl, f, fl);
+		if (key && (q = groupq_find(key)))
+			groupq_end(q);
+	}
+	buf_free(&b);
+}
+
+/* s has room: it takes what waits in its groups' queues, one group after another. */
+static void on_room(struct session *s)
+{
+	const struct sub_rec *r;
+	const char *f, *g, *key;
+	size_t fl, gl;
+	bool took = true;
+	struct buf b;
+
+	if (!s->shared_subs || !groupq_count())
+		return;
+	buf_init(&b);
+	while (took && outq_ready(&s->q)) {
+		took = false;
+		for (r = s->subs; r && outq_ready(&s->q); r = r->next) {
+			const struct topic_sub *t;
+			struct topic_group *grp;
+			struct groupq *q;
+
+			if (!topic_share_split(r->filter, strlen(r->filter), &g, &gl, &f, &fl) ||
+			    !(key = share_key(&b, g, gl, f, fl)) || !(q = groupq_find(key)) ||
+			    !(grp = group_of(key)))
+				continue;
+			if ((t = member_of(grp, s)))
+				took |= hand_over(q, t);
+		}
+	}
+	buf_free(&b);
+}
+
+static void on_refilled(struct outq *oq)
+{
+	drain_group((struct groupq *)((char *)oq - offsetof(struct groupq, q)));
 }
 
 static void on_detached(struct session *s, bool graceful)
@@ -699,6 +972,7 @@ static void on_ending(struct session *s)
 			router_reroute_shared(h->msg, h->qos, h->share, s);
 		holds_free(h);
 	}
+	drain_pending();
 	plugin_session_end(s);
 }
 
@@ -720,7 +994,7 @@ static void on_orphaned(struct session *s, struct msg *m, uint8_t qos, const cha
 }
 
 static const struct session_events events = {
-	.q = { on_acked, on_dropped, on_orphaned },
+	.q = { on_acked, on_dropped, on_orphaned, on_refilled, on_room },
 	.sub_added = on_sub_added,
 	.sub_removed = on_sub_removed,
 	.detached = on_detached,

@@ -66,8 +66,13 @@ void router_send_retained(struct session *s, const char *filter, size_t len, uin
 
 /* Start-up: a retained message read back from the store (takes the reference). */
 int router_restore_retained(struct msg *m);
+/* Start-up, after the sessions: group queues of groups without members end. */
+void router_groups_restored(void);
 
 size_t router_retained_count(void);
 size_t router_subscription_count(void);
+/* Shared groups with members; the members of one ("group\0filter"). */
+size_t router_group_count(void);
+size_t router_group_members(const char *share);
 
 #endif

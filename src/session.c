@@ -27,6 +27,7 @@
 #include "base.h"
 #include "clock.h"
 #include "conn.h"
+#include "groupq.h"
 #include "log.h"
 #include "mem.h"
 #include "store.h"
@@ -60,7 +61,12 @@ static void no_ending(struct session *s)
 }
 
 static const struct session_events no_events = {
-	{ NULL, NULL, NULL }, no_sub_added, no_sub_removed, no_detached, no_will, no_ending,
+	{ NULL, NULL, NULL, NULL, NULL },
+	no_sub_added,
+	no_sub_removed,
+	no_detached,
+	no_will,
+	no_ending,
 };
 static const struct session_events *events = &no_events;
 
@@ -192,6 +198,11 @@ static void save_row(struct session *s)
 	r.will_delay = s->will_delay;
 	r.next_seq = s->q.next_seq;
 	store_session_put(&r);
+}
+
+uint64_t session_new_sid(void)
+{
+	return ++max_sid;
 }
 
 void session_save(struct session *s)
@@ -462,6 +473,13 @@ static int restore_session(const struct store_session_row *r, void *arg)
 {
 	struct session **a, *s;
 
+	if (r->sid > max_sid)
+		max_sid = r->sid;
+	if (groupq_is_row(r->client_id)) {
+		msg_unref(r->will);
+		return groupq_restore(r->sid, r->client_id, r->next_seq);
+	}
+
 	a = mem_realloc(restored, (n_restored + 1) * sizeof(*a));
 	if (!a || !(s = session_create(r->client_id, r->version))) {
 		msg_unref(r->will);
@@ -472,8 +490,6 @@ static int restore_session(const struct store_session_row *r, void *arg)
 	restored = a;
 	restored[n_restored++] = s;
 	s->sid = r->sid;
-	if (r->sid > max_sid)
-		max_sid = r->sid;
 	s->expiry_interval = r->expiry_interval;
 	s->clean = false;
 	s->q.next_seq = r->next_seq;
@@ -492,23 +508,35 @@ static int restore_sub(uint64_t sid, const char *filter, uint8_t options, uint32
 	return s ? session_subscribe(s, filter, strlen(filter), options, subid, &existed) : 0;
 }
 
-static int restore_delivery(uint64_t sid, const struct store_delivery_row *r, void *arg)
+/* The queue of sid: a session's, or a shared group's (groupq.c). */
+static struct outq *restored_queue(uint64_t sid)
 {
 	struct session *s = restored_sid(sid);
+	struct groupq *g;
 
-	if (!s) {
+	if (s)
+		return &s->q;
+	g = groupq_by_sid(sid);
+	return g ? &g->q : NULL;
+}
+
+static int restore_delivery(uint64_t sid, const struct store_delivery_row *r, void *arg)
+{
+	struct outq *q = restored_queue(sid);
+
+	if (!q) {
 		msg_unref(r->msg);
 		return 0;
 	}
-	return outq_restore_entry(&s->q, r);
+	return outq_restore_entry(q, r);
 }
 
 static int restore_on_disk(uint64_t sid, uint64_t first_seq, uint64_t count, void *arg)
 {
-	struct session *s = restored_sid(sid);
+	struct outq *q = restored_queue(sid);
 
-	if (s)
-		outq_restore_disk(&s->q, first_seq, count);
+	if (q)
+		outq_restore_disk(q, first_seq, count);
 	return 0;
 }
 

@@ -48,6 +48,7 @@ struct session {
 	 * session's place in that message's match list. */
 	uint64_t route_stamp;
 	uint32_t route_idx;
+	uint32_t shared_subs; /* its shared subscriptions (router.c counts them) */
 
 	uint32_t will_delay; /* seconds (MQTT 5) */
 	struct msg *will; /* will message, or NULL */
@@ -111,6 +112,8 @@ void session_set_expiry(struct session *s, uint32_t seconds);
 int session_set_username(struct session *s, const char *name, size_t len);
 /* Writes the session row (expiry, will, ...) when the session is persistent. */
 void session_save(struct session *s);
+/* A fresh key in the store for a session or a shared group queue (groupq.c). */
+uint64_t session_new_sid(void);
 
 /* Start-up: rebuilding sessions from the store (store_restore's callbacks). */
 struct store_restore_ops;

@@ -14,6 +14,7 @@
 #include "timers.h"
 #include "clock.h"
 #include "conn.h"
+#include "groupq.h"
 #include "msg.h"
 #include "props.h"
 #include "router.h"
@@ -47,6 +48,8 @@ static void publish_u64(const char *topic, uint64_t v)
 	publish_str(topic, s);
 }
 
+static void publish_groups(void);
+
 void sys_topics_publish(void)
 {
 	const struct base_stats *st = &base.stats;
@@ -72,6 +75,61 @@ void sys_topics_publish(void)
 	publish_u64("$SYS/broker/bytes/sent", st->bytes_sent);
 	publish_u64("$SYS/broker/subscriptions/count", router_subscription_count());
 	publish_u64("$SYS/broker/retained messages/count", router_retained_count());
+	publish_groups();
+}
+
+/* --- shared groups ---------------------------------------------------------- */
+
+struct group_sums {
+	const char *name; /* NULL: every group */
+	size_t name_len;
+	uint64_t queued, members, delivered;
+	const struct groupq *first; /* the first queue of that name met */
+};
+
+static void add_group(struct groupq *g, void *arg)
+{
+	struct group_sums *a = arg;
+
+	if (a->name && (strlen(g->share) != a->name_len || memcmp(g->share, a->name, a->name_len)))
+		return;
+	if (!a->first)
+		a->first = g;
+	a->queued += groupq_queued(g);
+	a->members += router_group_members(g->share);
+	a->delivered += g->delivered;
+}
+
+/*
+ * $SYS/broker/groups/{group}/...: a group name may serve several filters
+ * (each its own group); their figures are added up under the name, which
+ * is published once, with its first queue.
+ */
+static void publish_group(struct groupq *g, void *arg)
+{
+	struct group_sums a = { g->share, strlen(g->share), 0, 0, 0, NULL };
+	char topic[300];
+
+	(void)arg;
+	groupq_each(add_group, &a);
+	if (a.first != g || a.name_len > 200)
+		return;
+	snprintf(topic, sizeof(topic), "$SYS/broker/groups/%s/queued", g->share);
+	publish_u64(topic, a.queued);
+	snprintf(topic, sizeof(topic), "$SYS/broker/groups/%s/members", g->share);
+	publish_u64(topic, a.members);
+	snprintf(topic, sizeof(topic), "$SYS/broker/groups/%s/delivered", g->share);
+	publish_u64(topic, a.delivered);
+}
+
+static void publish_groups(void)
+{
+	struct group_sums all = { NULL, 0, 0, 0, 0, NULL };
+
+	groupq_each(add_group, &all);
+	publish_u64("$SYS/broker/groups/count", router_group_count());
+	publish_u64("$SYS/broker/groups/queued", all.queued);
+	groupq_each(publish_group, NULL);
 }
 
 static void on_sys_timer(struct timer *t, void *arg)

@@ -10,6 +10,7 @@ endif
 tests_unit_test_conn_SOURCES = tests/unit/test_conn.c tests/unit/fake_transport.h
 tests_unit_test_conn_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_conn_LDADD = $(UNIT_LDADD)
-tests_unit_test_outq_SOURCES = tests/unit/test_outq.c tests/unit/fake_transport.h
+tests_unit_test_outq_SOURCES = tests/unit/test_outq.c tests/unit/fake_transport.h \
+	tests/unit/store_wait.h
 tests_unit_test_outq_CFLAGS = $(UNIT_CFLAGS)
 tests_unit_test_outq_LDADD = $(UNIT_LDADD)

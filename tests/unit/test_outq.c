@@ -1,7 +1,8 @@
 /*
  * test_outq.c - sessions and their outgoing queues (src/session.c,
- * src/outq.c) with persistence off, between a fake connection below and a
- * fake layer above.
+ * src/outq.c), between a fake connection below and a fake layer above;
+ * persistence off, but for the durable queues at the end, which run over a
+ * real store in a temporary directory.
  *
  * Below: each client is a real struct conn (conn_new) over a fake transport
  * that only counts calls, put in the state the protocol layer leaves it in
@@ -23,8 +24,9 @@
  * would when the time passes, without a test that sleeps.
  *
  * Leaks: every test ends with every session destroyed and every connection
- * closed, and checks that no message is alive (msg_alive); the sanitizer
- * build checks the rest.
+ * closed (and the store written out and closed, whose pending operations
+ * hold messages), and checks that no message is alive (msg_alive); the
+ * sanitizer build checks the rest.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,7 +35,9 @@
 #include <cmocka.h>
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "base.h"
 #include "clock.h"
@@ -52,6 +56,7 @@
 /* --- the fake transport and the protocol layer's closed handler -------------------- */
 
 #include "fake_transport.h"
+#include "store_wait.h"
 
 static int no_packet(struct conn *c, const uint8_t *pkt, size_t len)
 {
@@ -232,8 +237,17 @@ static void ev_ending(struct session *s)
 	ev_add(EV_ENDING, s);
 }
 
+/* Shared group queues (groupq.c) are the router's business: not seen here. */
+static void ev_refilled(struct outq *q)
+{
+}
+
+static void ev_room(struct session *s)
+{
+}
+
 static const struct session_events events = {
-	{ ev_acked, ev_dropped, ev_orphaned },
+	{ ev_acked, ev_dropped, ev_orphaned, ev_refilled, ev_room },
 	ev_sub_added,
 	ev_sub_removed,
 	ev_detached,
@@ -399,14 +413,11 @@ static int deliver(struct client *cl, const char *payload, uint8_t qos, const ch
 	return rc;
 }
 
-static int setup(void **state)
+/* The layers above and below as a test starts; cfg is set. */
+static void start_layers(void)
 {
-	config_defaults(&cfg);
-	cfg.persistence = false;
 	base_init(&cfg);
 	log_set_level(LOG_ERR);
-	assert_int_equal(store_open(&cfg), 0); /* persistence off: every call a no-op */
-	assert_false(store_on());
 	conn_set_handler(&handler);
 	session_set_events(&events);
 	n_evs = 0;
@@ -414,6 +425,15 @@ static int setup(void **state)
 	tree_refuses = false;
 	n_clients = 0;
 	graceful_close = false;
+}
+
+static int setup(void **state)
+{
+	config_defaults(&cfg);
+	cfg.persistence = false;
+	start_layers();
+	assert_int_equal(store_open(&cfg), 0); /* persistence off: every call a no-op */
+	assert_false(store_on());
 	return 0;
 }
 
@@ -438,8 +458,8 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* Ends the test's sessions and connections and checks that no message is left. */
-static void no_leftovers(void)
+/* Ends the test's sessions and connections. */
+static void end_clients(void)
 {
 	size_t i;
 
@@ -450,6 +470,12 @@ static void no_leftovers(void)
 		clients[i].c = NULL;
 		clients[i].s = NULL;
 	}
+}
+
+/* Ends the test's sessions and connections and checks that no message is left. */
+static void no_leftovers(void)
+{
+	end_clients();
 	assert_int_equal(msg_alive(), 0);
 	assert_int_equal(n_tree, 0); /* every subscription left the tree */
 }
@@ -1086,9 +1112,273 @@ static void create_out_of_memory(void **state)
 	assert_true(made > 0);
 }
 
+/* --- durable queues: a QoS 2 PUBLISH waits for its prepared row --------------------- */
+
+/*
+ * Persistence on, a persistent session: its queue is durable, and a QoS 2
+ * delivery has its packet id and the "sent" state committed to the store
+ * before its PUBLISH goes out (prepare_qos2), so that after a crash it is
+ * resent under that id and never as a new message; this holds whatever
+ * stands before it in the queue. The store's writer thread commits, but
+ * the loop learns of a commit only through store_poll(), which only the
+ * tests call here: what may go out before a commit is decided, not raced.
+ */
+static char dir[64], path[96];
+
+static int setup_durable(void **state)
+{
+	snprintf(dir, sizeof(dir), "/tmp/sluice-test-outq-XXXXXX");
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/sluice.db", dir);
+	config_defaults(&cfg);
+	cfg.persistence = true;
+	cfg.persistence_file = path;
+	start_layers();
+	assert_int_equal(store_open(&cfg), 0);
+	assert_true(store_on());
+	assert_int_equal(store_start(NULL), 0); /* no wake-up: the tests poll */
+	outq_start(); /* the commit hook that lets fenced queues go on */
+	return 0;
+}
+
+static int teardown_durable(void **state)
+{
+	char cmd[128];
+	size_t i;
+
+	mem_fail_after(-1);
+	session_destroy_all();
+	for (i = 0; i < n_clients; i++) {
+		if (clients[i].c)
+			conn_on_closed(clients[i].c);
+		clients[i].c = NULL;
+	}
+	store_close(); /* writes what is left: the messages its operations hold go */
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	assert_int_equal(system(cmd), 0);
+	cfg.persistence_file = NULL; /* not the config's to free */
+	return teardown(state);
+}
+
+/*
+ * A persistent session as the broker makes one: CONNECT with an expiry,
+ * stored (which gives it its key), then the connection drops.
+ */
+static struct client *durable_client(const char *id)
+{
+	struct client *cl = client_online(id, 3600, 10);
+
+	session_save(cl->s); /* as proto_connect: before the CONNACK */
+	assert_true(cl->s->q.sid != 0);
+	assert_true(cl->s->q.durable);
+	client_disconnect(cl, false);
+	assert_non_null(cl->s);
+	return cl;
+}
+
+/*
+ * A message published and routed to cl, as proto_publish does it: at QoS 2
+ * it carries the fence of the batch recording it. Returns that fence (0 for
+ * QoS 0/1).
+ */
+static uint64_t publish(struct client *cl, const char *payload, uint8_t qos)
+{
+	struct msg *m = make_msg(payload, qos);
+	uint64_t fence = 0;
+
+	if (qos == 2)
+		fence = m->fence = store_fence();
+	assert_int_equal(outq_deliver(&cl->s->q, m, qos, false, NULL, 0, NULL), OUTQ_DELIVERED);
+	msg_unref(m);
+	return fence;
+}
+
+/* A delivery row as the store holds it, read back with store_load_deliveries(). */
+struct row {
+	bool loaded;
+	int status;
+	size_t n;
+	uint64_t seq;
+	uint8_t qos, state;
+	uint16_t packet_id;
+};
+
+static void on_row(void *arg, int status, const struct store_delivery_row *rows, size_t n)
+{
+	struct row *r = arg;
+
+	r->loaded = true;
+	r->status = status;
+	r->n = n;
+	if (n) {
+		r->seq = rows[0].seq;
+		r->qos = rows[0].qos;
+		r->state = rows[0].state;
+		r->packet_id = rows[0].packet_id;
+	}
+}
+
+/* The store holds the row of the delivery at seq as: QoS 2, sent, with packet id `id`. */
+static void assert_stored_as_sent(const struct outq *q, uint64_t seq, uint16_t id)
+{
+	struct row r = { 0 };
+
+	store_load_deliveries(q->sid, seq, 1, on_row, &r);
+	WAIT_FOR(r.loaded);
+	assert_int_equal(r.status, 0);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.seq, seq);
+	assert_int_equal(r.qos, 2);
+	assert_int_equal(r.state, OUT_PUBLISHED);
+	assert_int_equal(r.packet_id, id);
+}
+
+/* The queue's head is a QoS 2 entry prepared and waiting for the commit of its row. */
+static struct out_entry *prepared_head(const struct outq *q)
+{
+	struct out_entry *e = q->queue.head;
+
+	assert_non_null(e);
+	assert_int_equal(e->qos, 2);
+	assert_true(e->prepared);
+	assert_false(e->sent_once);
+	assert_true(e->packet_id != 0);
+	assert_true(store_fenced(e->fence));
+	assert_true(q->fence_wait);
+	return e;
+}
+
+/* Ends the sessions, writes out the store (its operations hold messages), checks what is left. */
+static void durable_leftovers(void)
+{
+	end_clients();
+	store_close();
+	assert_int_equal(msg_alive(), 0);
+	assert_int_equal(n_tree, 0);
+}
+
+/*
+ * Offline, a QoS 1 then a QoS 2 message. Back online, the QoS 1 PUBLISH
+ * goes out at once; the QoS 2 one, though it does not head the queue, only
+ * once the batch with its prepared row (its id, "sent") has committed, and
+ * with that id.
+ */
+static void durable_qos2_behind_qos1_waits_for_its_row(void **state)
+{
+	struct client *cl = durable_client("c1");
+	struct outq *q = &cl->s->q;
+	struct out_entry *e;
+	uint64_t fence, seq;
+	uint16_t id, id1;
+	struct rx *r;
+
+	publish(cl, "one", 1);
+	fence = publish(cl, "two", 2);
+	assert_int_equal(outq_queued(q), 2);
+	WAIT_FOR(!store_fenced(fence)); /* published a while ago: it and its rows are on disk */
+
+	client_connect(cl, 10);
+	session_resume(cl->s);
+	r = got_one(cl); /* the QoS 1 one, alone */
+	assert_string_equal(r->payload, "one");
+	assert_int_equal(r->qos, 1);
+	id1 = r->packet_id;
+	e = prepared_head(q);
+	assert_true(e->packet_id != id1);
+	id = e->packet_id;
+	seq = e->seq;
+	fence = e->fence;
+	assert_int_equal(outq_inflight(q), 1);
+	outq_pump(q); /* no commit, no PUBLISH */
+	got_none(cl);
+
+	WAIT_FOR(!store_fenced(fence)); /* the commit hook pumps the queue */
+	r = got_one(cl);
+	assert_string_equal(r->payload, "two");
+	assert_int_equal(r->qos, 2);
+	assert_false(r->dup);
+	assert_int_equal(r->packet_id, id);
+	assert_false(store_pending()); /* nothing of it was left to write when it went */
+	assert_int_equal(outq_inflight(q), 2);
+	assert_int_equal(outq_queued(q), 0);
+	assert_stored_as_sent(q, seq, id);
+
+	assert_int_equal(outq_on_puback(q, id1, 0), 0);
+	assert_int_equal(outq_on_pubrec(q, id, 0), 0);
+	assert_int_equal(outq_on_pubcomp(q, id), 0);
+	assert_int_equal(count_ev(EV_ACKED), 2);
+	assert_int_equal(outq_inflight(q), 0);
+	durable_leftovers();
+}
+
+/*
+ * Two QoS 2 messages in quick succession to a live client: the second is
+ * published while the batch with the first is being written, so it lands
+ * in the batch that then takes the first's prepared row. When that batch
+ * commits the first goes out; the second, behind an entry that was
+ * prepared, must be prepared in turn and wait for its own row.
+ */
+static void durable_qos2_behind_prepared_qos2_waits_for_its_row(void **state)
+{
+	struct client *cl = durable_client("c1");
+	struct outq *q = &cl->s->q;
+	uint64_t fence1, fence2, seq1, seq2;
+	struct out_entry *e;
+	uint16_t id1, id2;
+	struct rx *r;
+
+	client_connect(cl, 10);
+	session_resume(cl->s);
+	fence1 = publish(cl, "first", 2);
+	store_kick(); /* the writer has that batch now; the next one stays open */
+	fence2 = publish(cl, "second", 2);
+	assert_true(fence2 > fence1);
+	got_none(cl); /* each waits for its message's commit */
+
+	WAIT_FOR(!store_fenced(fence1));
+	got_none(cl);
+	e = prepared_head(q);
+	assert_int_equal(e->fence, fence2); /* the batch that holds the second message */
+	assert_non_null(e->next);
+	assert_false(e->next->prepared); /* its message is not committed yet */
+	id1 = e->packet_id;
+	seq1 = e->seq;
+
+	WAIT_FOR(!store_fenced(fence2)); /* the first's row and the second's message */
+	r = got_one(cl); /* the first, alone */
+	assert_string_equal(r->payload, "first");
+	assert_int_equal(r->qos, 2);
+	assert_int_equal(r->packet_id, id1);
+	e = prepared_head(q);
+	assert_true(e->packet_id != id1);
+	id2 = e->packet_id;
+	seq2 = e->seq;
+	fence2 = e->fence;
+	outq_pump(q); /* no commit, no PUBLISH */
+	got_none(cl);
+
+	WAIT_FOR(!store_fenced(fence2));
+	r = got_one(cl);
+	assert_string_equal(r->payload, "second");
+	assert_int_equal(r->qos, 2);
+	assert_false(r->dup);
+	assert_int_equal(r->packet_id, id2);
+	assert_false(store_pending());
+	assert_stored_as_sent(q, seq1, id1);
+	assert_stored_as_sent(q, seq2, id2);
+
+	assert_int_equal(outq_on_pubrec(q, id1, 0), 0);
+	assert_int_equal(outq_on_pubcomp(q, id1), 0);
+	assert_int_equal(outq_on_pubrec(q, id2, 0), 0);
+	assert_int_equal(outq_on_pubcomp(q, id2), 0);
+	assert_int_equal(count_ev(EV_ACKED), 2);
+	durable_leftovers();
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+#define D(f) cmocka_unit_test_setup_teardown(f, setup_durable, teardown_durable)
 	const struct CMUnitTest tests[] = {
 		T(qos1_window_then_queue_in_order),
 		T(refusals_report_their_reason),
@@ -1106,7 +1396,10 @@ int main(void)
 		T(deliver_out_of_memory),
 		T(subscribe_out_of_memory),
 		T(create_out_of_memory),
+		D(durable_qos2_behind_qos1_waits_for_its_row),
+		D(durable_qos2_behind_prepared_qos2_waits_for_its_row),
 	};
 #undef T
+#undef D
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

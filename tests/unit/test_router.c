@@ -32,6 +32,7 @@
 #include "codec.h"
 #include "config.h"
 #include "conn.h"
+#include "groupq.h"
 #include "holds.h"
 #include "log.h"
 #include "mem.h"
@@ -60,6 +61,19 @@ static size_t n_clients;
 static struct config cfg;
 static size_t msgs_before; /* alive when the test began (a failed test may leave some) */
 
+/* A live connection for cl's session, as the protocol layer leaves it after CONNACK. */
+static void attach_conn(struct client *cl, uint16_t receive_max)
+{
+	cl->c = conn_new(&fake_ops, &cl->t, false, "test", 0);
+	assert_non_null(cl->c);
+	cl->c->state = CONN_ACTIVE;
+	cl->c->version = cl->s->version;
+	cl->c->client_receive_max = receive_max;
+	cl->c->session = cl->s;
+	cl->c->client_id = cl->s->client_id;
+	session_attach(cl->s, cl->c);
+}
+
 /* A connected client: a session attached to a live connection (CONNACK sent). */
 static struct client *client_new(const char *id, uint8_t version, uint16_t receive_max)
 {
@@ -70,14 +84,7 @@ static struct client *client_new(const char *id, uint8_t version, uint16_t recei
 	memset(cl, 0, sizeof(*cl));
 	cl->s = session_create(id, version);
 	assert_non_null(cl->s);
-	cl->c = conn_new(&fake_ops, &cl->t, false, "test", 0);
-	assert_non_null(cl->c);
-	cl->c->state = CONN_ACTIVE;
-	cl->c->version = version;
-	cl->c->client_receive_max = receive_max;
-	cl->c->session = cl->s;
-	cl->c->client_id = cl->s->client_id;
-	session_attach(cl->s, cl->c);
+	attach_conn(cl, receive_max);
 	return cl;
 }
 
@@ -477,7 +484,9 @@ static int teardown(void **state)
 		if (tps[i].taken)
 			tps[i].host->msg_unref(tps[i].taken);
 	plugin_unload_all();
+	groupq_stop();
 	session_destroy_all();
+	groupq_free_all();
 	router_free();
 	for (i = 0; i < n_clients; i++)
 		conn_on_closed(clients[i].c);
@@ -1561,6 +1570,200 @@ static void test_oom_counted_means_sent(void **state)
 	msg_unref(m);
 }
 
+/* --- shared groups' queues ---------------------------------------------------------- */
+
+#define G_KEY "g\0w/+" /* the share key of $share/g/w/+ */
+
+/* The client's connection goes (the session stays: it has an expiry). */
+static void client_offline(struct client *cl)
+{
+	session_set_expiry(cl->s, 3600);
+	conn_part_session(cl->c);
+	session_detach(cl->s, false);
+}
+
+/* A new connection for the session, as after CONNACK: the window is resent, then room. */
+static void client_back(struct client *cl, uint16_t receive_max)
+{
+	conn_on_closed(cl->c); /* the old transport's end (no handler: nothing else) */
+	attach_conn(cl, receive_max);
+	session_resume(cl->s);
+}
+
+static uint64_t group_queued(void)
+{
+	const struct groupq *q = groupq_find(G_KEY);
+
+	return q ? groupq_queued(q) : 0;
+}
+
+/* The payloads cl received since the last look, acknowledged (QoS 1), joined by ','. */
+static void got(struct client *cl, char *out, size_t n)
+{
+	static struct rx rx[MAX_RX];
+	size_t k = drain(cl, rx, MAX_RX), i, len = 0;
+
+	out[0] = '\0';
+	for (i = 0; i < k; i++) {
+		len += (size_t)snprintf(out + len, n - len, "%s%s", i ? "," : "", rx[i].payload);
+		if (rx[i].qos == 1)
+			assert_int_equal(outq_on_puback(&cl->s->q, rx[i].packet_id, 0), 0);
+	}
+}
+
+/* Like got(), without acknowledging: the window stays full. */
+static void got_unacked(struct client *cl, char *out, size_t n, struct rx *rx, size_t *k)
+{
+	size_t i, len = 0;
+
+	*k = drain(cl, rx, MAX_RX);
+	out[0] = '\0';
+	for (i = 0; i < *k; i++)
+		len += (size_t)snprintf(out + len, n - len, "%s%s", i ? "," : "", rx[i].payload);
+}
+
+/* Messages from..to-1 on w/x, each reaching `reach` sessions or queues. */
+static void publish_n(int from, int to, uint8_t qos, int reach)
+{
+	char payload[8];
+
+	for (int i = from; i < to; i++) {
+		snprintf(payload, sizeof(payload), "%d", i);
+		assert_int_equal(publish("w/x", payload, qos, false, "P"), reach);
+	}
+}
+
+/* No member has room: messages wait in the group's queue, not in a member's. */
+static void test_group_queue_waits_for_room(void **state)
+{
+	struct client *a, *b;
+	static struct rx rx[MAX_RX];
+	char s[128];
+	size_t k;
+
+	(void)state;
+	a = client_new("a", MQTT_V5, 1);
+	b = client_new("b", MQTT_V5, 1);
+	sub(a, "$share/g/w/+", 1, 0);
+	sub(b, "$share/g/w/+", 1, 0);
+	publish_n(0, 5, 1, 1);
+	got_unacked(a, s, sizeof(s), rx, &k);
+	assert_string_equal(s, "0");
+	assert_int_equal(received(b), 1);
+	assert_int_equal(group_queued(), 3);
+	assert_int_equal(outq_queued(&a->s->q) + outq_queued(&b->s->q), 0);
+	/* a acknowledges: it takes the oldest waiting, and again */
+	assert_int_equal(outq_on_puback(&a->s->q, rx[0].packet_id, 0), 0);
+	got(a, s, sizeof(s));
+	assert_string_equal(s, "2");
+	got(a, s, sizeof(s));
+	assert_string_equal(s, "3");
+	got(a, s, sizeof(s));
+	assert_string_equal(s, "4");
+	assert_int_equal(group_queued(), 0);
+	got(a, s, sizeof(s));
+	assert_string_equal(s, "");
+	/* QoS 0 is never queued for a group: it goes to a member at once */
+	publish_n(5, 6, 0, 1);
+	assert_int_equal(group_queued(), 0);
+	assert_int_equal(received(a) + received(b), 1);
+}
+
+/* Every member offline: the queue waits; the first back takes all, in order. */
+static void test_group_queue_offline_members(void **state)
+{
+	struct client *a, *b;
+	char s[128];
+
+	(void)state;
+	a = client_new("a", MQTT_V311, 10);
+	b = client_new("b", MQTT_V5, 10);
+	sub(a, "$share/g/w/+", 1, 0);
+	sub(b, "$share/g/w/+", 1, 0);
+	client_offline(a);
+	client_offline(b);
+	publish_n(0, 6, 1, 1);
+	assert_int_equal(group_queued(), 6);
+	assert_int_equal(outq_queued(&a->s->q) + outq_queued(&b->s->q), 0);
+	client_back(b, 4);
+	got(b, s, sizeof(s));
+	assert_string_equal(s, "0,1,2,3");
+	got(b, s, sizeof(s));
+	assert_string_equal(s, "4,5");
+	assert_int_equal(group_queued(), 0);
+	assert_int_equal(received(a), 0);
+}
+
+/* An ending member's unacknowledged deliveries go back to the head, in order. */
+static void test_group_queue_hand_back(void **state)
+{
+	struct client *a, *b;
+	static struct rx rx[MAX_RX];
+	char s[128];
+	size_t k;
+
+	(void)state;
+	a = client_new("a", MQTT_V5, 10);
+	b = client_new("b", MQTT_V5, 1);
+	sub(b, "$share/g/w/+", 1, 0);
+	publish_n(0, 1, 1, 1); /* b's window is full */
+	sub(a, "$share/g/w/+", 1, 0);
+	publish_n(1, 4, 1, 1);
+	got_unacked(a, s, sizeof(s), rx, &k);
+	assert_string_equal(s, "1,2,3");
+	publish_n(4, 5, 1, 1); /* a has room: it goes to a */
+	assert_int_equal(received(a), 1);
+	client_end(a); /* 1, 2, 3, 4 unacknowledged: back to the group's queue */
+	assert_int_equal(group_queued(), 4);
+	publish_n(5, 6, 1, 1);
+	got_unacked(b, s, sizeof(s), rx, &k);
+	assert_string_equal(s, "0");
+	assert_int_equal(outq_on_puback(&b->s->q, rx[0].packet_id, 0), 0);
+	got(b, s, sizeof(s));
+	assert_string_equal(s, "1");
+	got(b, s, sizeof(s));
+	assert_string_equal(s, "2");
+	got(b, s, sizeof(s));
+	assert_string_equal(s, "3");
+	got(b, s, sizeof(s));
+	assert_string_equal(s, "4");
+	got(b, s, sizeof(s));
+	assert_string_equal(s, "5");
+	assert_int_equal(group_queued(), 0);
+}
+
+/* A full group queue refuses (the publisher hears quota); the last member's end ends it. */
+static void test_group_queue_full_and_end(void **state)
+{
+	struct client *a, *plain;
+	struct route_result r;
+	struct msg *m;
+	uint64_t dropped;
+
+	(void)state;
+	cfg.max_group_queued_messages = 2;
+	a = client_new("a", MQTT_V5, 1);
+	plain = client_new("plain", MQTT_V5, 10);
+	sub(a, "$share/g/w/+", 1, 0);
+	sub(plain, "w/+", 1, 0);
+	publish_n(0, 3, 1, 2); /* one in flight, two waiting; and the plain one */
+	assert_int_equal(group_queued(), 2);
+	m = new_msg("w/x", "full", 1, false, "P");
+	assert_int_equal(router_route(m, &r), 1); /* the plain subscriber */
+	msg_unref(m);
+	assert_int_equal(r.quota, 1);
+	assert_int_equal(group_queued(), 2);
+	assert_int_equal(received(plain), 4);
+	assert_int_equal(router_group_count(), 1);
+	assert_int_equal(router_group_members(G_KEY), 1);
+	dropped = base.stats.pub_dropped;
+	client_end(a);
+	assert_null(groupq_find(G_KEY));
+	assert_int_equal(router_group_count(), 0);
+	assert_true(base.stats.pub_dropped >= dropped + 2);
+	cfg.max_group_queued_messages = CONFIG_UNSET;
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -1587,6 +1790,10 @@ int main(void)
 		T(test_nested_same_message),
 		T(test_oom_routing),
 		T(test_oom_counted_means_sent),
+		T(test_group_queue_waits_for_room),
+		T(test_group_queue_offline_members),
+		T(test_group_queue_hand_back),
+		T(test_group_queue_full_and_end),
 	};
 #undef T
 

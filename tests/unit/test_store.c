@@ -25,6 +25,7 @@
 #include "mem.h"
 #include "msg.h"
 #include "store.h"
+#include "store_wait.h"
 
 static char dir[256], path[300];
 static struct config cfg;
@@ -49,18 +50,6 @@ static int teardown(void **state)
 	cfg.persistence_file = NULL; /* not ours to free */
 	return 0;
 }
-
-/* Polls the store until cond holds (callbacks arrive on store_poll). */
-#define WAIT_FOR(cond)                                                          \
-	do {                                                                    \
-		int spins_ = 0;                                                 \
-		while (!(cond) && spins_++ < 4000) {                            \
-			store_kick();                                           \
-			store_poll();                                           \
-			nanosleep(&(struct timespec){ 0, 500000 }, NULL);       \
-		}                                                               \
-		assert_true(cond);                                              \
-	} while (0)
 
 static int calls[8], statuses[8], n_calls;
 
@@ -151,8 +140,7 @@ static int r_retained(struct msg *m, void *arg)
 	return 0;
 }
 
-static int r_kv(const char *plugin, const void *k, size_t kl, const void *v, size_t vl,
-		void *arg)
+static int r_kv(const char *plugin, const void *k, size_t kl, const void *v, size_t vl, void *arg)
 {
 	struct seen *s = arg;
 
@@ -163,8 +151,8 @@ static int r_kv(const char *plugin, const void *k, size_t kl, const void *v, siz
 
 static void restore_into(struct seen *s, uint32_t in_memory)
 {
-	struct store_restore_ops ops = { r_session, r_sub, r_delivery, r_on_disk, r_rx,
-					 r_retained, r_kv, s, in_memory };
+	struct store_restore_ops ops = { r_session,  r_sub, r_delivery, r_on_disk, r_rx,
+					 r_retained, r_kv,  s,		in_memory };
 	uint64_t hb;
 
 	memset(s, 0, sizeof(*s));
@@ -632,8 +620,8 @@ static int queue_op(enum oom_kind kind, int n, struct msg *m, struct msg *will)
 
 static void each_write_lost_to_oom_fails_its_unit(void **state)
 {
-	struct store_restore_ops ops = { m_session, m_sub, m_delivery, m_none, m_rx,
-					 r_retained, m_kv, NULL, 1000 };
+	struct store_restore_ops ops = { m_session,  m_sub, m_delivery, m_none, m_rx,
+					 r_retained, m_kv,  NULL,	1000 };
 	struct msg *m = make_msg("a/b", "payload", 1), *will = make_msg("will/x", "bye", 1);
 	int kind, n, lost[OOM_KINDS] = { 0 }, kept[OOM_KINDS] = { 0 };
 	int rcs[OOM_UNITS];
@@ -687,8 +675,8 @@ static void each_write_lost_to_oom_fails_its_unit(void **state)
 		assert_int_equal(clean_status[n], 0);
 	for (kind = 0; kind < OOM_KINDS; kind++) {
 		if (!lost[kind] || !kept[kind])
-			fail_msg("kind %d: %d lost, %d kept: the steps missed its allocations", kind,
-				 lost[kind], kept[kind]);
+			fail_msg("kind %d: %d lost, %d kept: the steps missed its allocations",
+				 kind, lost[kind], kept[kind]);
 	}
 	msg_unref(m);
 	msg_unref(will);
@@ -841,9 +829,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(write_lost_to_oom_fails_its_unit, setup, teardown),
 		cmocka_unit_test_setup_teardown(each_write_lost_to_oom_fails_its_unit, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(lost_write_with_nothing_pending_still_reports, setup,
+		cmocka_unit_test_setup_teardown(lost_write_with_nothing_pending_still_reports,
+						setup, teardown),
+		cmocka_unit_test_setup_teardown(cold_values_are_stored_not_restored, setup,
 						teardown),
-		cmocka_unit_test_setup_teardown(cold_values_are_stored_not_restored, setup, teardown),
 		cmocka_unit_test_setup_teardown(cold_range_delete, setup, teardown),
 		cmocka_unit_test_setup_teardown(version_1_database_is_migrated, setup, teardown),
 	};

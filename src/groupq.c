@@ -1,0 +1,318 @@
+/*
+ * groupq.c - the shared groups' queues of groupq.h in one chained hash
+ * table keyed by share key. Loop thread only.
+ *
+ * Invariants: every queue is in the table once, in the bucket of
+ * hash(share key); `size` is a power of two (or 0 before the first queue)
+ * and doubles when the queues outnumber the buckets. A queue's outq has no
+ * connection and q.group set, so outq.c only ever queues into it, applies
+ * the group limits and reads its disk tail back on demand. With
+ * persistence on, a queue has a sid from its first message on and its
+ * session row says so (client id GROUP_ROW_MARK + name, version 0); its
+ * entries are stored by outq.c as for any durable queue. The seqs of a
+ * queue start at GROUP_SEQ0 so that entries put back at the head (seq of
+ * the head - 1) stay above 0.
+ */
+#include "groupq.h"
+
+#include <string.h>
+
+#include "base.h"
+#include "log.h"
+#include "mem.h"
+#include "msg.h"
+#include "session.h"
+#include "store.h"
+#include "topic.h"
+
+#define GROUP_ROW_MARK '\xff' /* never the first byte of UTF-8 text */
+#define GROUP_SEQ0 (UINT64_C(1) << 40)
+
+static struct groupq **table;
+static size_t size, count;
+static bool stopping; /* the broker is shutting down: queues stay as stored */
+
+static size_t hash_key(const char *key, size_t n)
+{
+	uint64_t h = UINT64_C(1469598103934665603);
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ (uint8_t)key[i]) * UINT64_C(1099511628211);
+	return (size_t)(h ^ h >> 31);
+}
+
+static struct groupq **bucket(const char *share, size_t n)
+{
+	return &table[hash_key(share, n) & (size - 1)];
+}
+
+static int grow(void)
+{
+	size_t n = size ? size * 2 : 64, i;
+	struct groupq **t = mem_calloc(n, sizeof(*t)), *g, *next;
+
+	if (!t)
+		return -1;
+	for (i = 0; i < size; i++)
+		for (g = table[i]; g; g = next) {
+			next = g->hnext;
+			g->hnext = t[hash_key(g->share, g->share_size) & (n - 1)];
+			t[hash_key(g->share, g->share_size) & (n - 1)] = g;
+		}
+	mem_free(table);
+	table = t;
+	size = n;
+	return 0;
+}
+
+struct groupq *groupq_find(const char *share)
+{
+	size_t n = topic_share_key_size(share);
+	struct groupq *g;
+
+	if (!size)
+		return NULL;
+	for (g = *bucket(share, n); g; g = g->hnext)
+		if (g->share_size == n && !memcmp(g->share, share, n))
+			return g;
+	return NULL;
+}
+
+/* "$share/group/filter" from the share key. */
+static char *name_of(const char *share)
+{
+	const char *filter = topic_share_key_filter(share);
+	size_t gl = strlen(share), fl = strlen(filter);
+	char *name = mem_alloc(7 + gl + 1 + fl + 1);
+
+	if (name) {
+		memcpy(name, "$share/", 7);
+		memcpy(name + 7, share, gl);
+		name[7 + gl] = '/';
+		memcpy(name + 8 + gl, filter, fl + 1);
+	}
+	return name;
+}
+
+/* Its session row: the marker byte, then its name. */
+static void save_row(struct groupq *g)
+{
+	struct store_session_row r;
+	size_t n = strlen(g->name);
+	char *id = mem_alloc(n + 2);
+
+	if (!id) {
+		log_err("shared group '%s': out of memory storing its queue", g->name);
+		return;
+	}
+	id[0] = GROUP_ROW_MARK;
+	memcpy(id + 1, g->name, n + 1);
+	memset(&r, 0, sizeof(r));
+	r.sid = g->sid;
+	r.client_id = id;
+	r.next_seq = g->q.next_seq;
+	store_session_put(&r);
+	mem_free(id);
+}
+
+static void sync_queue(struct groupq *g)
+{
+	g->q.sid = g->sid;
+	g->q.durable = g->sid != 0;
+}
+
+static struct groupq *make(const char *share, const char *name)
+{
+	size_t n = topic_share_key_size(share);
+	struct groupq *g;
+
+	if (count >= size && grow())
+		return NULL;
+	g = mem_alloc(sizeof(*g));
+	if (!g)
+		return NULL;
+	memset(g, 0, sizeof(*g));
+	g->share = mem_alloc(n);
+	g->name = name ? mem_strdup(name) : name_of(share);
+	if (!g->share || !g->name) {
+		mem_free(g->share);
+		mem_free(g->name);
+		mem_free(g);
+		return NULL;
+	}
+	memcpy(g->share, share, n);
+	g->share_size = n;
+	outq_init(&g->q, NULL, g->name);
+	g->q.group = true;
+	g->q.next_seq = GROUP_SEQ0;
+	g->hnext = *bucket(share, n);
+	*bucket(share, n) = g;
+	count++;
+	return g;
+}
+
+struct groupq *groupq_get(const char *share)
+{
+	struct groupq *g = groupq_find(share);
+
+	if (g || stopping)
+		return g;
+	g = make(share, NULL);
+	if (g && store_on()) {
+		g->sid = session_new_sid();
+		sync_queue(g);
+		save_row(g);
+	}
+	return g;
+}
+
+static void unlink_queue(struct groupq *g)
+{
+	struct groupq **pp = bucket(g->share, g->share_size);
+
+	while (*pp != g)
+		pp = &(*pp)->hnext;
+	*pp = g->hnext;
+	count--;
+}
+
+static void free_queue(struct groupq *g)
+{
+	outq_free(&g->q);
+	mem_free(g->share);
+	mem_free(g->name);
+	mem_free(g);
+}
+
+void groupq_end(struct groupq *g)
+{
+	uint64_t n = groupq_queued(g);
+
+	if (stopping) {
+		unlink_queue(g);
+		free_queue(g);
+		return;
+	}
+	if (n)
+		log_notice("shared group '%s' ended with its last member: %llu queued message(s) "
+			   "dropped",
+			   g->name, (unsigned long long)n);
+	base.stats.pub_dropped += n;
+	if (g->sid)
+		store_session_del(g->sid); /* its deliveries go with it */
+	unlink_queue(g);
+	free_queue(g);
+}
+
+int groupq_push(struct groupq *g, struct msg *m, uint8_t qos)
+{
+	return outq_deliver(&g->q, m, qos, false, NULL, 0, g->share);
+}
+
+int groupq_push_front(struct groupq *g, struct msg *m, uint8_t qos)
+{
+	return outq_push_front(&g->q, m, qos, g->share);
+}
+
+struct msg *groupq_take(struct groupq *g, uint8_t *qos)
+{
+	return outq_take(&g->q, qos);
+}
+
+uint64_t groupq_queued(const struct groupq *g)
+{
+	return outq_queued(&g->q);
+}
+
+void groupq_each(void (*fn)(struct groupq *g, void *arg), void *arg)
+{
+	struct groupq *g;
+
+	for (size_t i = 0; i < size; i++)
+		for (g = table[i]; g; g = g->hnext)
+			fn(g, arg);
+}
+
+size_t groupq_count(void)
+{
+	return count;
+}
+
+void groupq_stop(void)
+{
+	stopping = true;
+}
+
+bool groupq_stopping(void)
+{
+	return stopping;
+}
+
+void groupq_free_all(void)
+{
+	struct groupq *g, *next;
+
+	for (size_t i = 0; i < size; i++)
+		for (g = table[i]; g; g = next) {
+			next = g->hnext;
+			free_queue(g);
+		}
+	mem_free(table);
+	table = NULL;
+	size = count = 0;
+	stopping = false;
+}
+
+/* --- start-up ------------------------------------------------------------- */
+
+bool groupq_is_row(const char *client_id)
+{
+	return client_id[0] == GROUP_ROW_MARK;
+}
+
+/* The share key of "$share/group/filter" into b. */
+static int key_of(const char *name, struct buf *b)
+{
+	const char *g, *f;
+	size_t gl, fl;
+
+	if (!topic_share_split(name, strlen(name), &g, &gl, &f, &fl))
+		return -1;
+	return topic_share_key_put(b, g, gl, f, fl);
+}
+
+int groupq_restore(uint64_t sid, const char *client_id, uint64_t next_seq)
+{
+	const char *name = client_id + 1;
+	struct groupq *g;
+	struct buf key;
+
+	buf_init(&key);
+	if (key_of(name, &key)) {
+		buf_free(&key);
+		log_warn("store: a shared group queue named '%s' is not one; ignored", name);
+		return 0;
+	}
+	g = groupq_find((const char *)key.data);
+	if (!g)
+		g = make((const char *)key.data, name);
+	buf_free(&key);
+	if (!g)
+		return -1;
+	g->sid = sid;
+	sync_queue(g);
+	if (next_seq > g->q.next_seq)
+		g->q.next_seq = next_seq;
+	return 0;
+}
+
+struct groupq *groupq_by_sid(uint64_t sid)
+{
+	struct groupq *g;
+
+	for (size_t i = 0; i < size; i++)
+		for (g = table[i]; g; g = g->hnext)
+			if (g->sid == sid)
+				return g;
+	return NULL;
+}
