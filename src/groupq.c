@@ -9,9 +9,14 @@
  * the group limits and reads its disk tail back on demand. With
  * persistence on, a queue has a sid from its first message on and its
  * session row says so (client id GROUP_ROW_MARK + name, version 0); its
- * entries are stored by outq.c as for any durable queue. The seqs of a
- * queue start at GROUP_SEQ0 so that entries put back at the head (seq of
- * the head - 1) stay above 0.
+ * entries are stored by outq.c as for any durable queue.
+ *
+ * Seqs, which order a queue's rows when it is read back: copies lent to
+ * members whose sessions are not stored (groupq_lend) count up from
+ * LEND_SEQ0, queued entries from GROUP_SEQ0 = 2 * LEND_SEQ0, and entries
+ * put back at the head take the seq below the head's; so after a crash
+ * what was out with such members comes back first, in the order it went,
+ * then what was handed back, then what waited.
  */
 #include "groupq.h"
 
@@ -26,7 +31,9 @@
 #include "topic.h"
 
 #define GROUP_ROW_MARK '\xff' /* never the first byte of UTF-8 text */
+#define LEND_SEQ0 (UINT64_C(1) << 39)
 #define GROUP_SEQ0 (UINT64_C(1) << 40)
+#define FRONT_MIN (GROUP_SEQ0 - (UINT64_C(1) << 30)) /* below: lent copies */
 
 static struct groupq **table;
 static size_t size, count;
@@ -145,6 +152,7 @@ static struct groupq *make(const char *share, const char *name)
 	outq_init(&g->q, NULL, g->name);
 	g->q.group = true;
 	g->q.next_seq = GROUP_SEQ0;
+	g->lend_seq = LEND_SEQ0;
 	g->hnext = *bucket(share, n);
 	*bucket(share, n) = g;
 	count++;
@@ -222,6 +230,26 @@ struct msg *groupq_take(struct groupq *g, uint8_t *qos)
 uint64_t groupq_queued(const struct groupq *g)
 {
 	return outq_queued(&g->q);
+}
+
+uint64_t groupq_lend(struct groupq *g, struct msg *m, uint8_t qos)
+{
+	struct store_delivery_row r;
+
+	if (!g->sid)
+		return 0;
+	memset(&r, 0, sizeof(r));
+	r.seq = g->lend_seq++;
+	r.msg = m;
+	r.qos = qos;
+	r.share = g->share;
+	store_delivery_put(g->sid, &r);
+	return r.seq;
+}
+
+void groupq_unlend(struct groupq *g, uint64_t seq, struct msg *m)
+{
+	store_delivery_del(g->sid, seq, m->id);
 }
 
 void groupq_each(void (*fn)(struct groupq *g, void *arg), void *arg)
@@ -315,4 +343,10 @@ struct groupq *groupq_by_sid(uint64_t sid)
 			if (g->sid == sid)
 				return g;
 	return NULL;
+}
+
+void groupq_restored_row(struct groupq *g, uint64_t seq)
+{
+	if (seq >= LEND_SEQ0 && seq < FRONT_MIN && seq >= g->lend_seq)
+		g->lend_seq = seq + 1;
 }

@@ -31,6 +31,7 @@ struct groupq {
 	size_t share_size;
 	char *name; /* "$share/group/filter", for logs and $SYS */
 	uint64_t sid; /* its key in the store; 0 when not stored */
+	uint64_t lend_seq; /* the seq of the next stored copy lent out (groupq_lend) */
 	uint64_t delivered; /* messages handed to members since start */
 	struct outq q;
 };
@@ -48,6 +49,14 @@ int groupq_push_front(struct groupq *g, struct msg *m, uint8_t qos);
 /* The oldest waiting message (a reference for the caller) and its QoS, or NULL. */
 struct msg *groupq_take(struct groupq *g, uint8_t *qos);
 uint64_t groupq_queued(const struct groupq *g);
+/*
+ * A member whose session is not stored gets m: the group keeps a stored
+ * copy (not in its queue in memory) until that delivery ends (outq
+ * deletes it), so that after a crash the message is the group's again,
+ * ahead of what waits. Returns the copy's seq, or 0 (persistence off).
+ */
+uint64_t groupq_lend(struct groupq *g, struct msg *m, uint8_t qos);
+void groupq_unlend(struct groupq *g, uint64_t seq, struct msg *m);
 
 /* Every queue, for $SYS (fn may not end queues). */
 void groupq_each(void (*fn)(struct groupq *g, void *arg), void *arg);
@@ -65,5 +74,7 @@ bool groupq_is_row(const char *client_id);
 int groupq_restore(uint64_t sid, const char *client_id, uint64_t next_seq);
 /* The restored queue of sid, or NULL (while the restore runs). */
 struct groupq *groupq_by_sid(uint64_t sid);
+/* A row of it was read back (with seq): lent copies are handed out after it. */
+void groupq_restored_row(struct groupq *g, uint64_t seq);
 
 #endif

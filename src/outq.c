@@ -127,6 +127,8 @@ static void list_remove(struct out_list *l, struct out_entry *e)
 
 static void entry_free(struct out_entry *e)
 {
+	if (e->lent_sid) /* the delivery is over: its group's copy goes */
+		store_delivery_del(e->lent_sid, e->lent_seq, e->msg->id);
 	msg_unref(e->msg);
 	mem_free(e->more_subids);
 	mem_free(e->share);
@@ -388,7 +390,7 @@ static int start_inflight(struct outq *q, struct out_entry *e)
  */
 static bool spill_to_disk(struct outq *q, struct out_entry *e)
 {
-	if (!q->sid || !q->durable)
+	if (!q->sid || !q->durable || e->lent_sid)
 		return false;
 	if (!q->disk_n && q->queue.n < base.cfg->max_queued_in_memory)
 		return false;
@@ -626,6 +628,13 @@ static int deliver_qos0(struct outq *q, struct msg *m, bool retain, const uint32
 int outq_deliver(struct outq *q, struct msg *m, uint8_t qos, bool retain, const uint32_t *subids,
 		 size_t n_subids, const char *share)
 {
+	return outq_deliver_lent(q, m, qos, retain, subids, n_subids, share, 0, 0);
+}
+
+int outq_deliver_lent(struct outq *q, struct msg *m, uint8_t qos, bool retain,
+		      const uint32_t *subids, size_t n_subids, const char *share, uint64_t lent_sid,
+		      uint64_t lent_seq)
+{
 	bool on = live(q);
 	struct out_entry *e;
 
@@ -647,6 +656,8 @@ int outq_deliver(struct outq *q, struct msg *m, uint8_t qos, bool retain, const 
 		return -1;
 	}
 	e->seq = q->next_seq++;
+	e->lent_sid = lent_sid;
+	e->lent_seq = lent_seq;
 	if (spill_to_disk(q, e))
 		return OUTQ_DELIVERED;
 	list_append(&q->queue, e);

@@ -54,6 +54,8 @@ struct out_entry {
 	uint32_t subid; /* the first subscription identifier */
 	uint32_t *more_subids; /* the rest, when n_subids > 1 */
 	char *share; /* "group\0filter" when delivered through a shared subscription */
+	/* A copy of it kept in its group's stored queue while it is out (groupq_lend), or 0s. */
+	uint64_t lent_sid, lent_seq;
 };
 
 struct out_list {
@@ -133,6 +135,15 @@ void outq_drop_all(struct outq *q);
 enum { OUTQ_DELIVERED = 0, OUTQ_DROPPED = 1, OUTQ_QUOTA = 2 };
 int outq_deliver(struct outq *q, struct msg *m, uint8_t qos, bool retain, const uint32_t *subids,
 		 size_t n_subids, const char *share);
+/*
+ * The same for a delivery whose group keeps a stored copy (lent_sid,
+ * lent_seq): the copy's row is deleted when the delivery ends, whatever
+ * the end. Not taken (anything but OUTQ_DELIVERED): the caller still owns
+ * the copy.
+ */
+int outq_deliver_lent(struct outq *q, struct msg *m, uint8_t qos, bool retain,
+		      const uint32_t *subids, size_t n_subids, const char *share, uint64_t lent_sid,
+		      uint64_t lent_seq);
 
 /* Acknowledgements from the client. Return 0, or -1 when the id is unknown. */
 int outq_on_puback(struct outq *q, uint16_t packet_id, uint8_t reason);

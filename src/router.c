@@ -80,6 +80,7 @@ static struct retain_tree *retained;
 static struct route_ctx ctxs[MAX_DEPTH];
 static int depth; /* routings in progress */
 static size_t groups_alive; /* shared groups with members */
+static struct buf room_key; /* on_room's share keys (kept: it runs at every acknowledgement) */
 /* Group queues to drain once a session's end is over (router_reroute_shared). */
 static struct groupq **to_drain;
 static size_t n_to_drain, cap_to_drain;
@@ -116,6 +117,7 @@ void router_free(void)
 	mem_free(to_drain);
 	to_drain = NULL;
 	groups_alive = 0;
+	buf_free(&room_key);
 	n_to_drain = cap_to_drain = 0;
 	if (tree)
 		topic_tree_free(tree);
@@ -136,6 +138,27 @@ void router_free(void)
 }
 
 /* --- one delivery ---------------------------------------------------------- */
+
+/*
+ * A group's message to a member whose session is not stored: the group
+ * keeps a stored copy while it is out (groupq_lend), so a crash gives it
+ * back to the group rather than losing it with the session.
+ */
+static int deliver_now(struct session *s, struct msg *m, uint8_t qos, bool retain,
+		       const uint32_t *subids, size_t n_subids, const char *share)
+{
+	struct groupq *q = NULL;
+	uint64_t lent = 0;
+	int rc;
+
+	if (share && qos && !s->q.durable && store_on() && (q = groupq_get(share)))
+		lent = groupq_lend(q, m, qos);
+	rc = outq_deliver_lent(&s->q, m, qos, retain, subids, n_subids, share, lent ? q->sid : 0,
+			       lent);
+	if (lent && rc != OUTQ_DELIVERED)
+		groupq_unlend(q, lent, m);
+	return rc;
+}
 
 /*
  * One delivery to s, after the DELIVER chain from plugin `from`. Returns
@@ -162,7 +185,7 @@ static int deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
 	default:
 		break;
 	}
-	return outq_deliver(&s->q, m, qos, retain, subids, n_subids, share);
+	return deliver_now(s, m, qos, retain, subids, n_subids, share);
 }
 
 /* --- shared groups --------------------------------------------------------- */
@@ -208,9 +231,10 @@ static void hold_for_group(struct sp_plugin *who, uint64_t id, struct msg *m, co
 
 	if (rc)
 		log_warn("plugin %s: group hold %llu refused (%s); message on '%s' not delivered "
-			 "to group '%s'",
+			 "to group '$share/%s/%s'",
 			 plugin_name(who), (unsigned long long)id,
-			 rc == -2 ? "id in use" : "out of memory", m->topic, share);
+			 rc == -2 ? "id in use" : "out of memory", m->topic, share,
+			 topic_share_key_filter(share));
 }
 
 /*
@@ -307,8 +331,9 @@ static int queue_for_group(const char *share, struct msg *m, uint8_t qos)
 	struct groupq *q = groupq_get(share);
 
 	if (!q) {
-		log_warn("message on '%s' for shared group '%s': out of memory making its queue",
-			 m->topic, share);
+		log_warn("message on '%s' for shared group '$share/%s/%s': out of memory making "
+			 "its queue",
+			 m->topic, share, topic_share_key_filter(share));
 		return -1;
 	}
 	return groupq_push(q, m, qos);
@@ -411,9 +436,9 @@ void router_reroute_shared(struct msg *m, uint8_t qos, const char *share,
 
 	(void)gone;
 	if (!group_of(share)) {
-		log_info("message on '%s' for shared group '%s': the group has no member left; "
-			 "dropped",
-			 m->topic, share);
+		log_info("message on '%s' for shared group '$share/%s/%s': the group has no member "
+			 "left; dropped",
+			 m->topic, share, topic_share_key_filter(share));
 		base.stats.pub_dropped++;
 		return;
 	}
@@ -421,9 +446,9 @@ void router_reroute_shared(struct msg *m, uint8_t qos, const char *share,
 	if (!q && groupq_stopping())
 		return; /* shutting down: the store keeps it */
 	if (!q || groupq_push_front(q, m, qos) != OUTQ_DELIVERED) {
-		log_warn("message on '%s' for shared group '%s': out of memory handing it back "
-			 "to the group; dropped",
-			 m->topic, share);
+		log_warn("message on '%s' for shared group '$share/%s/%s': out of memory handing "
+			 "it back to the group; dropped",
+			 m->topic, share, topic_share_key_filter(share));
 		return;
 	}
 	drain_later(q);
@@ -765,8 +790,7 @@ int router_release_hold(struct sp_plugin *owner, uint64_t id)
 	if (h->client_id) {
 		s = session_find(h->client_id);
 		if (s)
-			outq_deliver(&s->q, h->msg, h->qos, h->retain, h->subids, h->n_subids,
-				     h->share);
+			deliver_now(s, h->msg, h->qos, h->retain, h->subids, h->n_subids, h->share);
 	} else if ((g = group_of(h->share))) {
 		/* A group's copy is offered to the group again, CHOOSE included. */
 		deliver_to_group(g, h->share, h->msg, NULL, h->qos, 0);
@@ -916,34 +940,38 @@ static void on_sub_removed(struct session *s, const char *filter, size_t len)
 	buf_free(&b);
 }
 
+/* The queue of a shared subscription's group, when messages wait in it. */
+static struct groupq *waiting_queue(const char *filter, struct buf *b)
+{
+	const char *f, *g, *key;
+	size_t fl, gl;
+	struct groupq *q;
+
+	if (!topic_share_split(filter, strlen(filter), &g, &gl, &f, &fl) ||
+	    !(key = share_key(b, g, gl, f, fl)) || !(q = groupq_find(key)) || !groupq_queued(q))
+		return NULL;
+	return q;
+}
+
 /* s has room: it takes what waits in its groups' queues, one group after another. */
 static void on_room(struct session *s)
 {
 	const struct sub_rec *r;
-	const char *f, *g, *key;
-	size_t fl, gl;
 	bool took = true;
-	struct buf b;
 
 	if (!s->shared_subs || !groupq_count())
 		return;
-	buf_init(&b);
 	while (took && outq_ready(&s->q)) {
 		took = false;
 		for (r = s->subs; r && outq_ready(&s->q); r = r->next) {
 			const struct topic_sub *t;
 			struct topic_group *grp;
-			struct groupq *q;
+			struct groupq *q = waiting_queue(r->filter, &room_key);
 
-			if (!topic_share_split(r->filter, strlen(r->filter), &g, &gl, &f, &fl) ||
-			    !(key = share_key(&b, g, gl, f, fl)) || !(q = groupq_find(key)) ||
-			    !(grp = group_of(key)))
-				continue;
-			if ((t = member_of(grp, s)))
+			if (q && (grp = group_of(q->share)) && (t = member_of(grp, s)))
 				took |= hand_over(q, t);
 		}
 	}
-	buf_free(&b);
 }
 
 static void on_refilled(struct outq *oq)

@@ -524,6 +524,9 @@ static int restore_delivery(uint64_t sid, const struct store_delivery_row *r, vo
 {
 	struct outq *q = restored_queue(sid);
 
+	if (q && q->group)
+		groupq_restored_row(groupq_by_sid(sid), r->seq);
+
 	if (!q) {
 		msg_unref(r->msg);
 		return 0;
