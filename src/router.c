@@ -82,7 +82,7 @@ static int depth; /* routings in progress */
 static size_t groups_alive; /* shared groups with members */
 static struct buf room_key; /* on_room's share keys (kept: it runs at every acknowledgement) */
 /* Group queues to drain once a session's end is over (router_reroute_shared). */
-static struct groupq **to_drain;
+static char **to_drain; /* their share keys (a queue may end before its turn) */
 static size_t n_to_drain, cap_to_drain;
 
 static const struct session_events events;
@@ -114,6 +114,8 @@ void router_free(void)
 	size_t j;
 
 	session_set_events(NULL);
+	while (n_to_drain)
+		mem_free(to_drain[--n_to_drain]);
 	mem_free(to_drain);
 	to_drain = NULL;
 	groups_alive = 0;
@@ -407,26 +409,39 @@ static int deliver_to_group(struct topic_group *g, const char *share, struct msg
 static void drain_later(struct groupq *q)
 {
 	size_t i;
+	char *key;
 
 	for (i = 0; i < n_to_drain; i++)
-		if (to_drain[i] == q)
+		if (topic_share_key_size(to_drain[i]) == q->share_size &&
+		    !memcmp(to_drain[i], q->share, q->share_size))
 			return;
 	if (n_to_drain == cap_to_drain) {
 		size_t cap = cap_to_drain ? cap_to_drain * 2 : 8;
-		struct groupq **a = mem_realloc(to_drain, cap * sizeof(*a));
+		char **a = mem_realloc(to_drain, cap * sizeof(*a));
 
 		if (!a)
 			return; /* drained when a member next gets room */
 		to_drain = a;
 		cap_to_drain = cap;
 	}
-	to_drain[n_to_drain++] = q;
+	key = mem_alloc(q->share_size);
+	if (!key)
+		return;
+	memcpy(key, q->share, q->share_size);
+	to_drain[n_to_drain++] = key;
 }
 
 static void drain_pending(void)
 {
-	while (n_to_drain)
-		drain_group(to_drain[--n_to_drain]);
+	struct groupq *q;
+	char *key;
+
+	while (n_to_drain) {
+		key = to_drain[--n_to_drain];
+		if ((q = groupq_find(key)))
+			drain_group(q);
+		mem_free(key);
+	}
 }
 
 void router_reroute_shared(struct msg *m, uint8_t qos, const char *share,
