@@ -631,7 +631,10 @@ static int route_all(struct tx *tx, struct txn *t)
 
 	for (i = 0; i < n; i++) {
 		if (t->msgs[i]) {
-			m = tx->host->msg_rewrite(t->msgs[i], NULL, NULL, 0, true);
+			/* Its expiry counts from now: a copy, unless it has none. */
+			m = tx->host->msg_expiry(t->msgs[i])
+				    ? tx->host->msg_rewrite(t->msgs[i], NULL, NULL, 0, true)
+				    : tx->host->msg_ref(t->msgs[i]);
 			rc = m ? tx->host->route(tx->self, m) : -1;
 			if (m)
 				tx->host->msg_unref(m);
