@@ -44,7 +44,8 @@
  * (SP_EV_NACKED, sp_event.reason), the end of a session (SP_EV_SESSION_END),
  * CHOOSE answering "no member now" (SP_HOLD) or "not this group" (SP_SKIP),
  * sp_event.share_filter, and the host calls deliver, topic_match and
- * after_commit. Appended since: msg_add_user_props and subscribed.
+ * after_commit. Appended since: msg_add_user_props, subscribed and
+ * msg_with_retain.
  */
 #ifndef SLUICE_PLUGIN_H
 #define SLUICE_PLUGIN_H
@@ -304,6 +305,8 @@ struct sp_host {
 	 * session), -1 on bad arguments.
 	 */
 	int (*subscribed)(const char *client_id, const char *topic);
+	/* A copy of m with its retain flag set to retain, everything else kept; NULL when out of memory. */
+	struct sp_msg *(*msg_with_retain)(const struct sp_msg *m, bool retain);
 };
 
 /* Log levels for host->log. */

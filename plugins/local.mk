@@ -1,4 +1,5 @@
-# plugins/local.mk - the plugins (delayed topics, transactional topics; ordered to come).
+# plugins/local.mk - the plugins (delayed topics, transactional topics, consumer retry;
+# ordered to come).
 #
 # Included at the end of Makefile.am, after the definitions of check_PROGRAMS
 # (under HAVE_CMOCKA), UNIT_CFLAGS and AM_TESTS_ENVIRONMENT that it extends.
@@ -45,3 +46,22 @@ tests_unit_test_txnparse_LDADD = $(CMOCKA_LIBS)
 AM_TESTS_ENVIRONMENT += \
 	SLUICE_TXN_PLUGIN=$(abs_top_builddir)/plugins/txn/.libs/txn.so; \
 	export SLUICE_TXN_PLUGIN;
+
+pkglib_LTLIBRARIES += plugins/retry/retry.la
+plugins_retry_retry_la_SOURCES = plugins/retry/retry.c plugins/retry/retryparse.c \
+	plugins/retry/retryparse.h include/sluice_plugin.h
+plugins_retry_retry_la_CPPFLAGS = -I$(top_srcdir)/include
+plugins_retry_retry_la_LDFLAGS = -module -avoid-version -shared
+
+if HAVE_CMOCKA
+check_PROGRAMS += tests/unit/test_retryparse
+endif
+tests_unit_test_retryparse_SOURCES = tests/unit/test_retryparse.c \
+	plugins/retry/retryparse.c plugins/retry/retryparse.h
+tests_unit_test_retryparse_CPPFLAGS = -I$(top_srcdir)/plugins/retry
+tests_unit_test_retryparse_CFLAGS = $(UNIT_CFLAGS)
+tests_unit_test_retryparse_LDADD = $(CMOCKA_LIBS)
+
+AM_TESTS_ENVIRONMENT += \
+	SLUICE_RETRY_PLUGIN=$(abs_top_builddir)/plugins/retry/.libs/retry.so; \
+	export SLUICE_RETRY_PLUGIN;

@@ -274,6 +274,21 @@ out:
 	return (struct sp_msg *)out;
 }
 
+static struct sp_msg *host_msg_with_retain(const struct sp_msg *msg, bool retain)
+{
+	const struct msg *m = MSG(msg);
+	struct buf props;
+	struct msg_spec s;
+
+	if (!m)
+		return NULL;
+	props.data = (uint8_t *)m->props; /* borrowed: msg_new copies it */
+	props.len = m->props_len;
+	spec_of(m, &s, &props);
+	s.retain = retain;
+	return (struct sp_msg *)msg_new(&s);
+}
+
 static int host_msg_encode(const struct sp_msg *m, void **out, size_t *len)
 {
 	struct buf b;
@@ -645,6 +660,7 @@ static const struct sp_host host = {
 	.after_commit = host_after_commit,
 	.msg_add_user_props = host_msg_add_user_props,
 	.subscribed = host_subscribed,
+	.msg_with_retain = host_msg_with_retain,
 };
 
 const struct sp_host *plugin_host_table(void)

@@ -435,25 +435,39 @@ static struct sp_msg *host_msg_new(const struct sp_msg_spec *spec)
 	return msg_make(&p);
 }
 
-static struct sp_msg *host_msg_rewrite(const struct sp_msg *m, const char *topic,
-				       const char *const *drop_keys, size_t n_drop,
-				       bool restart_expiry)
+/* Everything m is made of, to build a copy from. */
+static struct parts parts_of(const struct sp_msg *m)
 {
 	struct parts p;
 
 	memset(&p, 0, sizeof(p));
-	p.topic = topic ? topic : m->topic;
-	p.topic_len = strlen(p.topic);
+	p.topic = m->topic;
+	p.topic_len = strlen(m->topic);
 	p.sender = m->sender;
 	p.payload = m->payload;
 	p.payload_len = m->payload_len;
 	p.qos = m->qos;
 	p.retain = m->retain;
 	p.expiry_s = m->expiry_s;
-	p.expiry_wall = restart_expiry && m->expiry_s ? expiry_from_now(m->expiry_s)
-						      : m->expiry_wall;
+	p.expiry_wall = m->expiry_wall;
 	p.pairs = m->pairs;
 	p.n_props = m->n_props;
+	return p;
+}
+
+static struct sp_msg *host_msg_rewrite(const struct sp_msg *m, const char *topic,
+				       const char *const *drop_keys, size_t n_drop,
+				       bool restart_expiry)
+{
+	struct parts p;
+
+	p = parts_of(m);
+	if (topic) {
+		p.topic = topic;
+		p.topic_len = strlen(topic);
+	}
+	if (restart_expiry && m->expiry_s)
+		p.expiry_wall = expiry_from_now(m->expiry_s);
 	p.drop = drop_keys;
 	p.n_drop = drop_keys ? n_drop : 0;
 	return msg_make(&p);
@@ -1488,21 +1502,23 @@ static struct sp_msg *host_msg_add_user_props(const struct sp_msg *m, const char
 		pairs[2 * (m->n_props + i)] = keys[i];
 		pairs[2 * (m->n_props + i) + 1] = vals[i];
 	}
-	memset(&p, 0, sizeof(p));
-	p.topic = m->topic;
-	p.topic_len = strlen(m->topic);
-	p.sender = m->sender;
-	p.payload = m->payload;
-	p.payload_len = m->payload_len;
-	p.qos = m->qos;
-	p.retain = m->retain;
-	p.expiry_s = m->expiry_s;
-	p.expiry_wall = m->expiry_wall;
+	p = parts_of(m);
 	p.pairs = pairs;
 	p.n_props = m->n_props + n;
 	out = msg_make(&p);
 	free(pairs);
 	return out;
+}
+
+static struct sp_msg *host_msg_with_retain(const struct sp_msg *m, bool retain)
+{
+	struct parts p;
+
+	if (!m)
+		return NULL;
+	p = parts_of(m);
+	p.retain = retain;
+	return msg_make(&p);
 }
 
 /* The sessions' subscriptions as the test set them: one (client, filter) pair each. */
@@ -1619,6 +1635,7 @@ static const struct sp_host host_template = {
 	.after_commit = host_after_commit,
 	.msg_add_user_props = host_msg_add_user_props,
 	.subscribed = host_subscribed,
+	.msg_with_retain = host_msg_with_retain,
 };
 
 static struct sp_host host_table;

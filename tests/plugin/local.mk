@@ -31,3 +31,14 @@ tests_plugin_test_txn_plugin_CPPFLAGS = -I$(top_srcdir)/include \
 	-I$(top_srcdir)/plugins/txn -I$(top_srcdir)/tests/plugin
 tests_plugin_test_txn_plugin_CFLAGS = $(UNIT_CFLAGS)
 tests_plugin_test_txn_plugin_LDADD = $(CMOCKA_LIBS)
+
+if HAVE_CMOCKA
+check_PROGRAMS += tests/plugin/test_retry_plugin
+endif
+tests_plugin_test_retry_plugin_SOURCES = tests/plugin/test_retry_plugin.c \
+	$(FAKE_HOST_SOURCES) plugins/retry/retry.c plugins/retry/retryparse.c \
+	plugins/retry/retryparse.h
+tests_plugin_test_retry_plugin_CPPFLAGS = -I$(top_srcdir)/include \
+	-I$(top_srcdir)/plugins/retry -I$(top_srcdir)/tests/plugin
+tests_plugin_test_retry_plugin_CFLAGS = $(UNIT_CFLAGS)
+tests_plugin_test_retry_plugin_LDADD = $(CMOCKA_LIBS)
