@@ -84,6 +84,7 @@ struct handoff {
 	struct handoff *next;
 	unsigned refs; /* the list, and every dead letter it claimed */
 	const char *client, *group, *filter; /* group NULL: plain; filter without $share/G/ */
+	bool route; /* start-up: routed to whoever subscribes to it already */
 	char strs[];
 };
 
@@ -815,8 +816,9 @@ static bool waiting_for(const struct rt *rt, const struct ent *e, const char *fi
 static void hand(struct rt *rt, struct ent *e)
 {
 	const struct handoff *h = e->claim;
-	int rc = rt->host->deliver(rt->self, e->msg, h->group ? NULL : h->client, h->group,
-				   h->group ? h->filter : NULL);
+	int rc = h->route ? rt->host->route(rt->self, e->msg) > 0
+			  : rt->host->deliver(rt->self, e->msg, h->group ? NULL : h->client,
+					      h->group, h->group ? h->filter : NULL);
 
 	if (rc != 1) {
 		rt->host->log(rt->self, SP_LOG_DEBUG,
@@ -987,6 +989,26 @@ static int load_row(const void *key, size_t klen, const void *val, size_t vlen, 
 	return 0;
 }
 
+/*
+ * Dead letters read back at start-up may have subscribers already (the
+ * restored persistent sessions): they are routed once, from a 0 ms timer,
+ * and those that reach nobody wait on for the next SUBSCRIBE.
+ */
+static void route_restored(struct rt *rt)
+{
+	struct handoff *h;
+
+	if (!rt->n_dead)
+		return;
+	h = handoff_new(rt, "", "$DLQ/#", "$DLQ/#");
+	if (!h)
+		return; /* they wait for the next subscriber */
+	h->route = true;
+	h->next = rt->handoffs;
+	rt->handoffs = h;
+	heal(rt);
+}
+
 static int on_start(const struct sp_event *ev, struct sp_result *res, void *udata)
 {
 	struct rt *rt = udata;
@@ -1004,6 +1026,7 @@ static int on_start(const struct sp_event *ev, struct sp_result *res, void *udat
 		      rt->pending, rt->pending == 1 ? "y" : "ies", rt->n_dead);
 	if (rt->sys_ms)
 		sys_stats(rt);
+	route_restored(rt);
 	pump(rt);
 	return 0;
 }

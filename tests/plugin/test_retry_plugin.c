@@ -419,6 +419,33 @@ static void test_dead_letter_waits_for_subscriber(void **state)
 	end();
 }
 
+/* After a restart, waiting dead letters are routed once: subscribers may exist already. */
+static void test_dead_letter_routed_after_restart(void **state)
+{
+	size_t before;
+
+	(void)state;
+	dead_letter_waiting("t/1", "one");
+	dead_letter_waiting("u/1", "two");
+	fake_route_returns(0); /* nobody yet: they wait on */
+	restart();
+	before = fake_routed_count();
+	fake_advance(0);
+	fake_run_pending();
+	assert_int_equal(fake_routed_count(), before + 2);
+	assert_int_equal(rows(RETRY_PFX_DEAD), 2);
+	fake_route_returns(1); /* a persistent session subscribes to $DLQ/# and is restored */
+	restart();
+	before = fake_routed_count();
+	fake_advance(0);
+	fake_run_pending();
+	assert_int_equal(fake_routed_count(), before + 2);
+	assert_string_equal(H->msg_topic(fake_routed(before)), "$DLQ/sub/t/1");
+	assert_int_equal(rows(RETRY_PFX_DEAD), 0);
+	assert_int_equal(fake_store_count(FAKE_COLD), 0);
+	end();
+}
+
 static void test_dead_letter_not_taken_keeps_waiting(void **state)
 {
 	(void)state;
@@ -847,6 +874,8 @@ int main(void)
 						teardown),
 		cmocka_unit_test_setup_teardown(test_dead_letter_plain, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_letter_waits_for_subscriber, setup,
+						teardown),
+		cmocka_unit_test_setup_teardown(test_dead_letter_routed_after_restart, setup,
 						teardown),
 		cmocka_unit_test_setup_teardown(test_dead_letter_not_taken_keeps_waiting, setup,
 						teardown),
