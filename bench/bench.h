@@ -8,7 +8,7 @@
  *
  *   bench_main.c   options, the hard time limit, the self-test, the report
  *   bench_scen.c   the scenarios (fan-in, fan-out, pairs, shared, connections,
- *                  backlog, delayed, txn, txn-open)
+ *                  backlog, backlog-group, delayed, txn, txn-open)
  *   bench_net.c    sockets, epoll, the MQTT client side of every flow
  *   bench_stats.c  latency histogram, loss/duplicate/order bookkeeping, /proc
  */
@@ -34,6 +34,10 @@
 /* txn: a transaction id is "{run}-p{publisher}-{seq}", seq in this many digits,
  * patched into the half and commit topics like the delay. */
 #define TXN_SEQ_DIGITS 10
+/* backlog-group: at most this many members; the slow one takes this many times as long
+ * per message as the fast ones (bench_net.c). */
+#define GROUP_MAX 64
+#define SLOW_FACTOR 10
 /* Latency histogram: log-linear, 32 sub-buckets per power of two (~3%). */
 #define HIST_BUCKETS 2048
 
@@ -65,6 +69,8 @@ struct opts {
 	/* txn */
 	uint32_t txn_size; /* messages per transaction (and per plain batch) */
 	bool txn_pipeline; /* the commit right behind the half messages, not after their acks */
+	/* backlog-group */
+	double slow_us; /* the slow member's time per message; 0 = SLOW_FACTOR x the fast ones' */
 };
 
 struct hist {
@@ -104,6 +110,7 @@ struct client {
 	struct buf out;
 	char id[64];
 	struct client *next_dirty;
+	struct held *held; /* backlog-group's slow member: acks it has not sent yet */
 };
 
 /*
@@ -165,6 +172,7 @@ struct sub {
 	uint32_t *last; /* last sequence seen per publisher of its sink */
 	uint64_t recv;
 	uint64_t order_err;
+	int64_t first_ns, last_ns; /* its first and latest arrival */
 };
 
 /* Counters of one traffic run; the loop updates them. */
@@ -203,6 +211,10 @@ struct run {
 	uint64_t unit_sum_ns;
 	int64_t last_unit_ns;
 	struct hist ack, commit_lat, unit_lat;
+	/* backlog-group: the slow member holds each ack for its processing time (bench_net.c) */
+	struct sub *slow; /* NULL = every subscriber acks at once */
+	int64_t slow_cost_ns; /* its fixed time per message; 0 = SLOW_FACTOR x the others' */
+	int64_t drain_t0; /* the members' (re)connect: the fast ones' rate is counted from it */
 };
 
 /* bench_net.c */
@@ -222,6 +234,8 @@ int net_loop(int (*done)(void *), void *arg, int64_t deadline);
 int pub_prepare(struct pub *p, const struct opts *o, uint16_t broker_rmax);
 uint16_t net_broker_rmax(void);
 int net_connect_many(struct client **cs, int n, int concurrency, int64_t deadline);
+/* backlog-group: acks the slow member holds (received, not yet acknowledged). */
+uint32_t net_held(const struct client *c);
 /* txn: p->tx set up (mode, size); ids are prefix + TXN_SEQ_DIGITS digits. After pub_prepare. */
 int txn_prepare(struct pub *p, const struct opts *o, const char *prefix);
 void txn_pub_free(struct pub *p);
@@ -233,6 +247,7 @@ uint64_t hist_pct(const struct hist *h, double pct);
 int seen_mark(struct seen *s, uint32_t seq); /* 1 new, 0 duplicate, -1 no memory */
 void seen_free(struct seen *s);
 long proc_rss_kb(pid_t pid);
+long proc_hwm_kb(pid_t pid); /* VmHWM: the peak RSS since the process started */
 /* CPU seconds (user + system) used by pid so far; -1 when unknown. */
 double proc_cpu_s(pid_t pid);
 
@@ -265,6 +280,13 @@ struct result {
 	bool txn_run, txn_open;
 	uint64_t odd_rc, uncommitted;
 	long rss0_kb;
+	/* backlog-group: in_rate is acknowledged with 0x00 per second, rss_kb the sampled peak */
+	bool group_run;
+	int members;
+	uint64_t acked_ok, member_recv[GROUP_MAX];
+	double member_rate[GROUP_MAX]; /* each member's first arrival to its last */
+	double fast_rate, slow_rate, pub_s, drain_s, drain_cpu;
+	long hwm_kb;
 };
 int scen_run(const struct opts *o, struct result *r);
 void scen_print(const struct opts *o, const struct result *r);

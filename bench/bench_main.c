@@ -12,7 +12,8 @@
  *
  * --selftest runs every traffic scenario and the backlog briefly at QoS 0,
  * 1 and 2 with MQTT 3.1.1 and 5.0 against a running broker and fails on any
- * error: a quick check of the broker's delivery guarantees under load. Then
+ * error: a quick check of the broker's delivery guarantees under load; and
+ * backlog-group at QoS 1 and 2 (a burst of 2000 into an offline group). Then
  * a short delayed run (QoS 1 v3.1.1, QoS 2 v5), skipped when the broker has no
  * delayed topics, and short txn runs (QoS 1: v3.1.1 one message per
  * transaction, v5 ten, v5 ten with the commit pipelined), skipped when it has
@@ -45,19 +46,21 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: sluice-bench [options]\n"
-		"  -s, --scenario NAME   fanin|fanout|pairs|shared|connections|backlog|delayed|\n"
-		"                        txn|txn-open\n"
+		"  -s, --scenario NAME   fanin|fanout|pairs|shared|connections|backlog|\n"
+		"                        backlog-group|delayed|txn|txn-open\n"
 		"  -H, --host ADDR       broker address, loopback only (127.0.0.1)\n"
 		"  -p, --port N          broker port (1883)\n"
 		"  -V, --protocol V      4 or 3.1.1, 5 or 5.0 (4)\n"
 		"  -q, --qos N           0, 1 or 2 (0)\n"
-		"  -S, --size BYTES      payload size, at least 16 (64)\n"
+		"  -S, --size BYTES      payload size, at least 16 (64; backlog-group 100)\n"
 		"  -c, --clients N       publishers (fanin, shared), subscribers (fanout),\n"
 		"                        pairs (pairs, connections) (10)\n"
-		"      --pubs N, --subs N   override either side (shared: --subs consumers, 4)\n"
+		"      --pubs N, --subs N   override either side (shared: --subs consumers, 4;\n"
+		"                        backlog-group: --pubs 1, --subs members 4)\n"
 		"  -d, --duration S      measured seconds (5)\n"
 		"      --warmup S        seconds before measuring (0.5)\n"
 		"  -n, --count N         messages per publisher instead of a duration\n"
+		"                        (backlog 1000, backlog-group 1000000)\n"
 		"  -r, --rate R          messages/s per publisher (0 = as fast as the window allows)\n"
 		"  -w, --window N        messages in flight per publisher (64)\n"
 		"      --persistent      persistent sessions (clean session/start off)\n"
@@ -75,6 +78,8 @@ static void usage(FILE *f)
 		"                        txn-open: per open transaction (1)\n"
 		"      --txn-pipeline    txn: send the commit right behind the half messages\n"
 		"                        (default: once they are all acknowledged)\n"
+		"      --slow-us US      backlog-group: the slow member's time per message\n"
+		"                        (default: 10x the fast members' time per message)\n"
 		"      --label TEXT      copied into the RESULT line\n"
 		"      --quiet           only the RESULT line\n"
 		"      --selftest        short runs of every scenario at QoS 0/1/2, v3.1.1 and v5\n"
@@ -192,12 +197,13 @@ static int selftest_txns(const struct opts *base, int *n)
 
 static int selftest(const struct opts *base)
 {
-	static const char *const scen[] = { "pairs", "fanin", "fanout", "shared", "backlog" };
+	static const char *const scen[] = { "pairs",  "fanin",	 "fanout",
+					    "shared", "backlog", "backlog-group" };
 	int v, q, i, bad = 0, n = 0;
 
 	for (v = 4; v <= 5; v++)
 		for (q = 0; q <= 2; q++)
-			for (i = 0; i < 5; i++) {
+			for (i = 0; i < 6; i++) {
 				struct opts o = *base;
 				int rc;
 
@@ -206,11 +212,12 @@ static int selftest(const struct opts *base)
 				o.qos = q;
 				o.clients = 4;
 				o.subs = !strcmp(scen[i], "shared") ? 2 : 0;
-				/* The backlog stays under the default max_queued_messages (1000). */
+				/* The backlog stays under the default max_queued_messages (1000),
+				 * backlog-group's 2000 under the group's (10 times that). */
 				o.count = !strcmp(scen[i], "backlog") ? 500 : 2000;
 				o.quiet = true;
 				o.drain_timeout = 5;
-				if (q == 0 && !strcmp(scen[i], "backlog"))
+				if (q == 0 && !strncmp(scen[i], "backlog", 7))
 					continue;
 				rc = run_one(&o);
 				n++;
@@ -252,6 +259,7 @@ enum {
 	O_LEAD,
 	O_TXN_SIZE,
 	O_TXN_PIPE,
+	O_SLOW_US,
 	O_HELP,
 };
 
@@ -285,6 +293,7 @@ static const struct option longopts[] = {
 	{ "lead", 1, 0, O_LEAD },
 	{ "txn-size", 1, 0, O_TXN_SIZE },
 	{ "txn-pipeline", 0, 0, O_TXN_PIPE },
+	{ "slow-us", 1, 0, O_SLOW_US },
 	{ "help", 0, 0, O_HELP },
 	{ 0, 0, 0, 0 },
 };
@@ -300,6 +309,7 @@ static int parse_version(const char *s)
 
 static int parse(int argc, char **argv, struct opts *o, int *mode)
 {
+	bool size_set = false;
 	int ch;
 
 	while ((ch = getopt_long(argc, argv, "s:H:p:V:q:S:c:d:n:r:w:t:", longopts, NULL)) != -1) {
@@ -309,7 +319,7 @@ static int parse(int argc, char **argv, struct opts *o, int *mode)
 		case 'p': o->port = atoi(optarg); break;
 		case 'V': o->version = parse_version(optarg); break;
 		case 'q': o->qos = atoi(optarg); break;
-		case 'S': o->payload = (size_t)atol(optarg); break;
+		case 'S': o->payload = (size_t)atol(optarg); size_set = true; break;
 		case 'c': o->clients = atoi(optarg); break;
 		case O_PUBS: o->pubs = atoi(optarg); break;
 		case O_SUBS: o->subs = atoi(optarg); break;
@@ -333,6 +343,7 @@ static int parse(int argc, char **argv, struct opts *o, int *mode)
 		case O_LEAD: o->lead = atof(optarg); break;
 		case O_TXN_SIZE: o->txn_size = (uint32_t)strtoul(optarg, NULL, 10); break;
 		case O_TXN_PIPE: o->txn_pipeline = true; break;
+		case O_SLOW_US: o->slow_us = atof(optarg); break;
 		case O_HELP: usage(stdout); exit(0);
 		default: return -1;
 		}
@@ -342,10 +353,12 @@ static int parse(int argc, char **argv, struct opts *o, int *mode)
 	    o->window > 65535 || o->time_limit < 1 || o->duration <= 0 || o->idle < 0 ||
 	    o->rate < 0 || o->payload > 65536 * 1024 || o->delay_min < 0 ||
 	    o->delay_max < o->delay_min || o->delay_max >= 99999 || o->delayed_rate < 0 ||
-	    o->lead < 0) {
+	    o->lead < 0 || o->slow_us < 0) {
 		fprintf(stderr, "sluice-bench: bad arguments (see --help)\n");
 		return -1;
 	}
+	if (!size_set && !strcmp(o->scenario, "backlog-group"))
+		o->payload = 100;
 	if (o->payload < PAYLOAD_HDR)
 		o->payload = PAYLOAD_HDR;
 	return 0;

@@ -35,6 +35,10 @@
  * 500 ms without progress the missing ones are written off. At QoS 1/2
  * nothing is written off: a slow broker is waited for, and a broker that
  * loses messages stalls the publisher, which the drain then reports.
+ *
+ * Subscribers acknowledge every message as soon as it is read, but for
+ * backlog-group's slow member (struct held), whose acks wait for a
+ * simulated processing time, one message after the other.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -77,6 +81,22 @@ struct clientx {
 	struct client c;
 	const char *filter;
 	int sub_qos;
+};
+
+/* backlog-group's slow member: its acks, each due when it is done with the message. */
+#define HELD_CAP 65536 /* more packet ids than a broker can have in flight */
+#define SLOW_START_NS 1000000LL /* until a fast member has received something */
+
+struct held_ack {
+	int64_t arrived, done; /* done = 0: not started */
+	uint16_t id;
+	uint8_t type; /* PUBACK or PUBREC */
+};
+
+struct held {
+	struct held_ack *a; /* HELD_CAP entries, a ring */
+	uint32_t head, n;
+	int64_t prev_done; /* when the message before the head was done */
 };
 
 static int parse_addr(const char *host, int port)
@@ -199,6 +219,8 @@ static void fail(struct client *c, const char *what, int err)
 
 void net_close(struct client *c)
 {
+	if (c->held)
+		c->held->n = 0; /* the broker sends them again on a reconnect */
 	if (c->fd >= 0) {
 		epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
 		close(c->fd);
@@ -225,6 +247,9 @@ void net_free(struct client *c)
 		}
 	all[c->slot] = all[--n_all];
 	all[c->slot]->slot = c->slot;
+	if (c->held)
+		mem_free(c->held->a);
+	mem_free(c->held);
 	buf_free(&c->out);
 	framer_free(&c->fr);
 	mem_free(c);
@@ -842,7 +867,7 @@ static void on_pub_ack(struct client *c, uint8_t type, const struct mqtt_ack *a)
 		net_errors++;
 		return;
 	}
-	if (p->tx && a->reason && a->reason < 0x80)
+	if (a->reason && a->reason < 0x80)
 		net_run->odd_rc++; /* e.g. 0x10: nobody got a message that someone should */
 	if (a->reason >= 0x80)
 		net_run->refused++;
@@ -854,6 +879,95 @@ static void on_pub_ack(struct client *c, uint8_t type, const struct mqtt_ack *a)
 		p->id_state[id] = 2;
 		send_ack(c, MQTT_PUBREL, id);
 	}
+}
+
+/* --- the slow member ------------------------------------------------------ */
+
+/*
+ * backlog-group's slow member stands for a consumer that processes one
+ * message at a time and acknowledges each when it is done with it: message
+ * k starts once it has arrived and k - 1 is done, and takes the member's
+ * time per message, a fixed --slow-us or else SLOW_FACTOR times the fast
+ * members' mean time per message so far (from the drain's start to their
+ * latest arrival, so it stays put once they have nothing left to do). It
+ * therefore runs at 1/SLOW_FACTOR of the rate the broker gives each fast
+ * member, whatever that is. Nothing sleeps: the acks wait here in arrival
+ * order ([MQTT-4.6.0-2]) and net_poll() sends those that are due, so the
+ * other clients of the loop go on. The broker's window for the member
+ * (max_inflight_messages, or its Receive Maximum) bounds how many it holds.
+ */
+
+/* The slow member's time for its next message. */
+static int64_t slow_cost(const struct run *r)
+{
+	uint64_t n = 0;
+	int64_t last = 0;
+	int i, fast = 0;
+
+	if (r->slow_cost_ns)
+		return r->slow_cost_ns;
+	for (i = 0; i < r->nsubs; i++) {
+		const struct sub *s = &r->subs[i];
+
+		if (s == r->slow)
+			continue;
+		fast++;
+		n += s->recv;
+		if (s->last_ns > last)
+			last = s->last_ns;
+	}
+	if (!n || last <= r->drain_t0)
+		return SLOW_START_NS;
+	return (int64_t)((double)(last - r->drain_t0) * fast / (double)n * SLOW_FACTOR);
+}
+
+static void held_push(struct client *c, uint8_t type, uint16_t id, int64_t now)
+{
+	struct held *h = c->held;
+
+	if (!h) {
+		h = c->held = mem_calloc(1, sizeof(*h));
+		if (h)
+			h->a = mem_calloc(HELD_CAP, sizeof(*h->a));
+		if (!h || !h->a) {
+			fail(c, "out of memory", 0);
+			return;
+		}
+	}
+	if (h->n == HELD_CAP) {
+		fail(c, "more unacknowledged messages than packet ids", 0);
+		return;
+	}
+	h->a[(h->head + h->n++) % HELD_CAP] = (struct held_ack){ now, 0, id, type };
+}
+
+/* Sends the slow member's acks that are due; returns ms until the next one, or -1. */
+static int held_release(int64_t now)
+{
+	struct client *c;
+	struct held *h;
+
+	if (!net_run || !net_run->slow || !(c = net_run->slow->c) || !(h = c->held))
+		return -1;
+	while (h->n && c->fd >= 0) {
+		struct held_ack *e = &h->a[h->head];
+
+		if (!e->done)
+			e->done = (e->arrived > h->prev_done ? e->arrived : h->prev_done) +
+				  slow_cost(net_run);
+		if (e->done > now)
+			return (int)((e->done - now + 999999) / 1000000);
+		send_ack(c, e->type, e->id);
+		h->prev_done = e->done;
+		h->head = (h->head + 1) % HELD_CAP;
+		h->n--;
+	}
+	return -1;
+}
+
+uint32_t net_held(const struct client *c)
+{
+	return c->held ? c->held->n : 0;
 }
 
 /* --- receiving ------------------------------------------------------------ */
@@ -923,6 +1037,9 @@ static void count_publish(struct sub *s, const uint8_t *pl, size_t len)
 	} else {
 		s->last[k] = seq;
 	}
+	if (!s->recv)
+		s->first_ns = now;
+	s->last_ns = now;
 	s->recv++;
 	r->recv++;
 	r->last_recv_ns = now;
@@ -930,11 +1047,17 @@ static void count_publish(struct sub *s, const uint8_t *pl, size_t len)
 
 static void on_publish(struct client *c, const struct mqtt_publish *pp)
 {
-	if (net_run && c->role == ROLE_SUB && c->index < net_run->nsubs)
+	bool slow = false;
+
+	if (net_run && c->role == ROLE_SUB && c->index < net_run->nsubs) {
 		count_publish(&net_run->subs[c->index], pp->payload, pp->payload_len);
-	else if (net_run)
+		slow = net_run->slow == &net_run->subs[c->index];
+	} else if (net_run) {
 		net_run->foreign++;
-	if (pp->qos == 1)
+	}
+	if (slow && pp->qos)
+		held_push(c, pp->qos == 1 ? MQTT_PUBACK : MQTT_PUBREC, pp->packet_id, now_ns());
+	else if (pp->qos == 1)
 		send_ack(c, MQTT_PUBACK, pp->packet_id);
 	else if (pp->qos == 2)
 		send_ack(c, MQTT_PUBREC, pp->packet_id);
@@ -1131,12 +1254,14 @@ int net_poll(int timeout_ms)
 {
 	struct epoll_event evs[256];
 	int64_t now = now_ns();
-	int i, n;
+	int i, n, held_ms = held_release(now);
 
 	if (produce(now))
 		timeout_ms = 0;
 	else if (net_run && net_run->producing && O->rate > 0 && next_due_ms(now) < timeout_ms)
 		timeout_ms = next_due_ms(now);
+	if (held_ms >= 0 && held_ms < timeout_ms)
+		timeout_ms = held_ms;
 	flush_dirty();
 	n = epoll_wait(ep, evs, 256, timeout_ms);
 	if (n < 0)

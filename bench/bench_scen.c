@@ -20,6 +20,8 @@
  *   connections  pairs without, then with N idle clients connected
  *   backlog  a persistent subscriber goes offline, a publisher fills its
  *            queue, the subscriber comes back and drains it
+ *   backlog-group  the same for a shared group of persistent members, one of
+ *            them slow (below)
  *   delayed  P publishers schedule messages on $delayed/{seconds}/.../delayed/{i},
  *            one subscriber of .../delayed/+ measures how late each is released
  *            (below)
@@ -44,7 +46,7 @@
 
 static unsigned run_id;
 
-enum kind { K_FANIN, K_FANOUT, K_PAIRS, K_SHARED, K_DELAYED, K_TXN };
+enum kind { K_FANIN, K_FANOUT, K_PAIRS, K_SHARED, K_DELAYED, K_TXN, K_GROUP };
 
 static int64_t secs(double s)
 {
@@ -90,12 +92,14 @@ static int sink_init(struct sink *s, uint32_t first, uint32_t n)
 /* Lays out publishers, subscribers and sinks for one traffic scenario. */
 static int plan(struct run *r, enum kind k, int np, int ns, const struct opts *o)
 {
-	const char *name[] = { "fanin", "fanout", "pair", "shared", "delayed", "txn" };
+	const char *name[] = { "fanin", "fanout", "pair", "shared", "delayed", "txn", "group" };
 	int i;
 
 	r->npubs = np;
 	r->nsubs = ns;
-	r->nsinks = (k == K_FANIN || k == K_SHARED || k == K_DELAYED || k == K_TXN) ? 1 : ns;
+	r->nsinks = (k == K_FANIN || k == K_SHARED || k == K_DELAYED || k == K_TXN || k == K_GROUP)
+			    ? 1
+			    : ns;
 	r->pubs = mem_calloc((size_t)np, sizeof(*r->pubs));
 	r->subs = mem_calloc((size_t)ns, sizeof(*r->subs));
 	r->sinks = mem_calloc((size_t)r->nsinks, sizeof(*r->sinks));
@@ -138,6 +142,9 @@ static int plan(struct run *r, enum kind k, int np, int ns, const struct opts *o
 			snprintf(s->filter, sizeof(s->filter), "sb/%x/delayed/+", run_id);
 		else if (k == K_TXN)
 			snprintf(s->filter, sizeof(s->filter), "sb/%x/txn/+", run_id);
+		else if (k == K_GROUP)
+			snprintf(s->filter, sizeof(s->filter), "$share/g%x/sb/%x/group/+", run_id,
+				 run_id);
 		else
 			snprintf(s->filter, sizeof(s->filter), "$share/g%x/sb/%x/shared/+", run_id,
 				 run_id);
@@ -748,6 +755,233 @@ out:
 }
 
 /*
+ * backlog-group: a burst into a shared group whose members are all offline,
+ * then drained by them, one of them slow. --subs members (default 4) of
+ * $share/g{run}/.../group/+ with persistent sessions subscribe and go
+ * offline; --pubs publishers (default 1) publish -n messages each (default
+ * GROUP_N) as fast as their ack windows allow, which the broker keeps in the
+ * group's queue (on disk beyond max_queued_in_memory); then the members
+ * connect at once and drain it. The last member is slow: it processes one
+ * message at a time and takes SLOW_FACTOR times as long per message as the
+ * fast ones get them (bench_net.c, struct held). The group must get every
+ * message once, each member in order. The publish rate counts PUBACKs with
+ * reason code 0x00 over the publish (first send to last ack), the drain rate
+ * every arrival from the members' connect to the last; the broker's RSS is
+ * sampled every 100 ms and its VmHWM read at the end (the delayed
+ * scenario's dl_sample; dl_scheduled tells when every message is
+ * acknowledged). Last, the members connect with a clean session and leave,
+ * so that the broker keeps no group.
+ */
+#define GROUP_N 1000000
+
+static bool bg_failed(const struct run *r)
+{
+	int i;
+
+	for (i = 0; i < r->npubs; i++)
+		if (r->pubs[i].c->failed)
+			return true;
+	for (i = 0; i < r->nsubs; i++)
+		if (r->subs[i].c->failed)
+			return true;
+	return false;
+}
+
+static uint64_t bg_acked(const struct run *r)
+{
+	uint64_t n = 0;
+	int i;
+
+	for (i = 0; i < r->npubs; i++)
+		n += r->pubs[i].acked;
+	return n;
+}
+
+/* The members subscribe and go offline, then the publishers connect (cs: members first). */
+static int bg_setup(struct run *r, const struct opts *o, uint32_t limit, struct client ***cs)
+{
+	struct opts lo = *o;
+	int i, ns = r->nsubs, np = r->npubs;
+
+	lo.persistent = true; /* the members' sessions */
+	if (make_clients(r, &lo, cs) < 0) {
+		fprintf(stderr, "sluice-bench: out of memory\n");
+		return -1;
+	}
+	for (i = 0; i < np; i++)
+		r->pubs[i].c->clean = true;
+	if (net_connect_many(*cs, ns, CONNECT_CONCURRENCY, now_ns() + SETUP_NS) < 0)
+		return -1;
+	close_all(*cs, ns);
+	for (i = 0; i < ns; i++) {
+		if ((*cs)[i]->fd >= 0 || (*cs)[i]->failed) {
+			fprintf(stderr,
+				"sluice-bench: backlog-group: member %d did not go offline\n", i);
+			return -1;
+		}
+		net_subscribe((*cs)[i], NULL, 0); /* the session keeps the subscription */
+	}
+	if (net_connect_many(*cs + ns, np, CONNECT_CONCURRENCY, now_ns() + SETUP_NS) < 0)
+		return -1;
+	for (i = 0; i < np; i++) {
+		if (pub_prepare(&r->pubs[i], o, net_broker_rmax()) < 0)
+			return -1;
+		r->pubs[i].limit = limit;
+		r->pubs[i].n_recv = 0; /* nobody online: only the ack window applies */
+	}
+	return 0;
+}
+
+/* Publishes until every message is acknowledged, or no ack has come for --drain-timeout. */
+static int bg_publish(struct run *r, const struct opts *o, struct dl_state *st, struct result *res)
+{
+	int64_t t0 = now_ns(), last = t0, now = t0;
+	double c0 = proc_cpu_s(o->pid);
+	uint64_t acked = 0;
+	int rc = 0;
+
+	r->producing = true;
+	while (!dl_scheduled(r) && !bg_failed(r)) {
+		now = now_ns();
+		if (bg_acked(r) != acked) {
+			acked = bg_acked(r);
+			last = now;
+		} else if (now - last > secs(o->drain_timeout)) {
+			fprintf(stderr,
+				"sluice-bench: backlog-group: publish stalled: no ack for %.1f s, "
+				"%llu of %llu acknowledged\n",
+				o->drain_timeout, (unsigned long long)acked,
+				(unsigned long long)r->sent);
+			rc = -1;
+			break;
+		}
+		dl_sample(st, o, now);
+		net_poll(10);
+	}
+	r->producing = false;
+	now = now_ns();
+	res->pub_s = (double)(now - t0) / 1e9;
+	res->broker_cpu = (proc_cpu_s(o->pid) - c0) / res->pub_s;
+	res->acked_ok = bg_acked(r) - r->refused - r->odd_rc;
+	res->in_rate = (double)res->acked_ok / res->pub_s;
+	return bg_failed(r) ? -1 : rc;
+}
+
+/* The members connect and drain the group's queue; the slow one then sends its last acks. */
+static int bg_drain(struct run *r, const struct opts *o, struct client **members,
+		    struct dl_state *st, struct result *res)
+{
+	struct drain d = { .r = r, .quiet_ns = secs(o->drain_timeout) };
+	struct client *slow;
+	double c0 = proc_cpu_s(o->pid);
+	int64_t t0 = now_ns(), t1;
+
+	r->slow = &r->subs[r->nsubs - 1];
+	r->slow_cost_ns = (int64_t)(o->slow_us * 1000);
+	r->drain_t0 = d.last_change = t0;
+	slow = r->slow->c;
+	if (net_connect_many(members, r->nsubs, CONNECT_CONCURRENCY, t0 + SETUP_NS) < 0)
+		return -1;
+	while (!drained(&d) && !bg_failed(r)) {
+		dl_sample(st, o, now_ns());
+		net_poll(10);
+	}
+	t1 = r->last_recv_ns > t0 ? r->last_recv_ns : now_ns();
+	res->drain_s = (double)(t1 - t0) / 1e9;
+	res->drain_rate = (double)r->recv / res->drain_s;
+	res->out_rate = res->drain_rate;
+	res->drain_cpu = (proc_cpu_s(o->pid) - c0) / res->drain_s;
+	if (unique(r) < expected(r))
+		fprintf(stderr,
+			"sluice-bench: backlog-group: drain stalled: nothing arrived for %.1f s, "
+			"%llu of %llu received (%llu refused)\n",
+			o->drain_timeout, (unsigned long long)unique(r),
+			(unsigned long long)expected(r), (unsigned long long)r->refused);
+	while (net_held(slow) && !slow->failed && now_ns() - t1 < secs(o->drain_timeout))
+		net_poll(10);
+	return bg_failed(r) ? -1 : 0;
+}
+
+static void bg_result(struct run *r, struct result *res)
+{
+	double fast = 0;
+	int i;
+
+	fill_result(r, res);
+	res->group_run = true;
+	res->members = r->nsubs;
+	res->odd_rc = r->odd_rc;
+	for (i = 0; i < r->nsubs; i++) {
+		const struct sub *s = &r->subs[i];
+
+		res->member_recv[i] = s->recv;
+		res->member_rate[i] = s->recv > 1 && s->last_ns > s->first_ns
+					      ? (double)(s->recv - 1) /
+							((double)(s->last_ns - s->first_ns) / 1e9)
+					      : 0;
+		if (s != r->slow)
+			fast += res->member_rate[i];
+	}
+	res->fast_rate = fast / (r->nsubs - 1);
+	res->slow_rate = res->member_rate[r->nsubs - 1];
+	res->elapsed = res->pub_s + res->drain_s;
+}
+
+/* The members' sessions end: a clean connect of each, then a disconnect. */
+static void bg_forget(struct run *r, struct client **members)
+{
+	int i;
+
+	r->slow = NULL;
+	close_all(members, r->nsubs);
+	for (i = 0; i < r->nsubs; i++)
+		members[i]->clean = true;
+	if (net_connect_many(members, r->nsubs, CONNECT_CONCURRENCY, now_ns() + SETUP_NS) == 0)
+		close_all(members, r->nsubs);
+}
+
+static int scen_backlog_group(const struct opts *o, struct result *res)
+{
+	struct run r = { .o = o };
+	struct dl_state st = { .rss_max = -1 };
+	struct client **cs = NULL;
+	int ns = o->subs ? o->subs : 4, np = o->pubs ? o->pubs : 1, rc = -1;
+
+	if (o->qos == 0 || ns < 2 || ns > GROUP_MAX) {
+		fprintf(stderr,
+			"sluice-bench: backlog-group needs QoS 1 or 2 (QoS 0 is not "
+			"queued for a group) and 2 to %d members (--subs)\n",
+			GROUP_MAX);
+		return 1;
+	}
+	net_run = &r;
+	if (plan(&r, K_GROUP, np, ns, o) < 0) {
+		fprintf(stderr, "sluice-bench: out of memory\n");
+		goto out;
+	}
+	if (bg_setup(&r, o, o->count ? o->count : GROUP_N, &cs) < 0)
+		goto out;
+	dl_sample(&st, o, now_ns());
+	r.win_start = r.win_end = 0; /* time spent queued is not latency */
+	if (bg_publish(&r, o, &st, res) < 0 || bg_drain(&r, o, cs, &st, res) < 0)
+		goto out;
+	bg_result(&r, res);
+	st.next_rss = 0;
+	dl_sample(&st, o, now_ns());
+	res->rss_kb = st.rss_max;
+	res->hwm_kb = proc_hwm_kb(o->pid);
+	bg_forget(&r, cs);
+	rc = 0;
+out:
+	if (cs)
+		close_all(cs, np + ns);
+	net_run = NULL;
+	run_free(&r);
+	mem_free(cs);
+	return rc;
+}
+
+/*
  * txn: P producers (--pubs, default 4) each run units back to back, one at a
  * time: first transactions (K half messages on $txn/half/{id}/.../txn/{i},
  * pipelined, then the commit once they are all acknowledged, or right behind
@@ -1127,6 +1361,8 @@ int scen_run(const struct opts *o, struct result *r)
 		return scen_connections(o, r);
 	if (!strcmp(o->scenario, "backlog"))
 		return scen_backlog(o, r);
+	if (!strcmp(o->scenario, "backlog-group"))
+		return scen_backlog_group(o, r);
 	if (!strcmp(o->scenario, "delayed"))
 		return scen_delayed(o, r);
 	if (!strcmp(o->scenario, "txn"))
@@ -1247,10 +1483,72 @@ static void print_txn_open(const struct opts *o, const struct result *r)
 	       (unsigned long long)r->odd_rc, t->cpu);
 }
 
+static void print_group(const struct opts *o, const struct result *r)
+{
+	int i, last = r->members - 1;
+
+	printf("backlog-group qos %d v%s: %d publisher(s), %d members, member %d slow: ", o->qos,
+	       o->version == 5 ? "5" : "3.1.1", o->pubs ? o->pubs : 1, r->members, last);
+	if (o->slow_us > 0)
+		printf("%.0f us per message\n", o->slow_us);
+	else
+		printf("%dx the fast members' time per message\n", SLOW_FACTOR);
+	printf("  publish: %llu sent in %.2f s, %llu acknowledged with 0x00: %.0f msg/s; refused "
+	       "%llu, other reason codes %llu; broker cpu %.0f%%\n",
+	       (unsigned long long)r->sent, r->pub_s, (unsigned long long)r->acked_ok, r->in_rate,
+	       (unsigned long long)r->refused, (unsigned long long)r->odd_rc, r->broker_cpu * 100);
+	printf("  drain: %llu received in %.2f s from the members' connect: %.0f msg/s; broker "
+	       "cpu %.0f%%\n",
+	       (unsigned long long)r->recv, r->drain_s, r->drain_rate, r->drain_cpu * 100);
+	for (i = 0; i < r->members; i++)
+		printf("    member %d%s: %llu (%.1f%%), %.0f msg/s\n", i,
+		       i == last ? " (slow)" : "", (unsigned long long)r->member_recv[i],
+		       r->recv ? 100.0 * (double)r->member_recv[i] / (double)r->recv : 0,
+		       r->member_rate[i]);
+	printf("  fast members %.0f msg/s each, slow %.0f msg/s (1/%.1f)\n", r->fast_rate,
+	       r->slow_rate, r->slow_rate > 0 ? r->fast_rate / r->slow_rate : 0);
+	printf("  expected %llu: lost %llu, duplicates %llu, out of order %llu, foreign %llu\n",
+	       (unsigned long long)r->expected, (unsigned long long)r->lost,
+	       (unsigned long long)r->dups, (unsigned long long)r->order_err,
+	       (unsigned long long)r->foreign);
+	printf("  broker rss peak %ld kB (sampled every 100 ms), VmHWM %ld kB\n", r->rss_kb,
+	       r->hwm_kb);
+}
+
+static void result_group(const struct opts *o, const struct result *r)
+{
+	char shares[GROUP_MAX * 21 + 1];
+	size_t off = 0;
+	int i;
+
+	shares[0] = 0;
+	for (i = 0; i < r->members && off < sizeof(shares); i++)
+		off += (size_t)snprintf(shares + off, sizeof(shares) - off, "%s%llu", i ? "/" : "",
+					(unsigned long long)r->member_recv[i]);
+	printf("RESULT label=%s scenario=backlog-group qos=%d version=%d members=%d sent=%llu "
+	       "in=%.0f pub_s=%.2f refused=%llu odd_rc=%llu drain=%.0f drain_s=%.2f lost=%llu "
+	       "dups=%llu order=%llu shares=%s slow_share=%.4f fast_rate=%.0f slow_rate=%.0f "
+	       "rss_kb=%ld hwm_kb=%ld cpu=%.2f drain_cpu=%.2f\n",
+	       o->label ? o->label : "-", o->qos, o->version, r->members,
+	       (unsigned long long)r->sent, r->in_rate, r->pub_s, (unsigned long long)r->refused,
+	       (unsigned long long)r->odd_rc, r->drain_rate, r->drain_s,
+	       (unsigned long long)r->lost, (unsigned long long)r->dups,
+	       (unsigned long long)r->order_err, shares,
+	       r->recv ? (double)r->member_recv[r->members - 1] / (double)r->recv : 0, r->fast_rate,
+	       r->slow_rate, r->rss_kb, r->hwm_kb, r->broker_cpu, r->drain_cpu);
+}
+
 void scen_print(const struct opts *o, const struct result *r)
 {
 	if (r->txn_open) {
 		print_txn_open(o, r);
+		fflush(stdout);
+		return;
+	}
+	if (r->group_run) {
+		if (!o->quiet)
+			print_group(o, r);
+		result_group(o, r);
 		fflush(stdout);
 		return;
 	}

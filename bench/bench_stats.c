@@ -14,8 +14,9 @@
  * publisher), because in a shared group the bitmap is the group's while
  * order is each member's.
  *
- * Broker figures come from /proc/PID/status (VmRSS) and /proc/PID/stat
- * (utime + stime), read at the edges of the measurement window.
+ * Broker figures come from /proc/PID/status (VmRSS, and VmHWM: the peak
+ * since the broker started) and /proc/PID/stat (utime + stime), read at the
+ * edges of the measurement window.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,7 +126,8 @@ void seen_free(struct seen *s)
 	memset(s, 0, sizeof(*s));
 }
 
-long proc_rss_kb(pid_t pid)
+/* A "Name: N kB" line of /proc/PID/status; fmt is its sscanf format. */
+static long proc_status_kb(pid_t pid, const char *fmt)
 {
 	char path[64], line[256];
 	long kb = -1;
@@ -138,10 +140,20 @@ long proc_rss_kb(pid_t pid)
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+		if (sscanf(line, fmt, &kb) == 1)
 			break;
 	fclose(f);
 	return kb;
+}
+
+long proc_rss_kb(pid_t pid)
+{
+	return proc_status_kb(pid, "VmRSS: %ld kB");
+}
+
+long proc_hwm_kb(pid_t pid)
+{
+	return proc_status_kb(pid, "VmHWM: %ld kB");
 }
 
 double proc_cpu_s(pid_t pid)
