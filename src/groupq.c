@@ -6,10 +6,12 @@
  * hash(share key); `size` is a power of two (or 0 before the first queue)
  * and doubles when the queues outnumber the buckets. A queue's outq has no
  * connection and q.group set, so outq.c only ever queues into it, applies
- * the group limits and reads its disk tail back on demand. With
- * persistence on, a queue has a sid from its first message on and its
- * session row says so (client id GROUP_ROW_MARK + name, version 0); its
- * entries are stored by outq.c as for any durable queue.
+ * the group limits and reads its disk tail back on demand. A queue is
+ * durable (stored) while its group has a persistent member, as the router
+ * tells it before each message (groupq_set_durable), or while it has a tail
+ * on disk: then it has a sid and a session row (client id GROUP_ROW_MARK +
+ * name, version 0), and outq.c stores its entries as for any durable
+ * queue; a group of clean sessions keeps its queue in memory, as they do.
  *
  * Seqs, which order a queue's rows when it is read back: copies lent to
  * members whose sessions are not stored (groupq_lend) count up from
@@ -122,12 +124,6 @@ static void save_row(struct groupq *g)
 	mem_free(id);
 }
 
-static void sync_queue(struct groupq *g)
-{
-	g->q.sid = g->sid;
-	g->q.durable = g->sid != 0;
-}
-
 static struct groupq *make(const char *share, const char *name)
 {
 	size_t n = topic_share_key_size(share);
@@ -165,13 +161,19 @@ struct groupq *groupq_get(const char *share)
 
 	if (g || stopping)
 		return g;
-	g = make(share, NULL);
-	if (g && store_on()) {
+	return make(share, NULL);
+}
+
+void groupq_set_durable(struct groupq *g, bool durable)
+{
+	/* A tail on disk stays the tail: the queue goes on storing. */
+	durable = store_on() && (durable || g->q.disk_n);
+	if (durable && !g->sid) {
 		g->sid = session_new_sid();
-		sync_queue(g);
 		save_row(g);
 	}
-	return g;
+	g->q.sid = g->sid;
+	g->q.durable = durable;
 }
 
 static void unlink_queue(struct groupq *g)
@@ -236,7 +238,7 @@ uint64_t groupq_lend(struct groupq *g, struct msg *m, uint8_t qos)
 {
 	struct store_delivery_row r;
 
-	if (!g->sid)
+	if (!g->q.durable)
 		return 0;
 	memset(&r, 0, sizeof(r));
 	r.seq = g->lend_seq++;
@@ -328,7 +330,8 @@ int groupq_restore(uint64_t sid, const char *client_id, uint64_t next_seq)
 	if (!g)
 		return -1;
 	g->sid = sid;
-	sync_queue(g);
+	g->q.sid = sid;
+	g->q.durable = true;
 	if (next_seq > g->q.next_seq)
 		g->q.next_seq = next_seq;
 	return 0;

@@ -6,10 +6,10 @@
  * A group is named by its share key ("group\0filter", topic.h). Its queue
  * is a struct outq with no client (outq.h, q.group set): in memory up to
  * max_queued_in_memory entries and on disk beyond, bounded by
- * max_group_queued_messages / _bytes. With persistence on it is stored
- * like a session's queue, under a sid of its own: a session row whose
- * client id starts with a byte no UTF-8 client id has (0xFF), so no client
- * can take it over. What goes in and out, and when, is the router's
+ * max_group_queued_messages / _bytes. With persistence on and a
+ * persistent member in the group it is stored like a session's queue,
+ * under a sid of its own: a session row whose client id starts with a byte
+ * no UTF-8 client id has (0xFF), so no client can take it over. What goes in and out, and when, is the router's
  * business (router.c); this file keeps the queues, finds them, stores them
  * and brings them back at start-up.
  */
@@ -32,6 +32,8 @@ struct groupq {
 	char *name; /* "$share/group/filter", for logs and $SYS */
 	uint64_t sid; /* its key in the store; 0 when not stored */
 	uint64_t lend_seq; /* the seq of the next stored copy lent out (groupq_lend) */
+	uint64_t persistent_at; /* session_changes() when `persistent` was found (router) */
+	bool persistent; /* the group had a persistent member then */
 	uint64_t delivered; /* messages handed to members since start */
 	struct outq q;
 };
@@ -40,6 +42,8 @@ struct groupq {
 struct groupq *groupq_find(const char *share);
 /* The group's queue, made (and stored) when it has none; NULL when out of memory. */
 struct groupq *groupq_get(const char *share);
+/* Is what joins the queue stored? Yes while the group has a persistent member (or a disk tail). */
+void groupq_set_durable(struct groupq *g, bool durable);
 /* The group ended: what waits is dropped (counted and logged), the queue goes. */
 void groupq_end(struct groupq *g);
 

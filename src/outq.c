@@ -186,7 +186,7 @@ static bool live(const struct outq *q)
 
 bool outq_ready(const struct outq *q)
 {
-	return live(q) && q->inflight.n < outq_window(q) && !q->queue.n;
+	return live(q) && !q->disk_n && q->inflight.n + q->queue.n < outq_window(q);
 }
 
 uint32_t outq_inflight(const struct outq *q)

@@ -172,7 +172,11 @@ void outq_pump(struct outq *q);
 void outq_resume(struct outq *q);
 /* How many QoS 1/2 messages may be in flight now (the client's Receive Maximum and ours). */
 uint16_t outq_window(const struct outq *q);
-/* Connected, room in the window and nothing queued: a message would go out now. */
+/*
+ * Connected, and room in the window for one more beside what is queued
+ * (entries queued then are only waiting for their turn: a QoS 2 one for
+ * its stored state), with nothing on disk: a message would go out soon.
+ */
 bool outq_ready(const struct outq *q);
 uint32_t outq_inflight(const struct outq *q);
 /* Waiting behind the window, in memory and on disk. */

@@ -50,6 +50,7 @@ struct match {
 	uint8_t qos; /* granted */
 	bool rap; /* retain as published */
 	size_t share_off; /* offset of "group\0filter" in share_keys, or NO_SHARE */
+	struct groupq *gq; /* a shared match: its group's queue (NULL: look it up) */
 	uint32_t *subids;
 	size_t n_subids, cap_subids;
 };
@@ -141,20 +142,23 @@ void router_free(void)
 
 /* --- one delivery ---------------------------------------------------------- */
 
+static bool group_persistent(struct groupq *q);
+
 /*
  * A group's message to a member whose session is not stored: the group
  * keeps a stored copy while it is out (groupq_lend), so a crash gives it
  * back to the group rather than losing it with the session.
  */
 static int deliver_now(struct session *s, struct msg *m, uint8_t qos, bool retain,
-		       const uint32_t *subids, size_t n_subids, const char *share)
+		       const uint32_t *subids, size_t n_subids, const char *share, struct groupq *q)
 {
-	struct groupq *q = NULL;
 	uint64_t lent = 0;
 	int rc;
 
-	if (share && qos && !s->q.durable && store_on() && (q = groupq_get(share)))
+	if (share && qos && !s->q.durable && store_on() && (q || (q = groupq_get(share)))) {
+		groupq_set_durable(q, group_persistent(q));
 		lent = groupq_lend(q, m, qos);
+	}
 	rc = outq_deliver_lent(&s->q, m, qos, retain, subids, n_subids, share, lent ? q->sid : 0,
 			       lent);
 	if (lent && rc != OUTQ_DELIVERED)
@@ -167,7 +171,8 @@ static int deliver_now(struct session *s, struct msg *m, uint8_t qos, bool retai
  * what outq_deliver() does, or OUTQ_DROPPED when a plugin skipped or held it.
  */
 static int deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
-		   const uint32_t *subids, size_t n_subids, const char *share, size_t from)
+		   const uint32_t *subids, size_t n_subids, const char *share, struct groupq *gq,
+		   size_t from)
 {
 	struct sp_plugin *who = NULL;
 	struct sp_result res;
@@ -187,7 +192,7 @@ static int deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
 	default:
 		break;
 	}
-	return deliver_now(s, m, qos, retain, subids, n_subids, share);
+	return deliver_now(s, m, qos, retain, subids, n_subids, share, gq);
 }
 
 /* --- shared groups --------------------------------------------------------- */
@@ -290,9 +295,17 @@ static struct topic_group *group_of(const char *share)
  */
 enum group_target { TO_NONE, TO_MEMBER, TO_QUEUE };
 
-static bool queue_waiting(const char *share)
+/* g's queue, found once and then kept in g (make: made when it has none). */
+static struct groupq *queue_of(struct topic_group *g, const char *share, bool make)
 {
-	const struct groupq *q = groupq_find(share);
+	if (!g->queue)
+		g->queue = make ? groupq_get(share) : groupq_find(share);
+	return g->queue;
+}
+
+static bool queue_waiting(struct topic_group *g, const char *share)
+{
+	const struct groupq *q = queue_of(g, share, false);
 
 	return q && groupq_queued(q);
 }
@@ -310,7 +323,7 @@ static enum group_target group_target(struct topic_group *g, const char *share, 
 				      const struct topic_sub **t)
 {
 	*t = NULL;
-	if (qos && (queue_waiting(share) || !any_ready(g, avoid)))
+	if (qos && (queue_waiting(g, share) || !any_ready(g, avoid)))
 		return TO_QUEUE;
 	*t = choose_member(g, avoid, m, share, from);
 	if (!*t)
@@ -318,20 +331,41 @@ static enum group_target group_target(struct topic_group *g, const char *share, 
 	return qos && !member_ready(*t) ? TO_QUEUE : TO_MEMBER;
 }
 
-/* A message went straight to a member ($SYS/broker/groups/{group}/delivered). */
-static void count_delivered(const char *share)
+/* A message goes straight to a member ($SYS/broker/groups/{group}/delivered). */
+static struct groupq *count_delivered(struct topic_group *g, const char *share)
 {
-	struct groupq *q = groupq_get(share);
+	struct groupq *q = queue_of(g, share, true);
 
 	if (q)
 		q->delivered++;
+	return q;
+}
+
+/*
+ * Does a member's session outlive its connection (then the group's queue
+ * is stored)? Found again only after sessions changed (session_changes).
+ */
+static bool group_persistent(struct groupq *q)
+{
+	const struct topic_group *g;
+
+	if (q->persistent_at == session_changes() && q->persistent_at)
+		return q->persistent;
+	g = group_of(q->share);
+	q->persistent = false;
+	for (size_t i = 0; g && i < g->n && !q->persistent; i++)
+		q->persistent = session_persistent(g->members[i].owner);
+	q->persistent_at = session_changes();
+	return q->persistent;
 }
 
 /* m joins the group's queue: OUTQ_DELIVERED, OUTQ_QUOTA, or -1. */
-static int queue_for_group(const char *share, struct msg *m, uint8_t qos)
+static int queue_for_group(struct topic_group *g, const char *share, struct msg *m, uint8_t qos)
 {
-	struct groupq *q = groupq_get(share);
+	struct groupq *q = queue_of(g, share, true);
 
+	if (q)
+		groupq_set_durable(q, group_persistent(q));
 	if (!q) {
 		log_warn("message on '%s' for shared group '$share/%s/%s': out of memory making "
 			 "its queue",
@@ -341,17 +375,8 @@ static int queue_for_group(const char *share, struct msg *m, uint8_t qos)
 	return groupq_push(q, m, qos);
 }
 
-/* The member subscription of s to the group of share. */
-static const struct topic_sub *member_of(struct topic_group *g, const struct session *s)
-{
-	for (size_t i = 0; i < g->n; i++)
-		if (g->members[i].owner == s)
-			return &g->members[i];
-	return NULL;
-}
-
-/* The oldest waiting message of q to member t. false when q has nothing in memory. */
-static bool hand_over(struct groupq *q, const struct topic_sub *t)
+/* The oldest waiting message of q to s, subscribed with options and subid. false: none. */
+static bool hand_over(struct groupq *q, struct session *s, uint8_t options, uint32_t subid)
 {
 	uint8_t qos;
 	struct msg *m = groupq_take(q, &qos);
@@ -359,8 +384,8 @@ static bool hand_over(struct groupq *q, const struct topic_sub *t)
 	if (!m)
 		return false;
 	q->delivered++;
-	deliver(t->owner, m, min_qos(qos, t->options & MQTT_SUBOPT_QOS_MASK), false,
-		t->subid ? &t->subid : NULL, t->subid ? 1 : 0, q->share, 0);
+	deliver(s, m, min_qos(qos, options & MQTT_SUBOPT_QOS_MASK), false, subid ? &subid : NULL,
+		subid ? 1 : 0, q->share, q, 0);
 	msg_unref(m);
 	return true;
 }
@@ -373,7 +398,7 @@ static void drain_group(struct groupq *q)
 
 	while (g && groupq_queued(q) && any_ready(g, NULL)) {
 		t = pick_member(g, NULL);
-		if (!t || !member_ready(t) || !hand_over(q, t))
+		if (!t || !member_ready(t) || !hand_over(q, t->owner, t->options, t->subid))
 			return;
 	}
 }
@@ -389,14 +414,14 @@ static int deliver_to_group(struct topic_group *g, const char *share, struct msg
 	case TO_NONE:
 		return 0;
 	case TO_QUEUE:
-		rc = queue_for_group(share, m, qos);
+		rc = queue_for_group(g, share, m, qos);
 		return rc == OUTQ_DELIVERED ? 1 : rc < 0 ? -1 : 0;
 	case TO_MEMBER:
-		count_delivered(share);
 		break;
 	}
 	rc = deliver(t->owner, m, min_qos(qos, t->options & MQTT_SUBOPT_QOS_MASK), false,
-		     t->subid ? &t->subid : NULL, t->subid ? 1 : 0, share, from);
+		     t->subid ? &t->subid : NULL, t->subid ? 1 : 0, share,
+		     count_delivered(g, share), from);
 	return rc == OUTQ_DELIVERED ? 1 : rc < 0 ? -1 : 0;
 }
 
@@ -488,6 +513,7 @@ static struct match *new_match(struct route_ctx *x)
 	m = &x->matches[x->n++];
 	m->n_subids = 0;
 	m->share_off = NO_SHARE;
+	m->gq = NULL;
 	return m;
 }
 
@@ -581,13 +607,12 @@ static void choose_members(struct route_ctx *x)
 		case TO_NONE:
 			continue;
 		case TO_QUEUE:
-			rc = queue_for_group(share, x->msg, x->msg->qos);
+			rc = queue_for_group(h->g, share, x->msg, x->msg->qos);
 			x->queued += rc == OUTQ_DELIVERED;
 			x->quota += rc == OUTQ_QUOTA;
 			x->oom |= rc < 0;
 			continue;
 		case TO_MEMBER:
-			count_delivered(share);
 			break;
 		}
 		m = new_match(x);
@@ -595,6 +620,7 @@ static void choose_members(struct route_ctx *x)
 			x->oom = true;
 			return;
 		}
+		m->gq = count_delivered(h->g, share);
 		m->s = t->owner;
 		m->qos = t->options & MQTT_SUBOPT_QOS_MASK;
 		m->rap = !!(t->options & MQTT_SUBOPT_RAP);
@@ -656,7 +682,7 @@ static void deliver_matches(struct route_ctx *x, struct route_result *res)
 
 		/* [MQTT-3.3.1-12, -13] RETAIN only as published when asked. */
 		rc = deliver(y->s, m, min_qos(y->qos, m->qos), y->rap && m->retain, y->subids,
-			     y->n_subids, share, 0);
+			     y->n_subids, share, y->gq, 0);
 		if (rc == OUTQ_DELIVERED)
 			res->delivered++;
 		else if (rc == OUTQ_QUOTA)
@@ -769,7 +795,7 @@ static int deliver_to_session(const char *client_id, struct msg *m, size_t from)
 	if (!sm.any)
 		return 0;
 	rc = deliver(s, m, min_qos(sm.qos, m->qos), sm.rap && m->retain, sm.subids, sm.n_subids,
-		     NULL, from);
+		     NULL, NULL, from);
 	return rc == OUTQ_DELIVERED ? 1 : rc < 0 ? -1 : 0;
 }
 
@@ -805,7 +831,8 @@ int router_release_hold(struct sp_plugin *owner, uint64_t id)
 	if (h->client_id) {
 		s = session_find(h->client_id);
 		if (s)
-			deliver_now(s, h->msg, h->qos, h->retain, h->subids, h->n_subids, h->share);
+			deliver_now(s, h->msg, h->qos, h->retain, h->subids, h->n_subids, h->share,
+				    NULL);
 	} else if ((g = group_of(h->share))) {
 		/* A group's copy is offered to the group again, CHOOSE included. */
 		deliver_to_group(g, h->share, h->msg, NULL, h->qos, 0);
@@ -839,7 +866,7 @@ static void on_retained(const char *topic, void *value, void *arg)
 
 	/* [MQTT-3.3.1-8] retained messages sent on subscribe carry RETAIN 1. */
 	deliver(r->s, m, min_qos(m->qos, r->qos), true, r->subid ? &r->subid : NULL,
-		r->subid ? 1 : 0, NULL, 0);
+		r->subid ? 1 : 0, NULL, NULL, 0);
 }
 
 void router_send_retained(struct session *s, const char *filter, size_t len, uint8_t options,
@@ -955,23 +982,35 @@ static void on_sub_removed(struct session *s, const char *filter, size_t len)
 	buf_free(&b);
 }
 
-/* The queue of a shared subscription's group, when messages wait in it. */
-static struct groupq *waiting_queue(const char *filter, struct buf *b)
+/* The queue of a shared subscription's group (r->group caches the group), when messages wait. */
+static struct groupq *waiting_queue(struct sub_rec *r)
 {
 	const char *f, *g, *key;
 	size_t fl, gl;
+	struct topic_group *grp = r->group;
 	struct groupq *q;
 
-	if (!topic_share_split(filter, strlen(filter), &g, &gl, &f, &fl) ||
-	    !(key = share_key(b, g, gl, f, fl)) || !(q = groupq_find(key)) || !groupq_queued(q))
-		return NULL;
-	return q;
+	if (!grp) {
+		if (!topic_share_split(r->filter, strlen(r->filter), &g, &gl, &f, &fl))
+			return NULL;
+		grp = r->group = topic_tree_find_group(tree, f, fl, g, gl);
+		if (!grp)
+			return NULL;
+	}
+	q = grp->queue;
+	if (!q) {
+		if (!topic_share_split(r->filter, strlen(r->filter), &g, &gl, &f, &fl) ||
+		    !(key = share_key(&room_key, g, gl, f, fl)))
+			return NULL;
+		q = queue_of(grp, key, false);
+	}
+	return q && groupq_queued(q) ? q : NULL;
 }
 
 /* s has room: it takes what waits in its groups' queues, one group after another. */
 static void on_room(struct session *s)
 {
-	const struct sub_rec *r;
+	struct sub_rec *r;
 	bool took = true;
 
 	if (!s->shared_subs || !groupq_count())
@@ -979,12 +1018,10 @@ static void on_room(struct session *s)
 	while (took && outq_ready(&s->q)) {
 		took = false;
 		for (r = s->subs; r && outq_ready(&s->q); r = r->next) {
-			const struct topic_sub *t;
-			struct topic_group *grp;
-			struct groupq *q = waiting_queue(r->filter, &room_key);
+			struct groupq *q;
 
-			if (q && (grp = group_of(q->share)) && (t = member_of(grp, s)))
-				took |= hand_over(q, t);
+			if (!strncmp(r->filter, "$share/", 7) && (q = waiting_queue(r)))
+				took |= hand_over(q, s, r->options, r->subid);
 		}
 	}
 }

@@ -35,6 +35,7 @@
 static struct session **table;
 static size_t table_size, n_sessions;
 static uint64_t max_sid; /* the largest sid handed out or read back */
+static uint64_t changes; /* session_changes() */
 static bool restoring; /* rebuilding from the store: write nothing back */
 
 static int no_sub_added(struct session *s, const char *f, size_t l, uint8_t o, uint32_t id,
@@ -168,6 +169,7 @@ size_t session_count(void)
 
 void session_set_expiry(struct session *s, uint32_t seconds)
 {
+	changes++;
 	s->expiry_interval = seconds;
 	s->clean = seconds == 0;
 	sync_queue(s);
@@ -198,6 +200,11 @@ static void save_row(struct session *s)
 	r.will_delay = s->will_delay;
 	r.next_seq = s->q.next_seq;
 	store_session_put(&r);
+}
+
+uint64_t session_changes(void)
+{
+	return changes;
 }
 
 uint64_t session_new_sid(void)
@@ -339,6 +346,8 @@ void session_destroy(struct session *s)
 {
 	struct sub_rec *r;
 
+	changes++;
+
 	unlink_session(s);
 	timer_disarm(&s->expiry_timer);
 	while ((r = s->subs)) {
@@ -398,6 +407,8 @@ int session_subscribe(struct session *s, const char *filter, size_t len, uint8_t
 	struct sub_rec **pp = find_sub(s, filter, len), *r;
 	bool ex = false;
 
+	changes++;
+
 	if (events->sub_added(s, filter, len, options, subid, &ex))
 		return -1;
 	*existed = ex;
@@ -427,6 +438,8 @@ int session_subscribe(struct session *s, const char *filter, size_t len, uint8_t
 int session_unsubscribe(struct session *s, const char *filter, size_t len)
 {
 	struct sub_rec **pp = find_sub(s, filter, len), *r;
+
+	changes++;
 
 	if (!pp)
 		return -1;

@@ -32,6 +32,7 @@ struct sub_rec {
 	char *filter; /* as subscribed, $share/ prefix included */
 	uint8_t options;
 	uint32_t subid;
+	void *group; /* shared: its group in the router's tree, once looked up (router.c) */
 };
 
 struct session {
@@ -112,6 +113,8 @@ void session_set_expiry(struct session *s, uint32_t seconds);
 int session_set_username(struct session *s, const char *name, size_t len);
 /* Writes the session row (expiry, will, ...) when the session is persistent. */
 void session_save(struct session *s);
+/* Grows whenever a session's expiry or subscriptions change, or a session ends. */
+uint64_t session_changes(void);
 /* A fresh key in the store for a session or a shared group queue (groupq.c). */
 uint64_t session_new_sid(void);
 

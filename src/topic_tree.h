@@ -31,6 +31,7 @@ struct topic_group {
 	struct topic_sub *members;
 	size_t n, cap;
 	size_t next; /* round-robin cursor kept for the broker's use */
+	void *queue; /* the broker's queue of the group, NULL until it looks it up */
 };
 
 struct topic_tree;
