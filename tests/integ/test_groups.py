@@ -298,13 +298,14 @@ def test_groups_stuck_member_takes_only_its_window(t):
 @timeout(50)
 @param("version", [4, 5])
 def test_groups_all_offline_first_back_gets_all_in_order(t, version):
-	"""Two persistent members subscribe and go offline; 2000 QoS 1 messages wait
-	in the group queue (max_queued_in_memory 100: most of it on disk).  The
-	first member back receives all of them, in publish order, once."""
+	"""Two persistent members subscribe and go offline; a burst of 10,000 QoS 1
+	messages waits in the group queue (max_queued_in_memory 100: most of it
+	on disk).  The first member back receives all of them, in publish order,
+	once."""
 	b = gbroker(t, ["max_queued_in_memory 100"])
 	tp, group = group_of(t)
 	a_cid, _ = offline_members(t, b, group, 2, version)
-	n = 2000
+	n = 10000
 	codes = publish_all(t, b, tp, [body(i) for i in range(n)])
 	assert codes == [0] * n, "PUBACK reason codes %s" % sorted(set(codes))
 	a, sp = persistent_member(t, b, a_cid, version=version)
@@ -315,15 +316,16 @@ def test_groups_all_offline_first_back_gets_all_in_order(t, version):
 	quiet(a)
 
 
-@timeout(50)
+@timeout(90)
 @param("version", [4, 5])
 def test_groups_all_offline_second_member_shares_the_rest(t, version):
-	"""As above; member B comes back while A drains the backlog: they share the
-	rest, no loss, no duplicates, each member's arrivals in order, B takes part."""
+	"""As above (10,000 messages); member B comes back while A drains the
+	backlog: they share the rest, no loss, no duplicates, each member's
+	arrivals in order, B takes part."""
 	b = gbroker(t, ["max_queued_in_memory 100"])
 	tp, group = group_of(t)
 	a_cid, b_cid = offline_members(t, b, group, 2, version)
-	n = 2000
+	n = 10000
 	assert publish_all(t, b, tp, [body(i) for i in range(n)]) == [0] * n
 	a = Consumer(persistent_member(t, b, a_cid, version=version)[0], 0.002, "member A")
 	a.start()
