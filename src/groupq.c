@@ -173,6 +173,10 @@ void groupq_set_durable(struct groupq *g, bool durable)
 		save_row(g);
 	}
 	g->q.sid = g->sid;
+	if (durable && !g->q.durable) {
+		g->q.durable = true;
+		outq_store_all(&g->q); /* what waits already is stored from now on too */
+	}
 	g->q.durable = durable;
 }
 
@@ -244,6 +248,7 @@ uint64_t groupq_lend(struct groupq *g, struct msg *m, uint8_t qos)
 	r.seq = g->lend_seq++;
 	r.msg = m;
 	r.qos = qos;
+	r.state = 1; /* not 0: read back with the queue's head whatever max_queued_in_memory */
 	r.share = g->share;
 	store_delivery_put(g->sid, &r);
 	return r.seq;

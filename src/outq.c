@@ -556,6 +556,18 @@ static void prepare_window(struct outq *q)
 	}
 }
 
+/*
+ * A QoS 2 message sent to a member is that member's alone [MQTT-4.8.2-5]:
+ * its group's stored copy goes before the PUBLISH does, so that a crash
+ * never gives it to another member after this one may have it.
+ */
+static void give_back_copy(struct out_entry *e)
+{
+	store_delivery_del(e->lent_sid, e->lent_seq, e->msg->id);
+	e->lent_sid = e->lent_seq = 0;
+	e->fence = store_fence();
+}
+
 /* A QoS 2 entry of a durable queue not yet prepared (its id not yet stored as sent). */
 static bool needs_prepare(const struct outq *q, const struct out_entry *e)
 {
@@ -572,6 +584,8 @@ void outq_pump(struct outq *q)
 		/* Whatever went before it, a QoS 2 entry goes out only once prepared. */
 		if (needs_prepare(q, e))
 			prepare_window(q);
+		if (e->qos == 2 && e->lent_sid && !e->sent_once)
+			give_back_copy(e);
 		if (wait_fence(q, e->fence))
 			break;
 		if (e->qos && q->inflight.n >= outq_window(q))
@@ -669,6 +683,14 @@ int outq_deliver_lent(struct outq *q, struct msg *m, uint8_t qos, bool retain,
 }
 
 /* --- group queues -------------------------------------------------------- */
+
+void outq_store_all(struct outq *q)
+{
+	struct out_entry *e;
+
+	for (e = q->queue.head; e; e = e->next)
+		save_entry(q, e);
+}
 
 struct msg *outq_take(struct outq *q, uint8_t *qos)
 {
@@ -980,10 +1002,10 @@ int outq_restore_entry(struct outq *q, const struct store_delivery_row *r)
 		return -1;
 	e->seq = r->seq;
 	e->stored = true;
-	e->state = r->state;
-	e->packet_id = r->packet_id;
+	e->state = q->group ? OUT_QUEUED : r->state; /* a group's lent copies wait again */
+	e->packet_id = q->group ? 0 : r->packet_id;
 	q->ids_free = 0; /* ids in use came from outside next_packet_id */
-	e->sent_once = r->state != OUT_QUEUED;
+	e->sent_once = e->state != OUT_QUEUED;
 	if (r->seq >= q->next_seq)
 		q->next_seq = r->seq + 1;
 	if (e->state == OUT_QUEUED) {

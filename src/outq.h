@@ -163,6 +163,8 @@ uint32_t outq_rx_count(const struct outq *q);
  * then be on its way (refilled tells when it lands).
  */
 struct msg *outq_take(struct outq *q, uint8_t *qos);
+/* Writes every queued entry not stored yet (a queue that has just become durable). */
+void outq_store_all(struct outq *q);
 /* Puts m back at the head of a group queue (an ending member's delivery). OUTQ_* or -1. */
 int outq_push_front(struct outq *q, struct msg *m, uint8_t qos, const char *share);
 

@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "base.h"
+#include "clock.h"
 #include "conn.h"
 #include "groupq.h"
 #include "holds.h"
@@ -42,6 +43,7 @@
 #include "retain_tree.h"
 #include "session.h"
 #include "store.h"
+#include "timers.h"
 #include "topic.h"
 #include "topic_tree.h"
 
@@ -82,6 +84,8 @@ static struct route_ctx ctxs[MAX_DEPTH];
 static int depth; /* routings in progress */
 static size_t groups_alive; /* shared groups with members */
 static struct buf room_key; /* on_room's share keys (kept: it runs at every acknowledgement) */
+static struct timer drain_timer; /* drains to_drain on the next turn (a new member) */
+static void on_drain_timer(struct timer *t, void *arg);
 /* Group queues to drain once a session's end is over (router_reroute_shared). */
 static char **to_drain; /* their share keys (a queue may end before its turn) */
 static size_t n_to_drain, cap_to_drain;
@@ -106,6 +110,7 @@ int router_init(void)
 		return -1;
 	}
 	session_set_events(&events);
+	timer_init(&drain_timer, on_drain_timer, NULL);
 	return 0;
 }
 
@@ -115,6 +120,7 @@ void router_free(void)
 	size_t j;
 
 	session_set_events(NULL);
+	timer_disarm(&drain_timer);
 	while (n_to_drain)
 		mem_free(to_drain[--n_to_drain]);
 	mem_free(to_drain);
@@ -155,7 +161,7 @@ static int deliver_now(struct session *s, struct msg *m, uint8_t qos, bool retai
 	uint64_t lent = 0;
 	int rc;
 
-	if (share && qos && !s->q.durable && store_on() && (q || (q = groupq_get(share)))) {
+	if (share && qos && !s->q.durable && store_on() && (q || (q = groupq_find(share)))) {
 		groupq_set_durable(q, group_persistent(q));
 		lent = groupq_lend(q, m, qos);
 	}
@@ -380,12 +386,19 @@ static bool hand_over(struct groupq *q, struct session *s, uint8_t options, uint
 {
 	uint8_t qos;
 	struct msg *m = groupq_take(q, &qos);
+	int rc;
 
 	if (!m)
 		return false;
-	q->delivered++;
-	deliver(s, m, min_qos(qos, options & MQTT_SUBOPT_QOS_MASK), false, subid ? &subid : NULL,
-		subid ? 1 : 0, q->share, q, 0);
+	rc = deliver(s, m, min_qos(qos, options & MQTT_SUBOPT_QOS_MASK), false,
+		     subid ? &subid : NULL, subid ? 1 : 0, q->share, q, 0);
+	if (rc == OUTQ_QUOTA || rc < 0) {
+		/* The member's own limits refused it: it stays the group's, at the head. */
+		groupq_push_front(q, m, qos);
+		msg_unref(m);
+		return false;
+	}
+	q->delivered += rc == OUTQ_DELIVERED;
 	msg_unref(m);
 	return true;
 }
@@ -485,6 +498,8 @@ void router_reroute_shared(struct msg *m, uint8_t qos, const char *share,
 	q = groupq_get(share);
 	if (!q && groupq_stopping())
 		return; /* shutting down: the store keeps it */
+	if (q)
+		groupq_set_durable(q, group_persistent(q));
 	if (!q || groupq_push_front(q, m, qos) != OUTQ_DELIVERED) {
 		log_warn("message on '%s' for shared group '$share/%s/%s': out of memory handing "
 			 "it back to the group; dropped",
@@ -934,6 +949,8 @@ static void split_share(const char *filter, size_t len, const char **f, size_t *
 	}
 }
 
+static void drain_new_member(const char *f, size_t fl, const char *g, size_t gl);
+
 static int on_sub_added(struct session *s, const char *filter, size_t len, uint8_t options,
 			uint32_t subid, bool *existed)
 {
@@ -949,6 +966,8 @@ static int on_sub_added(struct session *s, const char *filter, size_t len, uint8
 	if (g && !*existed)
 		s->shared_subs++;
 	groups_alive += fresh;
+	if (g)
+		drain_new_member(f, fl, g, gl);
 	return 0;
 }
 
@@ -957,6 +976,25 @@ static const char *share_key(struct buf *b, const char *g, size_t gl, const char
 {
 	buf_reset(b);
 	return topic_share_key_put(b, g, gl, f, fl) ? NULL : (const char *)b->data;
+}
+
+/* A member joined: it takes what waits, from a timer, so that its SUBACK goes first. */
+static void drain_new_member(const char *f, size_t fl, const char *g, size_t gl)
+{
+	const char *key = share_key(&room_key, g, gl, f, fl);
+	struct groupq *q = key ? groupq_find(key) : NULL;
+
+	if (!q || !groupq_queued(q))
+		return;
+	drain_later(q);
+	timer_arm(&drain_timer, clock_now_ms());
+}
+
+static void on_drain_timer(struct timer *t, void *arg)
+{
+	(void)t;
+	(void)arg;
+	drain_pending();
 }
 
 /* A group whose last member left ends, and its queue with it. */
@@ -1065,7 +1103,8 @@ static void on_acked(struct session *s, struct msg *m, uint8_t qos, const char *
 static void on_dropped(struct session *s, struct msg *m, uint8_t qos, const char *share,
 		       const char *why)
 {
-	plugin_dropped(s, m, qos, share, why, 0);
+	if (s) /* a group queue's own drops (no session) are counted and logged by outq */
+		plugin_dropped(s, m, qos, share, why, 0);
 }
 
 static void on_orphaned(struct session *s, struct msg *m, uint8_t qos, const char *share)

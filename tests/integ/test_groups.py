@@ -23,7 +23,7 @@ import time
 import brokerlib
 import rawmqtt as R
 from harness import Skip, param, timeout, wait_until
-from test_persistence import RawPub, bounce
+from test_persistence import RawPub, bounce, publish_qos2
 
 EXPIRY = 3600  # session expiry of persistent MQTT 5 members
 ENDED = r"shared group '%s' ended with its last member: (\d+) queued message\(s\) dropped"
@@ -976,3 +976,96 @@ def test_groups_sys_topics(t):
 	want = {"$SYS/broker/groups/queued": 0, per + "queued": 0, per + "delivered": 7}
 	seen = sys_values(t, b, ["$SYS/broker/groups/#"], want)
 	assert all(seen.get(k) == v for k, v in want.items()), "expected %s, seen %s" % (want, seen)
+
+
+# -- found by review ----------------------------------------------------------------------
+
+def test_groups_new_member_takes_what_waits(t):
+	"""Messages wait for an offline persistent member; a new member that
+	subscribes takes them (after its SUBACK), and later ones too."""
+	b = gbroker(t)
+	tp, group = group_of(t)
+	offline_members(t, b, group, 1)
+	assert publish_all(t, b, tp, [body(i) for i in range(5)]) == [0] * 5
+	c, _ = member(t, b, t.cid("new"), group)  # SUBACK first (member() expects it)
+	assert [num(d) for d in take(c, 5, timeout=3)] == list(range(5))
+	assert publish_all(t, b, tp, [body(5)]) == [0]
+	assert [num(d) for d in take(c, 1, timeout=3)] == [5]
+	quiet(c, 0.3)
+
+
+@param("how", ["sigterm", "sigkill"])
+def test_groups_handed_back_stored_when_group_has_persistent_member(t, how):
+	"""Two persistent members hold 3 unacknowledged messages each (the group's
+	queue was never needed, so it was never stored); one session expires and
+	hands its 3 back: they are stored with the group, so after a restart the
+	other member gets its own 3 again and the 3 handed back."""
+	b = gbroker(t)
+	tp, group = group_of(t)
+	a_cid, p_cid = t.cid("short"), t.cid("long")
+	a, _ = member(t, b, a_cid, group, recv_max=3, expiry=1, clean=False)
+	p, _ = member(t, b, p_cid, group, recv_max=3, expiry=3600, clean=False)
+	assert publish_all(t, b, tp, [body(i) for i in range(6)], window=1) == [0] * 6
+	held_a = [num(d) for d in take(a, 3, ack=False)]
+	held_p = [num(d) for d in take(p, 3, ack=False)]
+	assert sorted(held_a + held_p) == list(range(6))
+	leave(a)
+	leave(p)
+	time.sleep(1.6)  # a's session (expiry 1 s) ends: its 3 go back to the group
+	r = t.raw_connected(b, version=5)  # a barrier: what the expiry wrote is stored
+	r.send(R.publish(t.topic("barrier"), b"x", 1, pid=1, version=5))
+	r.expect(R.PUBACK)
+	r.close()
+	bounce(b, how)
+	p, sp = persistent_member(t, b, p_cid, recv_max=10)
+	assert sp
+	got = sorted(num(d) for d in take(p, 6, timeout=5))
+	assert got == list(range(6)), got
+	quiet(p)
+
+
+@param("how", ["sigkill"])
+def test_groups_qos2_received_by_clean_member_not_given_again(t, how):
+	"""A clean member receives a QoS 2 message of the group (PUBREC sent) while
+	a persistent member is offline; after a SIGKILL the persistent member does
+	not get it again: a QoS 2 message sent to a member is that member's
+	[MQTT-4.8.2-5], and its group's stored copy went before the PUBLISH."""
+	b = gbroker(t)
+	tp, group = group_of(t)
+	p_cid = offline_members(t, b, group, 1, qos=2)[0]
+	c, _ = member(t, b, t.cid("clean"), group, qos=2, recv_max=1)
+	pub = t.raw_connected(b, version=5)
+	publish_qos2(pub, tp, [body(0), body(1)])
+	d = take(c, 1, ack=False)[0]
+	assert num(d) == 0 and d["qos"] == 2
+	c.send(R.ack(R.PUBREC, d["pid"], 5))
+	c.expect(R.PUBREL)
+	bounce(b, how)
+	m, sp = persistent_member(t, b, p_cid, qos=2)
+	assert sp
+	got = [num(x) for x in take(m, 1, timeout=3)]
+	assert got == [1], got
+	quiet(m)
+
+
+@timeout(40)
+def test_groups_many_lent_copies_survive_restart(t):
+	"""More messages out with clean members than max_queued_in_memory (16):
+	after a SIGKILL every one comes back to the group once, in order, and
+	the ones that waited follow, none twice, none lost."""
+	b = gbroker(t, ["max_queued_in_memory 16"])
+	tp, group = group_of(t)
+	p_cid = offline_members(t, b, group, 1)[0]
+	c, _ = member(t, b, t.cid("clean"), group, recv_max=20)
+	assert publish_all(t, b, tp, [body(i) for i in range(30)]) == [0] * 30
+	assert sorted(num(d) for d in take(c, 20, ack=False)) == list(range(20))
+	quiet(c, 0.2)
+	bounce(b, "sigkill")
+	# a clean member takes them (each one lent again), then the persistent one returns
+	c2, _ = member(t, b, t.cid("clean2"), group, recv_max=50)
+	got = [num(d) for d in take(c2, 30, timeout=5)]
+	assert got == list(range(30)), got
+	quiet(c2, 0.3)
+	m, sp = persistent_member(t, b, p_cid)
+	assert sp
+	quiet(m)
