@@ -1069,3 +1069,17 @@ def test_groups_many_lent_copies_survive_restart(t):
 	m, sp = persistent_member(t, b, p_cid)
 	assert sp
 	quiet(m)
+
+
+def test_groups_queue_drop_heard_by_plugins_without_crash(t):
+	"""A plugin listening for DROPPED events (the test plugin) and a full group
+	queue: the refused message is the group's own drop, with no session; the
+	broker goes on (it used to crash) and the publisher hears 0x97."""
+	plugin = os.environ.get("SLUICE_TEST_PLUGIN")
+	if not plugin or not os.path.isfile(plugin):
+		raise Skip("SLUICE_TEST_PLUGIN is not set (the built tests/plugin/.libs/test_plugin.so)")
+	b = gbroker(t, ["max_group_queued_messages 2", "plugin %s" % plugin])
+	tp, group = group_of(t)
+	offline_members(t, b, group, 1)
+	assert publish_all(t, b, tp, [body(i) for i in range(3)]) == [0, 0, 0x97]
+	t.check_alive(b)
