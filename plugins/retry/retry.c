@@ -591,6 +591,28 @@ static void later(struct rt *rt, struct ent *e, const char *what)
 }
 
 /* A due retry whose message is in memory. */
+/* A plain subscription's client that still matches the topic: its queue was full. */
+static bool still_subscribed(const struct rt *rt, const struct ent *e)
+{
+	return !(e->flags & RETRY_F_GROUP) && SP_HOST_HAS(rt->host, subscribed) &&
+	       rt->host->subscribed(e->target, rt->host->msg_topic(e->msg)) == 1;
+}
+
+/* Not a refusal: the same attempt goes again after the back-off step it waited. */
+static void wait_for_room(struct rt *rt, struct ent *e)
+{
+	uint64_t due = rt->host->now_ms() +
+		       retry_backoff(rt->steps, rt->n_steps, e->attempt > 1 ? e->attempt - 1 : 1);
+
+	rt->host->log(rt->self, SP_LOG_INFO,
+		      "retry: message on '%s' for '%s' not taken (its queue is full): tried again "
+		      "later",
+		      rt->host->msg_topic(e->msg), e->target);
+	e->when = due;
+	put_row(rt, e); /* failing, the old due time stands: only earlier */
+	requeue(rt, e, due);
+}
+
 static void release(struct rt *rt, struct ent *e)
 {
 	int rc;
@@ -609,6 +631,8 @@ static void release(struct rt *rt, struct ent *e)
 		}
 		if (rc < 0)
 			return later(rt, e, "redelivery");
+		if (still_subscribed(rt, e))
+			return wait_for_room(rt, e);
 		rt->host->log(rt->self, SP_LOG_WARNING,
 			      "retry: message on '%s' not taken by '%s' (no such subscription, or "
 			      "its queue is full): to the dead letters",

@@ -524,6 +524,28 @@ static void test_retry_not_taken_becomes_dead_letter(void **state)
 	end();
 }
 
+/* Still subscribed, but not taken: its queue is full, so the same attempt waits again. */
+static void test_retry_queue_full_waits(void **state)
+{
+	struct sp_msg *m = fake_msg("t", "p", 1, NULL);
+
+	(void)state;
+	fake_subscribe("sub", "t");
+	nack_take(m, 0x80);
+	fake_deliver_returns(0);
+	fake_advance(200);
+	assert_null(routed_with("$DLQ/", 0));
+	assert_int_equal(fake_log_grep("its queue is full"), 1);
+	assert_int_equal(rows(RETRY_PFX_RETRY), 1);
+	fake_deliver_returns(1);
+	fake_delivered_clear();
+	fake_advance(200);
+	assert_int_equal(fake_delivered_count(), 1);
+	expect_prop(fake_delivered(0)->m, "delivery-count", "2");
+	assert_int_equal(rows(RETRY_PFX_RETRY), 0);
+	end();
+}
+
 static void test_expired_not_retried(void **state)
 {
 	struct sp_msg_spec spec;
@@ -883,6 +905,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dead_letter_max, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_retry_not_taken_becomes_dead_letter, setup,
 						teardown),
+		cmocka_unit_test_setup_teardown(test_retry_queue_full_waits, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_expired_not_retried, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dead_letter_refusal_not_retried, setup,
 						teardown),
