@@ -337,14 +337,11 @@ static enum group_target group_target(struct topic_group *g, const char *share, 
 	return qos && !member_ready(*t) ? TO_QUEUE : TO_MEMBER;
 }
 
-/* A message goes straight to a member ($SYS/broker/groups/{group}/delivered). */
-static struct groupq *count_delivered(struct topic_group *g, const char *share)
+/* A member was chosen: the delivery counts ($SYS/.../delivered) once it is taken. */
+static void count_delivered(struct groupq *q, int rc)
 {
-	struct groupq *q = queue_of(g, share, true);
-
-	if (q)
+	if (q && rc == OUTQ_DELIVERED)
 		q->delivered++;
-	return q;
 }
 
 /*
@@ -421,6 +418,7 @@ static int deliver_to_group(struct topic_group *g, const char *share, struct msg
 			    const struct session *avoid, uint8_t qos, size_t from)
 {
 	const struct topic_sub *t;
+	struct groupq *q;
 	int rc;
 
 	switch (group_target(g, share, m, qos, avoid, from, &t)) {
@@ -432,9 +430,10 @@ static int deliver_to_group(struct topic_group *g, const char *share, struct msg
 	case TO_MEMBER:
 		break;
 	}
+	q = queue_of(g, share, true);
 	rc = deliver(t->owner, m, min_qos(qos, t->options & MQTT_SUBOPT_QOS_MASK), false,
-		     t->subid ? &t->subid : NULL, t->subid ? 1 : 0, share,
-		     count_delivered(g, share), from);
+		     t->subid ? &t->subid : NULL, t->subid ? 1 : 0, share, q, from);
+	count_delivered(q, rc);
 	return rc == OUTQ_DELIVERED ? 1 : rc < 0 ? -1 : 0;
 }
 
@@ -635,7 +634,7 @@ static void choose_members(struct route_ctx *x)
 			x->oom = true;
 			return;
 		}
-		m->gq = count_delivered(h->g, share);
+		m->gq = queue_of(h->g, share, true);
 		m->s = t->owner;
 		m->qos = t->options & MQTT_SUBOPT_QOS_MASK;
 		m->rap = !!(t->options & MQTT_SUBOPT_RAP);
@@ -698,6 +697,7 @@ static void deliver_matches(struct route_ctx *x, struct route_result *res)
 		/* [MQTT-3.3.1-12, -13] RETAIN only as published when asked. */
 		rc = deliver(y->s, m, min_qos(y->qos, m->qos), y->rap && m->retain, y->subids,
 			     y->n_subids, share, y->gq, 0);
+		count_delivered(y->gq, rc);
 		if (rc == OUTQ_DELIVERED)
 			res->delivered++;
 		else if (rc == OUTQ_QUOTA)
