@@ -4,10 +4,9 @@
  * The entries sit in chunks of at most KVSPACE_CHUNK, each a sorted array;
  * a top array holds the chunks in key order. A lookup bisects the top array
  * by each chunk's last key, then the chunk it lands in. A single sorted
- * array moved half of itself on every insert and delete, and the plugins
- * keep big spaces: a key per open transaction (plugins/txn, hundreds of
- * thousands, arriving in random order) and, with persistence off, every
- * cold value (plugins/delayed payloads).
+ * array moved half of itself on every insert and delete, and a plugin's
+ * space can hold hundreds of thousands of keys arriving in random order
+ * (and, with persistence off, every cold value).
  *
  * Costs: a write makes O(log n) comparisons and moves at most one chunk's
  * entries (4 KB). Splitting or dropping a chunk also moves the top array's

@@ -320,8 +320,8 @@ static void host_msg_unref(struct sp_msg *m)
 
 /*
  * What a plugin routes goes out to subscribers only once what it wrote
- * before is committed (the fence): a transaction's messages never reach a
- * subscriber before the commit that decides them is on disk.
+ * before is committed (the fence): no subscriber sees a routed message
+ * before the plugin state that decided to route it is on disk.
  */
 static int host_route(struct sp_plugin *self, struct sp_msg *m)
 {
