@@ -288,15 +288,17 @@ static int cache_grow(struct tx *tx, struct txn *t)
 static void cache_add(struct tx *tx, struct txn *t, struct sp_msg *m)
 {
 	bool fresh = t->count == 1;
+	size_t bytes;
 
 	if ((!fresh && !t->cache) || (t->n_cache == t->cap_cache && cache_grow(tx, t))) {
 		tx->host->msg_unref(m);
 		cache_drop(t); /* all or nothing: the commit reads them back */
 		return;
 	}
+	bytes = msg_bytes(tx, m);
 	t->cache[t->n_cache++] = m;
-	t->cache_bytes += msg_bytes(tx, m);
-	tx->cache_bytes += msg_bytes(tx, m);
+	t->cache_bytes += bytes;
+	tx->cache_bytes += bytes;
 	if (!fresh)
 		lru_unlink(tx, t);
 	lru_append(tx, t);

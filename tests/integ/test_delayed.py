@@ -45,22 +45,13 @@ def delayed_broker(t, extra=()):
 			 "plugin_opt_sys_interval 1"] + list(extra))
 
 
-def ack_info(p):
-	"""(reason code, properties) of a PUBACK/PUBREC."""
-	rd = R.Reader(p.body)
-	rd.u16()
-	rc = rd.byte() if rd.left() else 0
-	props = rd.props() if p.version == 5 and rd.left() else []
-	return rc, props
-
-
 def raw_pub(r, topic, payload=b"x", qos=1, pid=1, props=None, retain=False):
 	"""Publish from a raw client; returns (reason code, ack properties) or None at QoS 0."""
 	r.send(R.publish(topic, payload, qos, retain, pid=pid, version=r.version, properties=props))
 	if qos == 0:
 		return None
 	p = r.expect(R.PUBACK if qos == 1 else R.PUBREC, skip=(R.PUBLISH,))
-	info = ack_info(p)
+	info = p.ack()[1:]
 	if qos == 2:
 		r.send(R.ack(R.PUBREL, pid, r.version))
 		r.expect(R.PUBCOMP, skip=(R.PUBLISH,))

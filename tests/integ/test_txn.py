@@ -69,15 +69,6 @@ def txn_broker(t, extra=(), delayed=False, fresh=True):
 	return t.broker(lines)
 
 
-def ack_info(p):
-	"""(reason code, properties) of a PUBACK/PUBREC."""
-	rd = R.Reader(p.body)
-	rd.u16()
-	rc = rd.byte() if rd.left() else 0
-	props = rd.props() if p.version == 5 and rd.left() else []
-	return rc, props
-
-
 class Pids:
 	"""Packet ids for one raw client."""
 
@@ -101,7 +92,7 @@ def raw_pub(r, topic, payload=b"x", qos=1, pid=None, props=None, retain=False):
 		return None
 	p = r.expect(R.PUBACK if qos == 1 else R.PUBREC)
 	assert p.pid() == pid, "ack for packet id %d, sent %d" % (p.pid(), pid)
-	info = ack_info(p)
+	info = p.ack()[1:]
 	if qos == 2:
 		r.send(R.ack(R.PUBREL, pid, r.version))
 		r.expect(R.PUBCOMP)
@@ -1145,10 +1136,10 @@ class StressProducer(threading.Thread):
 			pid = p.pid() if p.type in (R.PUBACK, R.PUBREC, R.PUBCOMP) else None
 			qos = pending.get(pid)
 			if p.type == R.PUBACK and qos == 1:
-				out[pid] = ack_info(p)
+				out[pid] = p.ack()[1:]
 				del pending[pid]
 			elif p.type == R.PUBREC and qos == 2 and pid not in rel:
-				out[pid] = ack_info(p)
+				out[pid] = p.ack()[1:]
 				if out[pid][0] >= 0x80:
 					del pending[pid]
 				else:
