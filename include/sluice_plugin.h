@@ -45,7 +45,9 @@
  * CHOOSE answering "no member now" (SP_HOLD) or "not this group" (SP_SKIP),
  * sp_event.share_filter, and the host calls deliver, topic_match and
  * after_commit. Appended since: msg_add_user_props, subscribed and
- * msg_with_retain.
+ * msg_with_retain; then (all there when SP_HOST_HAS(host, redeliver)) the
+ * events RECEIVED and GROUP_END, the DELIVER verdict KEEP, sp_event.moving,
+ * and the host calls redeliver, durable and opt_where.
  */
 #ifndef SLUICE_PLUGIN_H
 #define SLUICE_PLUGIN_H
@@ -87,6 +89,12 @@ enum sp_event_type {
 		       * (a plugin without a NACKED callback hears ACKED for QoS 1 and
 		       * DROPPED for QoS 2 instead, as before API 2) */
 	SP_EV_SESSION_END, /* a session ended (expired, clean, taken over clean): not a disconnect */
+	/* Appended after API 2 (there when SP_HOST_HAS(host, redeliver)): */
+	SP_EV_RECEIVED, /* a QoS 2 delivery reached PUBREC: the client has the message (PUBREL
+			 * and PUBCOMP follow; ACKED comes at PUBCOMP) */
+	SP_EV_GROUP_END, /* a shared group ended with its last member, and its queue with it
+			  * (share_group, share_filter; client_id ""): no DROPPED follows for
+			  * the messages that waited in it */
 	SP_EV__COUNT
 };
 
@@ -101,6 +109,10 @@ enum sp_verdict {
 		  * res->hold_id until host->release(hold_id) or host->discard(hold_id).
 		  * CHOOSE: no member now; the same, and release offers the message
 		  * to the group again (CHOOSE runs again) */
+	/* Appended after API 2 (there when SP_HOST_HAS(host, redeliver)): */
+	SP_KEEP, /* DELIVER: the plugin keeps this delivery itself (it took a reference
+		  * with msg_ref) and hands it on later with host->redeliver; for the
+		  * publisher it counts as delivered, not as "no matching subscribers" */
 };
 
 struct sp_member {
@@ -128,6 +140,11 @@ struct sp_event {
 	/* API 2: */
 	uint8_t reason; /* ACKED: the client's reason code (0x00, 0x10); NACKED: its code >= 0x80 */
 	const char *share_filter; /* with share_group: the group's filter, without "$share/G/" */
+	/* Appended after API 2 (there when SP_HOST_HAS(host, redeliver)): */
+	bool moving; /* DROPPED: the delivery is not over: it goes back to its shared group,
+		      * for another member (its session ended before the client had it).
+		      * DROPPED with client_id "" and share_group set: the group's own queue
+		      * dropped it (expired, or no member left) */
 };
 
 struct sp_result {
@@ -307,6 +324,30 @@ struct sp_host {
 	int (*subscribed)(const char *client_id, const char *topic);
 	/* A copy of m with its retain flag set to retain, everything else kept; NULL when out of memory. */
 	struct sp_msg *(*msg_with_retain)(const struct sp_msg *m, bool retain);
+
+	/* --- appended after API 2: RECEIVED, GROUP_END, moving and these three --- */
+
+	/*
+	 * As deliver, but the DELIVER (and CHOOSE) chain starts at self: a
+	 * plugin that kept a delivery (SP_KEEP) and now lets it go on sees
+	 * it again, and so learns the QoS and member it goes to.
+	 */
+	int (*redeliver)(struct sp_plugin *self, struct sp_msg *m, const char *client_id,
+			 const char *share_group, const char *share_filter);
+	/*
+	 * Does the target survive a restart of the broker: the session of
+	 * client_id (share_group NULL) is persistent, or the shared group
+	 * (share_group, share_filter) keeps its queue in the store because a
+	 * member's session is persistent? 0 when not, when there is no such
+	 * session or group, or with persistence off; -1 on bad arguments.
+	 */
+	int (*durable)(const char *client_id, const char *share_group, const char *share_filter);
+	/*
+	 * During init: "FILE:LINE" of the configuration line of opts[index],
+	 * for error messages; NULL when unknown (a plugin not loaded from a
+	 * file). Valid until init returns.
+	 */
+	const char *(*opt_where)(struct sp_plugin *self, size_t index);
 };
 
 /* Log levels for host->log. */

@@ -313,6 +313,7 @@ void config_free(struct config *c)
 		for (size_t j = 0; j < c->plugins[i].n_opts; j++) {
 			mem_free(c->plugins[i].opts[j].key);
 			mem_free(c->plugins[i].opts[j].value);
+			mem_free(c->plugins[i].opts[j].where);
 		}
 		mem_free(c->plugins[i].opts);
 		mem_free(c->plugins[i].name);
@@ -598,6 +599,18 @@ static int set_plugin(struct parser *p, const struct directive *d, char **argv, 
 	return 0;
 }
 
+/* "FILE:LINE" of the line being read (allocated), as fail() begins its messages. */
+static char *where_of(const struct parser *p)
+{
+	const char *f = p->file ? p->file : "-";
+	size_t n = strlen(f) + 16;
+	char *w = mem_alloc(n);
+
+	if (w)
+		snprintf(w, n, "%s:%d", f, p->lineno);
+	return w;
+}
+
 /* plugin_opt_KEY VALUE: an option of the plugin loaded by the latest "plugin" line. */
 static int set_plugin_opt(struct parser *p, const struct directive *d, char **argv, int argc)
 {
@@ -615,9 +628,11 @@ static int set_plugin_opt(struct parser *p, const struct directive *d, char **ar
 	o = &o[pl->n_opts];
 	o->key = mem_strdup(argv[0] + strlen(d->name));
 	o->value = mem_strdup(argv[1]);
-	if (!o->key || !o->value) {
+	o->where = where_of(p);
+	if (!o->key || !o->value || !o->where) {
 		mem_free(o->key);
 		mem_free(o->value);
+		mem_free(o->where);
 		return fail(p, "%s: out of memory", argv[0]);
 	}
 	pl->n_opts++;

@@ -32,6 +32,7 @@ struct listener_conf {
 struct plugin_opt_conf {
 	char *key; /* without the plugin_opt_ prefix */
 	char *value;
+	char *where; /* "FILE:LINE" of its line, for the plugin's error messages */
 };
 
 struct plugin_conf {

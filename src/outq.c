@@ -54,8 +54,12 @@ static void no_room(struct session *o)
 {
 }
 
-static const struct outq_events no_events = { no_acked, no_dropped, no_orphaned, no_refilled,
-					      no_room };
+static void no_received(struct session *o, struct msg *m, const char *sh)
+{
+}
+
+static const struct outq_events no_events = { no_acked,	   no_dropped, no_orphaned,
+					      no_refilled, no_room,    no_received };
 static const struct outq_events *events = &no_events;
 
 /* Queues whose head waits for a commit (fenced QoS 2 messages). */
@@ -778,6 +782,7 @@ int outq_on_pubrec(struct outq *q, uint16_t packet_id, uint8_t reason)
 	}
 	e->state = OUT_RELEASED;
 	save_entry(q, e);
+	events->received(q->owner, e->msg, e->share);
 	return 0;
 }
 
@@ -921,12 +926,12 @@ static void drop_list(struct outq *q, struct out_list *l)
 
 	while ((e = l->tail)) {
 		list_remove(l, e);
-		if (e->qos)
-			events->dropped(q->owner, e->msg, e->qos, e->share, "session ended");
 		/* A QoS 2 message already sent to this member is its alone: no
 		 * other member may get it [MQTT-4.8.2-5]; the rest may move. */
 		if (e->share && e->qos && !(e->qos == 2 && e->sent_once))
 			events->orphaned(q->owner, e->msg, e->qos, e->share);
+		else if (e->qos)
+			events->dropped(q->owner, e->msg, e->qos, e->share, "session ended");
 		entry_free(e);
 	}
 }

@@ -105,12 +105,17 @@ struct outq_events {
 	/* A delivery ended without completing; why is for logs. */
 	void (*dropped)(struct session *owner, struct msg *m, uint8_t qos, const char *share,
 			const char *why);
-	/* An unacknowledged shared delivery of an ending session: another member may take it. */
+	/*
+	 * An unacknowledged shared delivery of an ending session: another
+	 * member may take it (it is not dropped: no dropped event for it).
+	 */
 	void (*orphaned)(struct session *owner, struct msg *m, uint8_t qos, const char *share);
 	/* A group queue (q->group) read entries back from its disk tail: members may take them. */
 	void (*refilled)(struct outq *q);
 	/* A client's window has room again and its queue is empty (an acknowledgement, a reconnect). */
 	void (*room)(struct session *owner);
+	/* A QoS 2 delivery reached PUBREC (its acked event comes at PUBCOMP). */
+	void (*received)(struct session *owner, struct msg *m, const char *share);
 };
 
 void outq_set_events(const struct outq_events *ev);
@@ -122,7 +127,7 @@ void outq_init(struct outq *q, struct session *owner, const char *client_id);
 void outq_free(struct outq *q);
 /* Frees the blocks kept for new entries (shutdown, leak checks). */
 void outq_drain_caches(void);
-/* Every entry leaves with a dropped (and, shared, orphaned) event: the session ends. */
+/* Every entry leaves with a dropped or (shared) an orphaned event: the session ends. */
 void outq_drop_all(struct outq *q);
 
 /*

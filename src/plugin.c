@@ -51,6 +51,7 @@ struct sp_plugin {
 	sp_callback cb[SP_EV__COUNT];
 	struct kv_space kv;
 	struct kv_space cold; /* used only while persistence is off */
+	const struct plugin_conf *conf; /* during init: its configuration lines (opt_where) */
 };
 
 static struct sp_plugin **plugins;
@@ -201,7 +202,9 @@ static int call_init(struct sp_plugin *p, const struct plugin_conf *pc, plugin_i
 		opts[i].key = pc->opts[i].key;
 		opts[i].value = pc->opts[i].value;
 	}
+	p->conf = pc;
 	rc = init_plugin(p, init, opts, (int)pc->n_opts, host);
+	p->conf = NULL;
 	mem_free(opts);
 	return rc;
 }
@@ -322,12 +325,13 @@ static void notify(enum sp_event_type type, struct sp_event *ev)
 	run_chain(type, ev, &res, 0);
 }
 
+/* The event fields of session s; NULL (a group queue's own event): client_id "". */
 static void session_event(struct sp_event *ev, const struct session *s)
 {
 	memset(ev, 0, sizeof(*ev));
-	ev->client_id = s->client_id;
-	ev->username = s->username;
-	ev->protocol = s->version;
+	ev->client_id = s ? s->client_id : "";
+	ev->username = s ? s->username : NULL;
+	ev->protocol = s ? s->version : 0;
 }
 
 /* The group and filter of a share key "group\0filter". */
@@ -394,11 +398,15 @@ const struct buf *plugin_ack_props(void)
 	return &ack_props;
 }
 
-/* A HOLD needs a non-zero id; anything else but PASS and SKIP is not a verdict here. */
+/*
+ * A HOLD needs a non-zero id; KEEP is a DELIVER verdict only; anything else
+ * but PASS and SKIP is not a verdict here.
+ */
 static enum sp_verdict hold_or_pass(const char *event, size_t who, struct sp_result *res,
 				    struct sp_plugin **holder)
 {
-	if (res->verdict == SP_SKIP || res->verdict == SP_PASS)
+	if (res->verdict == SP_SKIP || res->verdict == SP_PASS ||
+	    (res->verdict == SP_KEEP && !strcmp(event, "DELIVER")))
 		return res->verdict;
 	if (res->verdict == SP_HOLD && res->hold_id) {
 		*holder = plugins[who];
@@ -515,7 +523,7 @@ void plugin_acked(const struct session *s, struct msg *m, uint8_t qos, const cha
 }
 
 void plugin_dropped(const struct session *s, struct msg *m, uint8_t qos, const char *share,
-		    const char *why, uint64_t hold_id)
+		    const char *why, uint64_t hold_id, bool moving)
 {
 	struct sp_event ev;
 
@@ -527,7 +535,37 @@ void plugin_dropped(const struct session *s, struct msg *m, uint8_t qos, const c
 	share_fields(&ev, share);
 	ev.why = why;
 	ev.hold_id = hold_id;
+	ev.moving = moving;
 	notify(SP_EV_DROPPED, &ev);
+}
+
+void plugin_received(const struct session *s, struct msg *m, const char *share)
+{
+	struct sp_event ev;
+
+	if (!wants[SP_EV_RECEIVED])
+		return;
+	session_event(&ev, s);
+	ev.msg = (struct sp_msg *)m;
+	ev.qos = 2;
+	share_fields(&ev, share);
+	notify(SP_EV_RECEIVED, &ev);
+}
+
+void plugin_group_end(const char *share)
+{
+	struct sp_event ev;
+
+	if (!wants[SP_EV_GROUP_END])
+		return;
+	session_event(&ev, NULL);
+	share_fields(&ev, share);
+	notify(SP_EV_GROUP_END, &ev);
+}
+
+const char *plugin_opt_where(const struct sp_plugin *p, size_t index)
+{
+	return p->conf && index < p->conf->n_opts ? p->conf->opts[index].where : NULL;
 }
 
 void plugin_connect(const struct session *s)

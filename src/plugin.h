@@ -86,8 +86,15 @@ enum sp_verdict plugin_choose(const struct topic_group *g, const char *share, st
 /* A delivery completed: reason < 0x80 is ACKED, >= 0x80 NACKED. */
 void plugin_acked(const struct session *s, struct msg *m, uint8_t qos, const char *share,
 		  uint8_t reason);
+/* s NULL: a group queue's own drop. moving: it goes on to another member of share. */
 void plugin_dropped(const struct session *s, struct msg *m, uint8_t qos, const char *share,
-		    const char *why, uint64_t hold_id);
+		    const char *why, uint64_t hold_id, bool moving);
+/* A QoS 2 delivery reached PUBREC. */
+void plugin_received(const struct session *s, struct msg *m, const char *share);
+/* Shared group share ("group\0filter") ended with its last member. */
+void plugin_group_end(const char *share);
+/* During init: "FILE:LINE" of the plugin's option index, or NULL. */
+const char *plugin_opt_where(const struct sp_plugin *p, size_t index);
 void plugin_connect(const struct session *s);
 void plugin_disconnect(const struct session *s, bool graceful);
 void plugin_session_end(const struct session *s);

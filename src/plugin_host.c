@@ -341,6 +341,20 @@ static int host_deliver(struct sp_plugin *self, struct sp_msg *m, const char *cl
 				 plugin_index(self) + 1);
 }
 
+static int host_redeliver(struct sp_plugin *self, struct sp_msg *m, const char *client_id,
+			  const char *share_group, const char *share_filter)
+{
+	if (!m)
+		return -1;
+	return router_deliver_to((struct msg *)m, client_id, share_group, share_filter,
+				 plugin_index(self));
+}
+
+static const char *host_opt_where(struct sp_plugin *self, size_t index)
+{
+	return plugin_opt_where(self, index);
+}
+
 static bool host_topic_match(const char *filter, const char *topic)
 {
 	return filter && topic && topic_matches(filter, strlen(filter), topic, strlen(topic));
@@ -661,6 +675,9 @@ static const struct sp_host host = {
 	.msg_add_user_props = host_msg_add_user_props,
 	.subscribed = host_subscribed,
 	.msg_with_retain = host_msg_with_retain,
+	.redeliver = host_redeliver,
+	.durable = router_target_durable,
+	.opt_where = host_opt_where,
 };
 
 const struct sp_host *plugin_host_table(void)

@@ -78,6 +78,15 @@ struct route_ctx {
 #define MAX_DEPTH 8
 #define NO_SHARE ((size_t)-1)
 
+/* deliver(): a plugin kept the delivery (SP_KEEP): taken, to be delivered by the plugin. */
+#define KEPT (OUTQ_QUOTA + 1)
+
+/* Did the session, its queue or a plugin take the delivery (deliver's rc)? 1, 0, or -1. */
+static int taken(int rc)
+{
+	return rc == OUTQ_DELIVERED || rc == KEPT ? 1 : rc < 0 ? -1 : 0;
+}
+
 static struct topic_tree *tree;
 static struct retain_tree *retained;
 static struct route_ctx ctxs[MAX_DEPTH];
@@ -174,7 +183,8 @@ static int deliver_now(struct session *s, struct msg *m, uint8_t qos, bool retai
 
 /*
  * One delivery to s, after the DELIVER chain from plugin `from`. Returns
- * what outq_deliver() does, or OUTQ_DROPPED when a plugin skipped or held it.
+ * what outq_deliver() does, OUTQ_DROPPED when a plugin skipped or held it,
+ * or KEPT.
  */
 static int deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
 		   const uint32_t *subids, size_t n_subids, const char *share, struct groupq *gq,
@@ -187,6 +197,8 @@ static int deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
 	switch (plugin_deliver(s, m, qos, share, from, &res, &who)) {
 	case SP_SKIP:
 		return OUTQ_DROPPED;
+	case SP_KEEP:
+		return KEPT;
 	case SP_HOLD:
 		rc = holds_add(who, res.hold_id, s->client_id, m, qos, retain, subids, n_subids,
 			       share);
@@ -348,16 +360,19 @@ static void count_delivered(struct groupq *q, int rc)
  * Does a member's session outlive its connection (then the group's queue
  * is stored)? Found again only after sessions changed (session_changes).
  */
+static bool members_persistent(const struct topic_group *g)
+{
+	for (size_t i = 0; g && i < g->n; i++)
+		if (session_persistent(g->members[i].owner))
+			return true;
+	return false;
+}
+
 static bool group_persistent(struct groupq *q)
 {
-	const struct topic_group *g;
-
 	if (q->persistent_at == session_changes() && q->persistent_at)
 		return q->persistent;
-	g = group_of(q->share);
-	q->persistent = false;
-	for (size_t i = 0; g && i < g->n && !q->persistent; i++)
-		q->persistent = session_persistent(g->members[i].owner);
+	q->persistent = members_persistent(group_of(q->share));
 	q->persistent_at = session_changes();
 	return q->persistent;
 }
@@ -426,7 +441,7 @@ static int deliver_to_group(struct topic_group *g, const char *share, struct msg
 		return 0;
 	case TO_QUEUE:
 		rc = queue_for_group(g, share, m, qos);
-		return rc == OUTQ_DELIVERED ? 1 : rc < 0 ? -1 : 0;
+		return taken(rc);
 	case TO_MEMBER:
 		break;
 	}
@@ -434,7 +449,7 @@ static int deliver_to_group(struct topic_group *g, const char *share, struct msg
 	rc = deliver(t->owner, m, min_qos(qos, t->options & MQTT_SUBOPT_QOS_MASK), false,
 		     t->subid ? &t->subid : NULL, t->subid ? 1 : 0, share, q, from);
 	count_delivered(q, rc);
-	return rc == OUTQ_DELIVERED ? 1 : rc < 0 ? -1 : 0;
+	return taken(rc);
 }
 
 /*
@@ -492,6 +507,7 @@ void router_reroute_shared(struct msg *m, uint8_t qos, const char *share,
 			 "left; dropped",
 			 m->topic, share, topic_share_key_filter(share));
 		base.stats.pub_dropped++;
+		plugin_dropped(NULL, m, qos, share, "the group has no member left", 0, false);
 		return;
 	}
 	q = groupq_get(share);
@@ -698,7 +714,7 @@ static void deliver_matches(struct route_ctx *x, struct route_result *res)
 		rc = deliver(y->s, m, min_qos(y->qos, m->qos), y->rap && m->retain, y->subids,
 			     y->n_subids, share, y->gq, 0);
 		count_delivered(y->gq, rc);
-		if (rc == OUTQ_DELIVERED)
+		if (taken(rc) > 0)
 			res->delivered++;
 		else if (rc == OUTQ_QUOTA)
 			res->quota++;
@@ -811,7 +827,7 @@ static int deliver_to_session(const char *client_id, struct msg *m, size_t from)
 		return 0;
 	rc = deliver(s, m, min_qos(sm.qos, m->qos), sm.rap && m->retain, sm.subids, sm.n_subids,
 		     NULL, NULL, from);
-	return rc == OUTQ_DELIVERED ? 1 : rc < 0 ? -1 : 0;
+	return taken(rc);
 }
 
 int router_deliver_to(struct msg *m, const char *client_id, const char *group, const char *filter,
@@ -864,6 +880,30 @@ int router_discard_hold(struct sp_plugin *owner, uint64_t id)
 		return -1;
 	holds_free(h);
 	return 0;
+}
+
+int router_target_durable(const char *client_id, const char *group, const char *filter)
+{
+	const struct session *s;
+	struct buf key;
+	bool durable;
+
+	if (!group) {
+		if (!client_id)
+			return -1;
+		s = session_find(client_id);
+		return s && store_on() && session_persistent(s);
+	}
+	if (!filter)
+		return -1;
+	if (!store_on())
+		return 0;
+	buf_init(&key);
+	if (topic_share_key_put(&key, group, strlen(group), filter, strlen(filter)))
+		return -1;
+	durable = members_persistent(group_of((const char *)key.data));
+	buf_free(&key);
+	return durable;
 }
 
 /* --- retained messages on subscribe --------------------------------------------- */
@@ -1016,6 +1056,8 @@ static void on_sub_removed(struct session *s, const char *filter, size_t len)
 		key = share_key(&b, g, gl, f, fl);
 		if (key && (q = groupq_find(key)))
 			groupq_end(q);
+		if (key)
+			plugin_group_end(key);
 	}
 	buf_free(&b);
 }
@@ -1085,7 +1127,8 @@ static void on_ending(struct session *s)
 	struct hold *h;
 
 	while ((h = holds_take_client(s->client_id))) {
-		plugin_dropped(s, h->msg, h->qos, h->share, "session ended while held", h->id);
+		plugin_dropped(s, h->msg, h->qos, h->share, "session ended while held", h->id,
+			       h->share && h->qos);
 		if (h->share && h->qos)
 			router_reroute_shared(h->msg, h->qos, h->share, s);
 		holds_free(h);
@@ -1103,17 +1146,22 @@ static void on_acked(struct session *s, struct msg *m, uint8_t qos, const char *
 static void on_dropped(struct session *s, struct msg *m, uint8_t qos, const char *share,
 		       const char *why)
 {
-	if (s) /* a group queue's own drops (no session) are counted and logged by outq */
-		plugin_dropped(s, m, qos, share, why, 0);
+	plugin_dropped(s, m, qos, share, why, 0, false); /* s NULL: a group queue's own */
 }
 
 static void on_orphaned(struct session *s, struct msg *m, uint8_t qos, const char *share)
 {
+	plugin_dropped(s, m, qos, share, "session ended", 0, true);
 	router_reroute_shared(m, qos, share, s);
 }
 
+static void on_received(struct session *s, struct msg *m, const char *share)
+{
+	plugin_received(s, m, share);
+}
+
 static const struct session_events events = {
-	.q = { on_acked, on_dropped, on_orphaned, on_refilled, on_room },
+	.q = { on_acked, on_dropped, on_orphaned, on_refilled, on_room, on_received },
 	.sub_added = on_sub_added,
 	.sub_removed = on_sub_removed,
 	.detached = on_detached,

@@ -62,7 +62,7 @@ static void no_ending(struct session *s)
 }
 
 static const struct session_events no_events = {
-	{ NULL, NULL, NULL, NULL, NULL },
+	{ NULL, NULL, NULL, NULL, NULL, NULL },
 	no_sub_added,
 	no_sub_removed,
 	no_detached,
