@@ -936,6 +936,39 @@ static void drop_list(struct outq *q, struct out_list *l)
 	}
 }
 
+/*
+ * From the tail, like drop_list: the unacknowledged deliveries of group
+ * share in l go back to the group, its QoS 2 messages already sent
+ * excepted (this member's alone [MQTT-4.8.2-5]). A late PUBACK of one
+ * that was in flight finds no entry and is ignored.
+ */
+static void orphan_list(struct outq *q, struct out_list *l, const char *share, size_t size,
+			bool queued)
+{
+	struct out_entry *e, *prev;
+
+	for (e = l->tail; e; e = prev) {
+		prev = e->prev;
+		if (!e->share || !e->qos || (e->qos == 2 && e->sent_once) ||
+		    topic_share_key_size(e->share) != size || memcmp(e->share, share, size))
+			continue;
+		list_remove(l, e);
+		if (queued)
+			q->queued_bytes -= msg_size(e->msg);
+		events->orphaned(q->owner, e->msg, e->qos, e->share);
+		entry_done(q, e);
+	}
+}
+
+void outq_orphan_share(struct outq *q, const char *share)
+{
+	size_t size = topic_share_key_size(share);
+
+	orphan_list(q, &q->queue, share, size, true);
+	orphan_list(q, &q->inflight, share, size, false);
+	outq_pump(q);
+}
+
 void outq_drop_all(struct outq *q)
 {
 	drop_list(q, &q->queue);

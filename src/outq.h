@@ -127,6 +127,12 @@ void outq_init(struct outq *q, struct session *owner, const char *client_id);
 void outq_free(struct outq *q);
 /* Frees the blocks kept for new entries (shutdown, leak checks). */
 void outq_drain_caches(void);
+/*
+ * The session left shared group share ("group\0filter"): its unacknowledged
+ * deliveries of the group (QoS 2 ones already sent excepted) leave with an
+ * orphaned event; the ones on the disk tail stay.
+ */
+void outq_orphan_share(struct outq *q, const char *share);
 /* Every entry leaves with a dropped or (shared) an orphaned event: the session ends. */
 void outq_drop_all(struct outq *q);
 

@@ -1051,9 +1051,15 @@ static void on_sub_removed(struct session *s, const char *filter, size_t len)
 		return;
 	s->shared_subs--;
 	buf_init(&b);
+	key = share_key(&b, g, gl, f, fl);
+	if (key) {
+		/* Its unacknowledged messages of the group go to another member (on_orphaned). */
+		outq_orphan_share(&s->q, key);
+		if (n_to_drain)
+			timer_arm(&drain_timer, clock_now_ms());
+	}
 	if (!topic_tree_find_group(tree, f, fl, g, gl)) {
 		groups_alive--;
-		key = share_key(&b, g, gl, f, fl);
 		if (key && (q = groupq_find(key)))
 			groupq_end(q);
 		if (key)
