@@ -76,6 +76,7 @@
 #include <string.h>
 
 #include "sched.h"
+#include "plugin_sys.h"
 #include "sluice_plugin.h"
 
 #define DEFAULT_MAX_MS (42ull * 86400 * 1000)
@@ -528,23 +529,7 @@ static void on_timer(void *arg)
 
 static void sys_publish(struct dl *dl, const char *leaf, uint64_t v)
 {
-	char topic[64], text[32];
-	struct sp_msg_spec spec;
-	struct sp_msg *m;
-
-	snprintf(topic, sizeof(topic), "$SYS/broker/delayed/%s", leaf);
-	snprintf(text, sizeof(text), "%" PRIu64, v);
-	memset(&spec, 0, sizeof(spec));
-	spec.topic = topic;
-	spec.topic_len = strlen(topic);
-	spec.payload = text;
-	spec.payload_len = strlen(text);
-	spec.retain = true;
-	m = dl->host->msg_new(&spec);
-	if (!m)
-		return;
-	dl->host->route(dl->self, m);
-	dl->host->msg_unref(m);
+	plugin_sys_publish(dl->host, dl->self, "delayed", leaf, v);
 }
 
 /* The next due time of a message still pending (cancelled ones at the front are dropped). */

@@ -58,6 +58,7 @@
 #include <string.h>
 
 #include "retryparse.h"
+#include "plugin_sys.h"
 #include "sluice_plugin.h"
 
 #define DEFAULT_BACKOFF "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
@@ -948,22 +949,7 @@ static int on_subscribe(const struct sp_event *ev, struct sp_result *res, void *
 
 static void sys_publish(struct rt *rt, const char *leaf, uint64_t v)
 {
-	char topic[64], text[32];
-	struct sp_msg_spec spec = { 0 };
-	struct sp_msg *m;
-
-	snprintf(topic, sizeof(topic), "$SYS/broker/retry/%s", leaf);
-	snprintf(text, sizeof(text), "%" PRIu64, v);
-	spec.topic = topic;
-	spec.topic_len = strlen(topic);
-	spec.payload = text;
-	spec.payload_len = strlen(text);
-	spec.retain = true;
-	m = rt->host->msg_new(&spec);
-	if (!m)
-		return;
-	rt->host->route(rt->self, m);
-	rt->host->msg_unref(m);
+	plugin_sys_publish(rt->host, rt->self, "retry", leaf, v);
 }
 
 static void sys_stats(void *arg)

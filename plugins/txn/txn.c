@@ -56,6 +56,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "plugin_sys.h"
 #include "sluice_plugin.h"
 #include "txnparse.h"
 
@@ -1009,21 +1010,7 @@ static int on_publish(const struct sp_event *ev, struct sp_result *res, void *ud
 
 static void sys_publish(struct tx *tx, const char *leaf, uint64_t v)
 {
-	char topic[64], text[24];
-	struct sp_msg_spec spec;
-	struct sp_msg *m;
-
-	memset(&spec, 0, sizeof(spec));
-	spec.topic = topic;
-	spec.topic_len = (size_t)snprintf(topic, sizeof(topic), "$SYS/broker/txn/%s", leaf);
-	spec.payload = text;
-	spec.payload_len = (size_t)snprintf(text, sizeof(text), "%" PRIu64, v);
-	spec.retain = true;
-	m = tx->host->msg_new(&spec);
-	if (m) {
-		tx->host->route(tx->self, m);
-		tx->host->msg_unref(m);
-	}
+	plugin_sys_publish(tx->host, tx->self, "txn", leaf, v);
 }
 
 static uint64_t oldest_open_ms(struct tx *tx)

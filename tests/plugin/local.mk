@@ -11,10 +11,10 @@ FAKE_HOST_SOURCES = tests/plugin/fake_host.c tests/plugin/fake_host.h include/sl
 if HAVE_CMOCKA
 check_PROGRAMS += tests/plugin/test_delayed_plugin
 endif
-tests_plugin_test_delayed_plugin_SOURCES = tests/plugin/test_delayed_plugin.c \
+tests_plugin_test_delayed_plugin_SOURCES = $(PLUGIN_COMMON) tests/plugin/test_delayed_plugin.c \
 	$(FAKE_HOST_SOURCES) plugins/delayed/delayed.c plugins/delayed/sched.c \
 	plugins/delayed/sched.h
-tests_plugin_test_delayed_plugin_CPPFLAGS = -I$(top_srcdir)/include \
+tests_plugin_test_delayed_plugin_CPPFLAGS = -I$(top_srcdir)/include -I$(top_srcdir)/plugins/common \
 	-I$(top_srcdir)/plugins/delayed -I$(top_srcdir)/tests/plugin
 tests_plugin_test_delayed_plugin_CFLAGS = $(UNIT_CFLAGS)
 tests_plugin_test_delayed_plugin_LDADD = $(CMOCKA_LIBS)
@@ -24,10 +24,10 @@ EXTRA_DIST += tests/plugin/fake_host.c tests/plugin/fake_host.h
 if HAVE_CMOCKA
 check_PROGRAMS += tests/plugin/test_txn_plugin
 endif
-tests_plugin_test_txn_plugin_SOURCES = tests/plugin/test_txn_plugin.c \
+tests_plugin_test_txn_plugin_SOURCES = $(PLUGIN_COMMON) tests/plugin/test_txn_plugin.c \
 	$(FAKE_HOST_SOURCES) plugins/txn/txn.c plugins/txn/txnparse.c \
 	plugins/txn/txnparse.h
-tests_plugin_test_txn_plugin_CPPFLAGS = -I$(top_srcdir)/include \
+tests_plugin_test_txn_plugin_CPPFLAGS = -I$(top_srcdir)/include -I$(top_srcdir)/plugins/common \
 	-I$(top_srcdir)/plugins/txn -I$(top_srcdir)/tests/plugin
 tests_plugin_test_txn_plugin_CFLAGS = $(UNIT_CFLAGS)
 tests_plugin_test_txn_plugin_LDADD = $(CMOCKA_LIBS)
@@ -35,10 +35,10 @@ tests_plugin_test_txn_plugin_LDADD = $(CMOCKA_LIBS)
 if HAVE_CMOCKA
 check_PROGRAMS += tests/plugin/test_retry_plugin
 endif
-tests_plugin_test_retry_plugin_SOURCES = tests/plugin/test_retry_plugin.c \
+tests_plugin_test_retry_plugin_SOURCES = $(PLUGIN_COMMON) tests/plugin/test_retry_plugin.c \
 	$(FAKE_HOST_SOURCES) plugins/retry/retry.c plugins/retry/retryparse.c \
 	plugins/retry/retryparse.h
-tests_plugin_test_retry_plugin_CPPFLAGS = -I$(top_srcdir)/include \
+tests_plugin_test_retry_plugin_CPPFLAGS = -I$(top_srcdir)/include -I$(top_srcdir)/plugins/common \
 	-I$(top_srcdir)/plugins/retry -I$(top_srcdir)/tests/plugin
 tests_plugin_test_retry_plugin_CFLAGS = $(UNIT_CFLAGS)
 tests_plugin_test_retry_plugin_LDADD = $(CMOCKA_LIBS)
