@@ -884,9 +884,9 @@ int router_discard_hold(struct sp_plugin *owner, uint64_t id)
 
 int router_target_durable(const char *client_id, const char *group, const char *filter)
 {
+	static struct buf key; /* kept: asked for at each new key of an ordered plugin */
 	const struct session *s;
-	struct buf key;
-	bool durable;
+	struct groupq *q;
 
 	if (!group) {
 		if (!client_id)
@@ -898,12 +898,12 @@ int router_target_durable(const char *client_id, const char *group, const char *
 		return -1;
 	if (!store_on())
 		return 0;
-	buf_init(&key);
+	buf_reset(&key);
 	if (topic_share_key_put(&key, group, strlen(group), filter, strlen(filter)))
 		return -1;
-	durable = members_persistent(group_of((const char *)key.data));
-	buf_free(&key);
-	return durable;
+	if ((q = groupq_find((const char *)key.data)))
+		return group_persistent(q); /* cached until sessions change */
+	return members_persistent(group_of((const char *)key.data));
 }
 
 /* --- retained messages on subscribe --------------------------------------------- */

@@ -35,25 +35,30 @@ struct kt_target;
 
 struct kt_key {
 	struct kt_key *hnext; /* hash chain */
-	struct kt_key *tprev, *tnext; /* the target's keys */
+	struct kt_key *bnext; /* chain of the busy index (by target and busy id) */
 	struct kt_target *t;
 	uint64_t hash;
-	uint64_t busy; /* id of the message in the broker, 0 = none */
+	uint64_t busy; /* id of the message in the broker, 0 = none (set with kt_set_busy) */
 	bool busy_unknown; /* busy with a message whose id is not known (restored) */
 	bool busy_stored; /* the caller wrote the busy mark to its store */
 	bool releasing; /* the caller is handing out waiting messages */
 	struct kt_wait *head, *tail;
 	uint32_t n_wait;
 	uint16_t klen;
+	uint16_t kcap; /* room for the key: KT_SPARE_KLEN for keys that may be reused */
 	unsigned char key[];
 };
+
+#define KT_SPARE_KLEN 48 /* keys up to this long are kept for reuse once freed */
+#define KT_SPARE_MAX 1024 /* at most this many of them */
 
 struct kt_target {
 	struct kt_target *hnext;
 	uint64_t hash;
-	struct kt_key *keys; /* every key of the target */
-	size_t n_keys;
-	void *udata; /* the caller's (cached facts about the target) */
+	size_t n_keys; /* its keys (in the key table: no list, so making and freeing one
+			* touches no other key) */
+	uint64_t cache_gen; /* the caller's: when it last looked up cache_flag */
+	bool cache_flag; /* the caller's: a fact about the target it caches */
 	uint16_t nlen;
 	unsigned char name[];
 };
@@ -63,7 +68,12 @@ struct keytab {
 	size_t n_keys, cap_keys;
 	struct kt_target **targets;
 	size_t n_targets, cap_targets;
+	struct kt_key **busy; /* hash table of busy keys by (target, busy id) */
+	size_t n_busy, cap_busy;
+	struct kt_key *spare; /* freed keys kept for the next ones (chained by hnext) */
+	size_t n_spare;
 	uint64_t n_wait; /* messages waiting, over every key */
+	struct kt_target *last; /* the caller's cache of a target; cleared when it is freed */
 	void *(*alloc)(size_t);
 	void (*free)(void *);
 };
@@ -76,9 +86,10 @@ enum kt_verdict {
 };
 
 int kt_init(struct keytab *kt, void *(*alloc)(size_t), void (*free_fn)(void *));
+/* Called for each waiting entry w of a key being dropped, then once with w NULL for the key. */
 typedef void (*kt_drop_fn)(void *arg, struct kt_key *k, struct kt_wait *w);
 
-/* Frees every key and target; calls drop(arg, k, w) (may be NULL) for each waiting entry first. */
+/* Frees every key and target, calling drop (may be NULL) first. */
 void kt_free(struct keytab *kt, kt_drop_fn drop, void *arg);
 
 struct kt_target *kt_target_find(const struct keytab *kt, const void *name, size_t nlen);
@@ -87,6 +98,8 @@ struct kt_key *kt_key_find(const struct keytab *kt, const struct kt_target *t, c
 /* The key, made (with its target) when missing; NULL when out of memory. */
 struct kt_key *kt_key_get(struct keytab *kt, const void *name, size_t nlen, const void *key,
 			  size_t klen);
+/* The same for a target that exists. */
+struct kt_key *kt_key_get_in(struct keytab *kt, struct kt_target *t, const void *key, size_t klen);
 
 /*
  * The window's decision for a delivery of message id at qos (0..2) to
@@ -97,6 +110,10 @@ struct kt_key *kt_key_get(struct keytab *kt, const void *name, size_t nlen, cons
  * makes the key busy when qos > 0. Else it waits.
  */
 enum kt_verdict kt_deliver(struct keytab *kt, struct kt_key *k, uint64_t id, uint8_t qos);
+/* k is busy with message id (0: not busy any more); the busy index follows. */
+void kt_set_busy(struct keytab *kt, struct kt_key *k, uint64_t id);
+/* The key of target t that is busy with message id, or NULL. */
+struct kt_key *kt_busy_find(const struct keytab *kt, const struct kt_target *t, uint64_t id);
 /* Adds a waiting message in id order; NULL when out of memory. */
 struct kt_wait *kt_wait_add(struct keytab *kt, struct kt_key *k, uint64_t id, void *msg,
 			    uint8_t qos);
@@ -112,7 +129,7 @@ struct kt_wait *kt_next(struct keytab *kt, struct kt_key *k);
 void kt_wait_free(struct keytab *kt, struct kt_wait *w);
 /* Frees k (and its target when it was the last key) when it is idle and not releasing: true then. */
 bool kt_key_gc(struct keytab *kt, struct kt_key *k);
-/* Drops every key of t: drop(arg, k, w) for each waiting entry, then frees them and t. */
+/* Drops every key of t (calling drop; a walk of the whole key table), then frees them and t. */
 void kt_target_drop(struct keytab *kt, struct kt_target *t, kt_drop_fn drop, void *arg);
 /* Calls fn for every key (fn may not free keys); stops when fn returns non-zero. */
 int kt_each(struct keytab *kt, int (*fn)(void *arg, struct kt_key *k), void *arg);

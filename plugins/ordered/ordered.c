@@ -59,6 +59,7 @@
 struct filt {
 	char *filter;
 	bool global;
+	size_t prefix; /* "a/b/#": 4, the length of "a/b/" (matched here); 0: ask the broker */
 };
 
 /* A key whose waiting messages go on at the next turn: its target name and key, copied. */
@@ -78,6 +79,7 @@ struct ord {
 	struct filt *filters;
 	size_t n_filters;
 	uint64_t max_waiting, sys_ms, moved;
+	uint64_t gen; /* changes with any session or subscription (durable's cache) */
 	struct keytab kt;
 	struct sp_timer *sys_timer, *pend_timer;
 	struct pend *pend;
@@ -88,7 +90,6 @@ struct ord {
 	uint64_t c_id;
 	bool c_ordered;
 	struct buf c_key, name, row;
-	struct buf who_dur, who_rel; /* target_who's strings for durable() and release_one() */
 };
 
 /* --- small buffers --------------------------------------------------------------- */
@@ -163,6 +164,22 @@ static const char *sharding_key(struct ord *o, const struct sp_msg *m, size_t *l
 	return NULL;
 }
 
+/*
+ * Does f match topic? The usual ordered filter is a prefix ending in "/#"
+ * with no other wildcard: compared here ("a/b/#" also matches "a/b"
+ * [MQTT-4.7.1-2]; a filter not starting with '$' never matches a '$' topic,
+ * and a prefix of at least one level that does not start with '$' cannot
+ * match one); every other filter is the broker's to match.
+ */
+static bool filter_match(struct ord *o, const struct filt *f, const char *topic)
+{
+	if (!f->prefix)
+		return o->host->topic_match(f->filter, topic);
+	if (!strncmp(topic, f->filter, f->prefix))
+		return true;
+	return !strncmp(topic, f->filter, f->prefix - 1) && !topic[f->prefix - 1];
+}
+
 /* Is m on an ordered filter? Its key in o->c_key then. Remembered for the next call with m. */
 static bool classify(struct ord *o, const struct sp_msg *m)
 {
@@ -177,7 +194,7 @@ static bool classify(struct ord *o, const struct sp_msg *m)
 	o->c_key.len = 0;
 	topic = o->host->msg_topic(m);
 	for (i = 0; i < o->n_filters; i++)
-		if (o->host->topic_match(o->filters[i].filter, topic))
+		if (filter_match(o, &o->filters[i], topic))
 			break;
 	if (i == o->n_filters)
 		return false;
@@ -205,51 +222,87 @@ oom:
 
 /* --- targets ------------------------------------------------------------------------ */
 
-/* The target name of an event's delivery: "c" + client id, or "g" + group + NUL + filter. */
+/*
+ * The target name of an event's delivery: "c" + client id + NUL, or "g" +
+ * group + NUL + filter + NUL (so its parts are C strings in place).
+ */
 static int target_name(struct ord *o, const struct sp_event *ev)
 {
 	o->name.len = 0;
 	if (ev->share_group && ev->share_filter)
 		return buf_add(o, &o->name, "g", 1) ||
 		       buf_add(o, &o->name, ev->share_group, strlen(ev->share_group) + 1) ||
-		       buf_add(o, &o->name, ev->share_filter, strlen(ev->share_filter));
+		       buf_add(o, &o->name, ev->share_filter, strlen(ev->share_filter) + 1);
 	return buf_add(o, &o->name, "c", 1) ||
-	       buf_add(o, &o->name, ev->client_id, strlen(ev->client_id));
+	       buf_add(o, &o->name, ev->client_id, strlen(ev->client_id) + 1);
 }
 
-/* Client id, or group and filter, of a target name (into scratch, NUL-terminated). */
+/* Is t the target of ev's delivery? (No hashing: the common case is the last one again.) */
+static bool same_target(const struct kt_target *t, const struct sp_event *ev)
+{
+	const char *n = (const char *)t->name + 1;
+
+	if (ev->share_group && ev->share_filter)
+		return t->name[0] == 'g' && !strcmp(n, ev->share_group) &&
+		       !strcmp(n + strlen(n) + 1, ev->share_filter);
+	return t->name[0] == 'c' && !strcmp(n, ev->client_id);
+}
+
+/* The target of ev's delivery, or NULL when it has no state (o->name is its name then). */
+static struct kt_target *event_target(struct ord *o, const struct sp_event *ev)
+{
+	struct kt_target *t = o->kt.last;
+
+	o->name.len = 0;
+	if (t && same_target(t, ev))
+		return t;
+	if (target_name(o, ev))
+		return NULL;
+	t = kt_target_find(&o->kt, o->name.p, o->name.len);
+	if (t)
+		o->kt.last = t;
+	return t;
+}
+
+/* Client id, or group and filter, of a target name (pointers into it). */
 struct who {
 	const char *client_id, *group, *filter;
 };
 
-static int target_who(struct ord *o, const unsigned char *name, size_t nlen, struct buf *scratch,
-		      struct who *w)
+static int target_who(const unsigned char *name, size_t nlen, struct who *w)
 {
-	const char *s, *nul;
+	const char *s = (const char *)name + 1, *nul;
 
-	scratch->len = 0;
-	if (nlen < 1 || buf_add(o, scratch, name + 1, nlen - 1) || buf_add(o, scratch, "", 1))
-		return -1;
-	s = (const char *)scratch->p;
 	memset(w, 0, sizeof(*w));
-	if (name[0] == 'c') {
+	if (nlen < 2 || name[nlen - 1])
+		return -1;
+	nul = memchr(s, 0, nlen - 1);
+	if (name[0] == 'c' && nul == s + nlen - 2) {
 		w->client_id = s;
 		return 0;
 	}
-	nul = memchr(s, 0, nlen - 1);
-	if (name[0] != 'g' || !nul || nul == s + nlen - 1)
+	if (name[0] != 'g' || nul == s + nlen - 2)
 		return -1;
 	w->group = s;
 	w->filter = nul + 1;
 	return 0;
 }
 
-static bool durable(struct ord *o, const struct kt_target *t)
+/*
+ * Does t outlive a restart? Asked of the broker once per generation: the
+ * answer changes only with a session's or subscription's change, each of
+ * which comes with an event that starts a new one (on_change).
+ */
+static bool durable(struct ord *o, struct kt_target *t)
 {
 	struct who w;
 
-	return !target_who(o, t->name, t->nlen, &o->who_dur, &w) &&
-	       o->host->durable(w.client_id, w.group, w.filter) == 1;
+	if (t->cache_gen != o->gen) {
+		t->cache_flag = !target_who(t->name, t->nlen, &w) &&
+				o->host->durable(w.client_id, w.group, w.filter) == 1;
+		t->cache_gen = o->gen;
+	}
+	return t->cache_flag;
 }
 
 /* --- rows ----------------------------------------------------------------------------- */
@@ -365,12 +418,13 @@ oom:
 /* The busy message of k ended: its state goes, or its next message goes on soon. */
 static void key_free_or_next(struct ord *o, struct kt_key *k)
 {
-	if (k->head) {
-		release_later(o, k);
-		return;
-	}
+	/* Now, in the store batch that also ends the broker's row of the message:
+	 * a crash before the release must not leave the key busy with it. */
 	del_busy(o, k);
-	kt_key_gc(&o->kt, k);
+	if (k->head)
+		release_later(o, k);
+	else
+		kt_key_gc(&o->kt, k);
 }
 
 /* Hands w (taken from k) back to delivery; the key stays busy with it unless it was not taken. */
@@ -380,11 +434,11 @@ static void release_one(struct ord *o, struct kt_key *k, struct kt_wait *w)
 	uint64_t id = o->host->msg_id(w->msg);
 	int rc = -1;
 
-	k->busy = id; /* a message read back from the store has a new id */
-	if (!target_who(o, k->t->name, k->t->nlen, &o->who_rel, &who))
+	kt_set_busy(&o->kt, k, id); /* a message read back from the store has a new id */
+	if (!target_who(k->t->name, k->t->nlen, &who))
 		rc = o->host->redeliver(o->self, w->msg, who.client_id, who.group, who.filter);
 	if (rc != 1 && k->busy == id) {
-		k->busy = 0;
+		kt_set_busy(&o->kt, k, 0);
 		o->host->log(o->self, SP_LOG_INFO,
 			     "ordered: a waiting message on '%s' for %s '%s' was not taken (%s)",
 			     o->host->msg_topic(w->msg), who.group ? "group" : "client",
@@ -403,13 +457,12 @@ static void release_one(struct ord *o, struct kt_key *k, struct kt_wait *w)
 static void release(struct ord *o, struct kt_key *k)
 {
 	struct kt_wait *w;
-	bool was_stored = k->busy_stored;
 
 	k->releasing = true;
 	while ((w = kt_next(&o->kt, k)))
 		release_one(o, k, w);
 	k->releasing = false;
-	if (k->busy && (was_stored || durable(o, k->t)))
+	if (k->busy && durable(o, k->t))
 		put_busy(o, k, 1);
 	else
 		del_busy(o, k);
@@ -437,13 +490,12 @@ static void on_pend_timer(void *arg)
 
 /* --- events ------------------------------------------------------------------------- */
 
-/* The key of an event's message, or NULL when it has none (not ordered, no state). */
-static struct kt_key *event_key(struct ord *o, const struct sp_event *ev)
+/* The key busy with an event's message at its target, or NULL (not ordered, not busy). */
+static struct kt_key *busy_key(struct ord *o, const struct sp_event *ev)
 {
-	if (!ev->msg || !classify(o, ev->msg) || target_name(o, ev))
+	if (!ev->msg || !o->kt.n_busy)
 		return NULL;
-	return kt_key_find(&o->kt, kt_target_find(&o->kt, o->name.p, o->name.len), o->c_key.p,
-			   o->c_key.len);
+	return kt_busy_find(&o->kt, event_target(o, ev), o->host->msg_id(ev->msg));
 }
 
 /* m waits behind its key: KEEP, or PASS when it cannot be kept (out of memory). */
@@ -468,18 +520,38 @@ static int keep(struct ord *o, struct kt_key *k, struct sp_msg *m, uint8_t qos,
 	return 0;
 }
 
+/* The key of a delivery (made when qos > 0 and it has none: it is about to be busy). */
+static struct kt_key *delivery_key(struct ord *o, const struct sp_event *ev)
+{
+	struct kt_target *t = event_target(o, ev);
+	struct kt_key *k;
+
+	if (!ev->qos)
+		return kt_key_find(&o->kt, t, o->c_key.p, o->c_key.len);
+	k = t		  ? kt_key_get_in(&o->kt, t, o->c_key.p, o->c_key.len)
+	    : o->name.len ? kt_key_get(&o->kt, o->name.p, o->name.len, o->c_key.p, o->c_key.len)
+			  : NULL;
+	if (!k)
+		o->host->log(
+			o->self, SP_LOG_ERR,
+			"ordered: out of memory: a message on '%s' for '%s' goes on without its "
+			"key's order",
+			o->host->msg_topic(ev->msg), ev->client_id);
+	else
+		o->kt.last = k->t;
+	return k;
+}
+
 static int on_deliver(const struct sp_event *ev, struct sp_result *res, void *udata)
 {
 	struct ord *o = udata;
 	struct kt_key *k;
 	uint64_t id, was;
 
-	if (!classify(o, ev->msg) || target_name(o, ev))
+	if (!classify(o, ev->msg) || !(k = delivery_key(o, ev)))
 		return 0;
 	id = o->host->msg_id(ev->msg);
-	k = kt_key_find(&o->kt, kt_target_find(&o->kt, o->name.p, o->name.len), o->c_key.p,
-			o->c_key.len);
-	was = k ? k->busy : 0;
+	was = k->busy;
 	switch (kt_deliver(&o->kt, k, id, ev->qos)) {
 	case KT_WAITING:
 		res->verdict = SP_KEEP; /* kept already */
@@ -489,19 +561,6 @@ static int on_deliver(const struct sp_event *ev, struct sp_result *res, void *ud
 	case KT_PASS:
 		break;
 	}
-	if (!k && ev->qos) {
-		k = kt_key_get(&o->kt, o->name.p, o->name.len, o->c_key.p, o->c_key.len);
-		if (!k) {
-			o->host->log(o->self, SP_LOG_ERR,
-				     "ordered: out of memory: a message on '%s' for '%s' goes on "
-				     "without its key's order",
-				     o->host->msg_topic(ev->msg), ev->client_id);
-			return 0;
-		}
-		k->busy = id;
-	}
-	if (!k)
-		return 0;
 	if (k->busy == id && was != id && durable(o, k->t))
 		put_busy(o, k, ev->qos);
 	else if (!k->busy && was == id && !k->releasing)
@@ -513,7 +572,7 @@ static int on_deliver(const struct sp_event *ev, struct sp_result *res, void *ud
 static int on_done(const struct sp_event *ev, struct sp_result *res, void *udata)
 {
 	struct ord *o = udata;
-	struct kt_key *k = event_key(o, ev);
+	struct kt_key *k = busy_key(o, ev);
 
 	(void)res;
 	if (!k)
@@ -527,25 +586,22 @@ static int on_done(const struct sp_event *ev, struct sp_result *res, void *udata
 	return 0;
 }
 
+/* A dropped key's waiting message (w), or the key itself (w NULL): its rows go. */
 static void drop_entry(void *arg, struct kt_key *k, struct kt_wait *w)
 {
 	struct ord *o = arg;
 
+	if (!w) {
+		del_busy(o, k);
+		return;
+	}
 	del_wait(o, k, w);
 	o->host->msg_unref(w->msg);
-}
-
-static int drop_busy_mark(void *arg, struct kt_key *k)
-{
-	del_busy(arg, k);
-	return 0;
 }
 
 /* Everything of one target goes (its session or group ended). */
 static void drop_target(struct ord *o, struct kt_target *t)
 {
-	for (struct kt_key *k = t->keys; k; k = k->tnext)
-		drop_busy_mark(o, k);
 	kt_target_drop(&o->kt, t, drop_entry, o);
 }
 
@@ -555,9 +611,21 @@ static int on_target_end(const struct sp_event *ev, struct sp_result *res, void 
 	struct kt_target *t;
 
 	(void)res;
-	if (target_name(o, ev) || !(t = kt_target_find(&o->kt, o->name.p, o->name.len)))
+	if (!(t = event_target(o, ev)))
 		return 0;
 	drop_target(o, t);
+	return 0;
+}
+
+/* A session or subscription changed: the targets' durability is asked again. */
+static int on_change(const struct sp_event *ev, struct sp_result *res, void *udata)
+{
+	struct ord *o = udata;
+
+	(void)res;
+	o->gen++;
+	if (ev->type == SP_EV_SESSION_END || ev->type == SP_EV_GROUP_END)
+		return on_target_end(ev, res, udata);
 	return 0;
 }
 
@@ -633,7 +701,7 @@ static int load_busy(const void *key, size_t klen, const void *val, size_t vlen,
 	}
 	if (!(k = kt_key_get(&o->kt, name, nl, kb, kl)))
 		return 1;
-	k->busy = get_u64(val);
+	kt_set_busy(&o->kt, k, get_u64(val));
 	k->busy_stored = true;
 	return 0;
 }
@@ -718,7 +786,8 @@ static void unref_entry(void *arg, struct kt_key *k, struct kt_wait *w)
 	struct ord *o = arg;
 
 	(void)k;
-	o->host->msg_unref(w->msg);
+	if (w)
+		o->host->msg_unref(w->msg);
 }
 
 /* Frees what is in memory (the rows stay in the store). */
@@ -773,6 +842,16 @@ static const char *bad_filter(const char *f)
 	return NULL;
 }
 
+/* "a/b/#" -> 4 (a prefix filter filter_match compares itself), else 0. */
+static size_t prefix_of(const char *f)
+{
+	size_t n = strlen(f);
+
+	if (n < 3 || strcmp(f + n - 2, "/#") || strchr(f, '+') || memchr(f, '#', n - 1))
+		return 0;
+	return n - 1;
+}
+
 static int add_filter(struct ord *o, const struct sp_opt *opt, size_t index, bool global)
 {
 	const char *why = bad_filter(opt->value), *where;
@@ -794,6 +873,7 @@ static int add_filter(struct ord *o, const struct sp_opt *opt, size_t index, boo
 	o->filters = a;
 	a = &a[o->n_filters];
 	a->global = global;
+	a->prefix = prefix_of(opt->value);
 	if (!(a->filter = o->host->alloc(strlen(opt->value) + 1)))
 		return -1;
 	memcpy(a->filter, opt->value, strlen(opt->value) + 1);
@@ -843,8 +923,6 @@ static void free_ord(struct ord *o)
 	o->host->free(o->c_key.p);
 	o->host->free(o->name.p);
 	o->host->free(o->row.p);
-	o->host->free(o->who_dur.p);
-	o->host->free(o->who_rel.p);
 	o->host->free(o);
 }
 
@@ -864,8 +942,12 @@ static int register_events(struct ord *o)
 	       h->on(o->self, SP_EV_DELIVER, on_deliver) || h->on(o->self, SP_EV_ACKED, on_done) ||
 	       h->on(o->self, SP_EV_NACKED, on_done) || h->on(o->self, SP_EV_RECEIVED, on_done) ||
 	       h->on(o->self, SP_EV_DROPPED, on_done) ||
-	       h->on(o->self, SP_EV_SESSION_END, on_target_end) ||
-	       h->on(o->self, SP_EV_GROUP_END, on_target_end);
+	       h->on(o->self, SP_EV_SESSION_END, on_change) ||
+	       h->on(o->self, SP_EV_GROUP_END, on_change) ||
+	       h->on(o->self, SP_EV_CONNECT, on_change) ||
+	       h->on(o->self, SP_EV_DISCONNECT, on_change) ||
+	       h->on(o->self, SP_EV_SUBSCRIBE, on_change) ||
+	       h->on(o->self, SP_EV_UNSUBSCRIBE, on_change);
 }
 
 int sluice_plugin_init(const struct sp_host *host, struct sp_plugin *self,
@@ -886,6 +968,7 @@ int sluice_plugin_init(const struct sp_host *host, struct sp_plugin *self,
 	o->host = host;
 	o->self = self;
 	o->max_waiting = DEFAULT_MAX_WAITING;
+	o->gen = 1;
 	o->sys_ms = DEFAULT_SYS_MS;
 	if (kt_init(&o->kt, host->alloc, host->free))
 		goto fail;
