@@ -7,10 +7,11 @@
  * of the broker is linked. Pointers passed to functions are borrowed.
  *
  *   bench_main.c   options, the hard time limit, the self-test, the report
- *   bench_scen.c   the scenarios (fan-in, fan-out, pairs, shared, connections,
- *                  backlog, backlog-group, delayed, txn, txn-open)
+ *   bench_scen.c   the scenarios (fan-in, fan-out, pairs, shared, ordered,
+ *                  connections, backlog, backlog-group, delayed, txn, txn-open)
  *   bench_net.c    sockets, epoll, the MQTT client side of every flow
- *   bench_stats.c  latency histogram, loss/duplicate/order bookkeeping, /proc
+ *   bench_stats.c  latency histogram, loss/duplicate/order bookkeeping (and
+ *                  ordered's per-key order), /proc
  */
 #ifndef SLUICE_BENCH_H
 #define SLUICE_BENCH_H
@@ -31,6 +32,11 @@
 /* "$delayed/SSSSS.mmm/": the delay is patched into the topic of each PUBLISH. */
 #define DELAY_PREFIX "$delayed/"
 #define DELAY_FIELD "00000.000"
+/* ordered: after the header, the key's index, its per-key sequence and the run's tag. */
+#define PAYLOAD_ORDERED (PAYLOAD_HDR + 12)
+#define ORDERED_PREFIX "bench/ordered/"
+#define ORDERED_GROUP "$share/bench/"
+#define ORDERED_MAX_KEYS 1000000
 /* txn: a transaction id is "{run}-p{publisher}-{seq}", seq in this many digits,
  * patched into the half and commit topics like the delay. */
 #define TXN_SEQ_DIGITS 10
@@ -71,6 +77,9 @@ struct opts {
 	bool txn_pipeline; /* the commit right behind the half messages, not after their acks */
 	/* backlog-group */
 	double slow_us; /* the slow member's time per message; 0 = SLOW_FACTOR x the fast ones' */
+	/* ordered */
+	uint32_t keys; /* keys the messages are spread over (default 100) */
+	bool require_order; /* exit 77 when the probe finds a broker that does not keep key order */
 };
 
 struct hist {
@@ -84,6 +93,20 @@ struct seen {
 	uint64_t *bits;
 	uint32_t words;
 	uint64_t unique, dups;
+};
+
+/*
+ * ordered: what the whole group has seen of each (publisher, key) stream.
+ * A publisher numbers its messages on each key from 1; across publishers
+ * the broker's order of acceptance is not visible to the generator, so order
+ * is checked per stream. Duplicates are the caller's (struct seen): they are
+ * neither in order nor out of it.
+ */
+struct keyorder {
+	uint32_t npubs, keys;
+	uint32_t *last; /* npubs x keys: the highest sequence seen on the stream */
+	uint32_t *n; /* npubs x keys: how many different ones */
+	uint64_t reordered; /* a new message below the highest already seen on its stream */
 };
 
 struct sink {
@@ -141,6 +164,16 @@ struct txn_pub {
 	struct tmpl half, commit; /* $txn/half/{id}/{topic}, $txn/commit/{id} */
 };
 
+/* ordered: message n of a publisher goes to key (first + n - 1) % keys, as its
+ * (n - 1) / keys + 1st on that key; the key's digits are patched into the topic
+ * and (MQTT 5) the sharding-key user property. */
+struct ord_pub {
+	uint32_t keys;
+	uint32_t *count; /* messages sent per key */
+	int width; /* digits of a key */
+	size_t topic_off, prop_off; /* of the digits in the template; prop_off 0 = MQTT 3.1.1 */
+};
+
 struct pub {
 	struct client *c;
 	uint32_t id; /* written in every payload */
@@ -162,6 +195,7 @@ struct pub {
 	size_t tmpl_len, payload_off, pid_off;
 	size_t delay_off; /* of DELAY_FIELD in tmpl; 0 = not a delayed topic */
 	struct txn_pub *tx; /* NULL but in the txn scenarios */
+	struct ord_pub *ord; /* NULL but in the ordered scenario */
 	int64_t *sent_ns; /* txn: per packet id, when it was sent */
 };
 
@@ -215,6 +249,9 @@ struct run {
 	struct sub *slow; /* NULL = every subscriber acks at once */
 	int64_t slow_cost_ns; /* its fixed time per message; 0 = SLOW_FACTOR x the others' */
 	int64_t drain_t0; /* the members' (re)connect: the fast ones' rate is counted from it */
+	/* ordered: the group's view of every (publisher, key) stream; keys == 0: not ordered */
+	struct keyorder ko;
+	uint32_t ord_tag; /* in every payload: a message of another run is foreign */
 };
 
 /* bench_net.c */
@@ -236,6 +273,11 @@ uint16_t net_broker_rmax(void);
 int net_connect_many(struct client **cs, int n, int concurrency, int64_t deadline);
 /* backlog-group: acks the slow member holds (received, not yet acknowledged). */
 uint32_t net_held(const struct client *c);
+/* ordered: p->ord's template (p->topic ends in width zeros). After pub_prepare. */
+int ord_prepare(struct pub *p, const struct opts *o, uint32_t keys, int width);
+/* ordered: how many of its first `sent` messages p published on key. */
+uint32_t ord_sent_on(const struct pub *p, uint32_t key);
+void ord_free(struct pub *p);
 /* txn: p->tx set up (mode, size); ids are prefix + TXN_SEQ_DIGITS digits. After pub_prepare. */
 int txn_prepare(struct pub *p, const struct opts *o, const char *prefix);
 void txn_pub_free(struct pub *p);
@@ -250,6 +292,14 @@ long proc_rss_kb(pid_t pid);
 long proc_hwm_kb(pid_t pid); /* VmHWM: the peak RSS since the process started */
 /* CPU seconds (user + system) used by pid so far; -1 when unknown. */
 double proc_cpu_s(pid_t pid);
+int keyorder_init(struct keyorder *ko, uint32_t npubs, uint32_t keys);
+/* A message seq of stream (pub, key) reached the group; fresh: not seen before. */
+void keyorder_arrive(struct keyorder *ko, uint32_t pub, uint32_t key, uint32_t seq, bool fresh);
+/* Whether the stream's messages seen are exactly 1..sent. */
+bool keyorder_complete(const struct keyorder *ko, uint32_t pub, uint32_t key, uint32_t sent);
+void keyorder_free(struct keyorder *ko);
+/* The checker on synthetic streams; 0 when it catches what it must. */
+int keyorder_selftest(void);
 
 /* bench_scen.c */
 struct result {
@@ -263,8 +313,13 @@ struct result {
 	int held;
 	/* backlog */
 	double drain_rate;
-	/* shared */
+	/* shared, ordered */
 	uint64_t share_min, share_max;
+	/* ordered: streams (publisher, key) not exactly 1..n at the end; the probe's verdict */
+	bool ordered;
+	uint32_t keys;
+	uint64_t gaps;
+	int ordering; /* 1 the broker held a key's next message until the ack, 0 not, -1 unknown */
 	/* delayed: in_rate is scheduling (acknowledged), out_rate releasing */
 	uint64_t early, overdue;
 	double late_min_ms, sched_s, rel_cpu;

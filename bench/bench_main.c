@@ -8,7 +8,8 @@
  * loss, duplicate or order error at QoS 1/2, a delayed message released
  * early (or a refused publish), 2 bad usage or a connection the broker
  * refused or dropped, 3 the hard time limit, 77 a scenario the broker cannot
- * run (delayed: no delayed topics; txn, txn-open: no transactions).
+ * run (delayed: no delayed topics; txn, txn-open: no transactions; ordered
+ * with --require-order: no key order).
  *
  * --selftest runs every traffic scenario and the backlog briefly at QoS 0,
  * 1 and 2 with MQTT 3.1.1 and 5.0 against a running broker and fails on any
@@ -17,7 +18,10 @@
  * a short delayed run (QoS 1 v3.1.1, QoS 2 v5), skipped when the broker has no
  * delayed topics, and short txn runs (QoS 1: v3.1.1 one message per
  * transaction, v5 ten, v5 ten with the commit pipelined), skipped when it has
- * no transactions.
+ * no transactions. Last, the ordered scenario's checker on synthetic streams
+ * (no broker: it must catch a reordered and a missing message) and short
+ * ordered runs (QoS 1 v3.1.1 and v5, QoS 2 v5), skipped when the broker does
+ * not keep key order on bench/ordered/#.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -47,16 +51,16 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: sluice-bench [options]\n"
 		"  -s, --scenario NAME   fanin|fanout|pairs|shared|connections|backlog|\n"
-		"                        backlog-group|delayed|txn|txn-open\n"
+		"                        backlog-group|delayed|txn|txn-open|ordered\n"
 		"  -H, --host ADDR       broker address, loopback only (127.0.0.1)\n"
 		"  -p, --port N          broker port (1883)\n"
 		"  -V, --protocol V      4 or 3.1.1, 5 or 5.0 (4)\n"
 		"  -q, --qos N           0, 1 or 2 (0)\n"
-		"  -S, --size BYTES      payload size, at least 16 (64; backlog-group 100)\n"
-		"  -c, --clients N       publishers (fanin, shared), subscribers (fanout),\n"
-		"                        pairs (pairs, connections) (10)\n"
-		"      --pubs N, --subs N   override either side (shared: --subs consumers, 4;\n"
-		"                        backlog-group: --pubs 1, --subs members 4)\n"
+		"  -S, --size BYTES      payload size, at least 16, ordered 28 (64; backlog-group 100)\n"
+		"  -c, --clients N       publishers (fanin, shared, ordered), subscribers\n"
+		"                        (fanout), pairs (pairs, connections) (10)\n"
+		"      --pubs N, --subs N   override either side (shared, ordered: --subs\n"
+		"                        consumers, 4; backlog-group: --pubs 1, --subs members 4)\n"
 		"  -d, --duration S      measured seconds (5)\n"
 		"      --warmup S        seconds before measuring (0.5)\n"
 		"  -n, --count N         messages per publisher instead of a duration\n"
@@ -80,10 +84,12 @@ static void usage(FILE *f)
 		"                        (default: once they are all acknowledged)\n"
 		"      --slow-us US      backlog-group: the slow member's time per message\n"
 		"                        (default: 10x the fast members' time per message)\n"
+		"      --keys K          ordered: keys the messages are spread over (100)\n"
+		"      --require-order   ordered: exit 77 when the broker does not keep key order\n"
 		"      --label TEXT      copied into the RESULT line\n"
 		"      --quiet           only the RESULT line\n"
 		"      --selftest        short runs of every scenario at QoS 0/1/2, v3.1.1 and v5\n"
-		"                        (and delayed and txn, when the broker has them)\n"
+		"                        (and delayed, txn and ordered, when the broker has them)\n"
 		"      --free-port       print a free TCP port on 127.0.0.1 and exit\n");
 }
 
@@ -195,6 +201,50 @@ static int selftest_txns(const struct opts *base, int *n)
 	return bad;
 }
 
+/* 4 publishers x 1000 messages over 10 keys into a group of 4; 77: no key order. */
+static int selftest_ordered(const struct opts *base, int v, int q)
+{
+	struct opts o = *base;
+
+	o.scenario = "ordered";
+	o.version = v;
+	o.qos = q;
+	o.pubs = 4;
+	o.subs = 4;
+	o.count = 1000;
+	o.keys = 10;
+	o.require_order = true;
+	o.rate = 0;
+	o.quiet = true;
+	o.drain_timeout = 5;
+	return run_one(&o);
+}
+
+/* The checker first (no broker), then runs; returns the failures, *n counts the runs. */
+static int selftest_ordereds(const struct opts *base, int *n)
+{
+	static const struct {
+		int v, q;
+	} runs[] = { { 4, 1 }, { 5, 1 }, { 5, 2 } };
+	int i, bad = keyorder_selftest() != 0;
+
+	(*n)++;
+	printf("%s: ordered checker (synthetic streams)\n", bad ? "FAIL" : "PASS");
+	for (i = 0; i < 3; i++) {
+		int rc = selftest_ordered(base, runs[i].v, runs[i].q);
+
+		if (rc == 77) {
+			printf("skipped: ordered (the broker does not keep key order on "
+			       "bench/ordered/#)\n");
+			break;
+		}
+		(*n)++;
+		printf("%s: ordered qos %d v%d\n", rc ? "FAIL" : "PASS", runs[i].q, runs[i].v);
+		bad += rc != 0;
+	}
+	return bad;
+}
+
 static int selftest(const struct opts *base)
 {
 	static const char *const scen[] = { "pairs",  "fanin",	 "fanout",
@@ -237,6 +287,7 @@ static int selftest(const struct opts *base)
 		bad += rc != 0;
 	}
 	bad += selftest_txns(base, &n);
+	bad += selftest_ordereds(base, &n);
 	printf("selftest: %d of %d passed\n", n - bad, n);
 	return bad ? 1 : 0;
 }
@@ -260,6 +311,8 @@ enum {
 	O_TXN_SIZE,
 	O_TXN_PIPE,
 	O_SLOW_US,
+	O_KEYS,
+	O_REQ_ORDER,
 	O_HELP,
 };
 
@@ -294,6 +347,8 @@ static const struct option longopts[] = {
 	{ "txn-size", 1, 0, O_TXN_SIZE },
 	{ "txn-pipeline", 0, 0, O_TXN_PIPE },
 	{ "slow-us", 1, 0, O_SLOW_US },
+	{ "keys", 1, 0, O_KEYS },
+	{ "require-order", 0, 0, O_REQ_ORDER },
 	{ "help", 0, 0, O_HELP },
 	{ 0, 0, 0, 0 },
 };
@@ -314,38 +369,108 @@ static int parse(int argc, char **argv, struct opts *o, int *mode)
 
 	while ((ch = getopt_long(argc, argv, "s:H:p:V:q:S:c:d:n:r:w:t:", longopts, NULL)) != -1) {
 		switch (ch) {
-		case 's': o->scenario = optarg; break;
-		case 'H': o->host = optarg; break;
-		case 'p': o->port = atoi(optarg); break;
-		case 'V': o->version = parse_version(optarg); break;
-		case 'q': o->qos = atoi(optarg); break;
-		case 'S': o->payload = (size_t)atol(optarg); size_set = true; break;
-		case 'c': o->clients = atoi(optarg); break;
-		case O_PUBS: o->pubs = atoi(optarg); break;
-		case O_SUBS: o->subs = atoi(optarg); break;
-		case 'd': o->duration = atof(optarg); break;
-		case O_WARMUP: o->warmup = atof(optarg); break;
-		case 'n': o->count = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case 'r': o->rate = atof(optarg); break;
-		case 'w': o->window = atoi(optarg); break;
-		case O_PERSIST: o->persistent = true; break;
-		case O_IDLE: o->idle = atoi(optarg); break;
-		case O_PID: o->pid = (pid_t)atoi(optarg); break;
-		case 't': o->time_limit = atoi(optarg); break;
-		case O_DRAIN: o->drain_timeout = atof(optarg); break;
-		case O_LABEL: o->label = optarg; break;
-		case O_QUIET: o->quiet = true; break;
-		case O_SELFTEST: *mode = 1; break;
-		case O_FREEPORT: *mode = 2; break;
-		case O_DMIN: o->delay_min = atof(optarg); break;
-		case O_DMAX: o->delay_max = atof(optarg); break;
-		case O_DRATE: o->delayed_rate = atof(optarg); break;
-		case O_LEAD: o->lead = atof(optarg); break;
-		case O_TXN_SIZE: o->txn_size = (uint32_t)strtoul(optarg, NULL, 10); break;
-		case O_TXN_PIPE: o->txn_pipeline = true; break;
-		case O_SLOW_US: o->slow_us = atof(optarg); break;
-		case O_HELP: usage(stdout); exit(0);
-		default: return -1;
+		case 's':
+			o->scenario = optarg;
+			break;
+		case 'H':
+			o->host = optarg;
+			break;
+		case 'p':
+			o->port = atoi(optarg);
+			break;
+		case 'V':
+			o->version = parse_version(optarg);
+			break;
+		case 'q':
+			o->qos = atoi(optarg);
+			break;
+		case 'S':
+			o->payload = (size_t)atol(optarg);
+			size_set = true;
+			break;
+		case 'c':
+			o->clients = atoi(optarg);
+			break;
+		case O_PUBS:
+			o->pubs = atoi(optarg);
+			break;
+		case O_SUBS:
+			o->subs = atoi(optarg);
+			break;
+		case 'd':
+			o->duration = atof(optarg);
+			break;
+		case O_WARMUP:
+			o->warmup = atof(optarg);
+			break;
+		case 'n':
+			o->count = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'r':
+			o->rate = atof(optarg);
+			break;
+		case 'w':
+			o->window = atoi(optarg);
+			break;
+		case O_PERSIST:
+			o->persistent = true;
+			break;
+		case O_IDLE:
+			o->idle = atoi(optarg);
+			break;
+		case O_PID:
+			o->pid = (pid_t)atoi(optarg);
+			break;
+		case 't':
+			o->time_limit = atoi(optarg);
+			break;
+		case O_DRAIN:
+			o->drain_timeout = atof(optarg);
+			break;
+		case O_LABEL:
+			o->label = optarg;
+			break;
+		case O_QUIET:
+			o->quiet = true;
+			break;
+		case O_SELFTEST:
+			*mode = 1;
+			break;
+		case O_FREEPORT:
+			*mode = 2;
+			break;
+		case O_DMIN:
+			o->delay_min = atof(optarg);
+			break;
+		case O_DMAX:
+			o->delay_max = atof(optarg);
+			break;
+		case O_DRATE:
+			o->delayed_rate = atof(optarg);
+			break;
+		case O_LEAD:
+			o->lead = atof(optarg);
+			break;
+		case O_TXN_SIZE:
+			o->txn_size = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case O_TXN_PIPE:
+			o->txn_pipeline = true;
+			break;
+		case O_SLOW_US:
+			o->slow_us = atof(optarg);
+			break;
+		case O_KEYS:
+			o->keys = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case O_REQ_ORDER:
+			o->require_order = true;
+			break;
+		case O_HELP:
+			usage(stdout);
+			exit(0);
+		default:
+			return -1;
 		}
 	}
 	if (optind != argc || o->version < 0 || o->qos < 0 || o->qos > 2 || o->port <= 0 ||
@@ -353,7 +478,7 @@ static int parse(int argc, char **argv, struct opts *o, int *mode)
 	    o->window > 65535 || o->time_limit < 1 || o->duration <= 0 || o->idle < 0 ||
 	    o->rate < 0 || o->payload > 65536 * 1024 || o->delay_min < 0 ||
 	    o->delay_max < o->delay_min || o->delay_max >= 99999 || o->delayed_rate < 0 ||
-	    o->lead < 0 || o->slow_us < 0) {
+	    o->lead < 0 || o->slow_us < 0 || o->keys < 1 || o->keys > ORDERED_MAX_KEYS) {
 		fprintf(stderr, "sluice-bench: bad arguments (see --help)\n");
 		return -1;
 	}
@@ -367,10 +492,21 @@ static int parse(int argc, char **argv, struct opts *o, int *mode)
 int main(int argc, char **argv)
 {
 	struct opts o = {
-		.scenario = "pairs", .host = "127.0.0.1", .port = 1883, .version = 4,
-		.payload = 64, .clients = 10, .duration = 5, .warmup = 0.5, .window = 64,
-		.idle = 10000, .time_limit = 60, .drain_timeout = 10, .delay_min = 1,
+		.scenario = "pairs",
+		.host = "127.0.0.1",
+		.port = 1883,
+		.version = 4,
+		.payload = 64,
+		.clients = 10,
+		.duration = 5,
+		.warmup = 0.5,
+		.window = 64,
+		.idle = 10000,
+		.time_limit = 60,
+		.drain_timeout = 10,
+		.delay_min = 1,
 		.delay_max = 3,
+		.keys = 100,
 	};
 	int mode = 0;
 

@@ -14,7 +14,10 @@
  * Everything it receives goes through framer_feed() and codec_decode(),
  * which also checks that the broker's packets are well formed. A delayed
  * publisher's topic is $delayed/SSSSS.mmm/...: the delay is patched in the
- * same way, and its due time (send time + delay) follows the header.
+ * same way, and its due time (send time + delay) follows the header. An
+ * ordered publisher's topic ends in its key (bench/ordered/{key}), patched
+ * per message like the delay, as is the MQTT 5 user property sharding-key;
+ * the key, the message's number on it and the run's tag follow the header.
  *
  * A txn publisher (struct txn_pub) sends units instead: a transaction of K
  * half messages on $txn/half/{id}/{topic} and its commit on $txn/commit/{id},
@@ -132,8 +135,9 @@ int net_init(const struct opts *o)
 	O = o;
 	n_reported = 0;
 	if (parse_addr(o->host, o->port) < 0) {
-		fprintf(stderr, "sluice-bench: refusing %s: only loopback addresses "
-				"(127.0.0.0/8, ::1) are allowed\n",
+		fprintf(stderr,
+			"sluice-bench: refusing %s: only loopback addresses "
+			"(127.0.0.0/8, ::1) are allowed\n",
 			o->host);
 		return -1;
 	}
@@ -372,8 +376,8 @@ int pub_prepare(struct pub *p, const struct opts *o, uint16_t rmax)
 	p->pid_off = p->payload_off - (o->version >= MQTT_V5 ? 1 : 0) - 2;
 	p->delay_off = 0;
 	if (!strncmp(p->topic, DELAY_PREFIX, strlen(DELAY_PREFIX)))
-		p->delay_off = p->payload_off - (o->version >= MQTT_V5 ? 1 : 0) -
-			       (o->qos ? 2 : 0) - strlen(p->topic) + strlen(DELAY_PREFIX);
+		p->delay_off = p->payload_off - (o->version >= MQTT_V5 ? 1 : 0) - (o->qos ? 2 : 0) -
+			       strlen(p->topic) + strlen(DELAY_PREFIX);
 	p->next_seq = 1;
 	if (o->qos) {
 		p->free_ids = mem_calloc((size_t)w, sizeof(*p->free_ids));
@@ -496,6 +500,53 @@ static void put_id(uint8_t *w, uint16_t id)
 	w[1] = (uint8_t)id;
 }
 
+/* v in exactly width decimal digits (leading zeros). */
+static void put_digits(uint8_t *w, int width, uint32_t v)
+{
+	int i;
+
+	for (i = width - 1; i >= 0; i--, v /= 10)
+		w[i] = (uint8_t)('0' + v % 10);
+}
+
+/* ordered: message n of publisher id goes to a pseudo-random key (splitmix64 of both). */
+static uint32_t ord_key(uint32_t id, uint32_t n, uint32_t keys)
+{
+	uint64_t z = ((uint64_t)id << 32 | n) + 0x9e3779b97f4a7c15ull;
+
+	z = (z ^ z >> 30) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ z >> 27) * 0x94d049bb133111ebull;
+	return (uint32_t)((z ^ z >> 31) % keys);
+}
+
+/* ordered: the key, its digits in topic and property, and its per-key sequence. */
+static void ord_stamp(struct pub *p)
+{
+	const struct ord_pub *op = p->ord;
+	uint32_t key = ord_key(p->id, p->next_seq - 1, op->keys);
+	uint8_t *w = p->tmpl + p->payload_off + PAYLOAD_HDR;
+
+	put_digits(p->tmpl + op->topic_off, op->width, key);
+	if (op->prop_off)
+		put_digits(p->tmpl + op->prop_off, op->width, key);
+	put_le32(w, key);
+	put_le32(w + 4, ++op->count[key]);
+	put_le32(w + 8, net_run->ord_tag);
+}
+
+uint32_t ord_sent_on(const struct pub *p, uint32_t key)
+{
+	return p->ord->count[key];
+}
+
+void ord_free(struct pub *p)
+{
+	if (p->ord)
+		mem_free(p->ord->count);
+	mem_free(p->ord);
+	p->ord = NULL;
+}
+
 /* The 16-byte payload header: publisher id, sequence, send time. */
 static void stamp_hdr(const struct pub *p, uint8_t *w, int64_t now)
 {
@@ -511,6 +562,8 @@ static void send_one(struct pub *p, int64_t now)
 	stamp_hdr(p, p->tmpl + p->payload_off, now);
 	if (p->delay_off)
 		stamp_delay(p, now);
+	if (p->ord)
+		ord_stamp(p);
 	if (buf_put(&p->c->out, p->tmpl, p->tmpl_len) < 0) {
 		fail(p->c, "out of memory", 0);
 		return;
@@ -604,10 +657,50 @@ void txn_pub_free(struct pub *p)
 
 static void put_seq(uint8_t *w, uint32_t seq)
 {
-	int i;
+	put_digits(w, TXN_SEQ_DIGITS, seq);
+}
 
-	for (i = TXN_SEQ_DIGITS - 1; i >= 0; i--, seq /= 10)
-		w[i] = (uint8_t)('0' + seq % 10);
+/* --- ordered --------------------------------------------------------------- */
+
+/* p's template again, with (MQTT 5) the user property sharding-key, the only one: its
+ * value ends right before the payload. The key's digits are the topic's last width. */
+int ord_prepare(struct pub *p, const struct opts *o, uint32_t keys, int width)
+{
+	static const char zeros[] = "0000000000";
+	struct ord_pub *op = mem_calloc(1, sizeof(*op));
+	struct tmpl t = { 0 };
+	struct buf props;
+	int rc = 0;
+
+	if (!op || width < 1 || width >= (int)sizeof(zeros) || !keys)
+		goto fail;
+	buf_init(&props);
+	if (o->version >= MQTT_V5)
+		rc = props_put_pair(&props, "sharding-key", 12, zeros, (size_t)width);
+	if (rc == 0)
+		rc = tmpl_encode(&t, o, p->topic, strlen(p->topic) - (size_t)width, &props,
+				 o->payload);
+	buf_free(&props);
+	if (rc < 0)
+		goto fail;
+	mem_free(p->tmpl);
+	p->tmpl = t.data;
+	p->tmpl_len = t.len;
+	p->payload_off = t.payload_off;
+	p->pid_off = t.pid_off;
+	op->keys = keys;
+	if (!(op->count = mem_calloc(keys, sizeof(*op->count))))
+		goto fail;
+	op->width = width;
+	op->topic_off = t.seq_off;
+	op->prop_off = o->version >= MQTT_V5 ? t.payload_off - (size_t)width : 0;
+	p->ord = op;
+	return 0;
+fail:
+	if (op)
+		mem_free(op->count);
+	mem_free(op);
+	return -1;
 }
 
 static int txn_put(struct pub *p, const struct tmpl *t, int64_t now)
@@ -992,10 +1085,24 @@ static void count_lateness(struct run *r, const uint8_t *pl, int64_t now)
 	hist_add(&r->lat, late > 0 ? (uint64_t)late : 0);
 }
 
+/* ordered: the key and its sequence from a payload of this run; -1: not one. */
+static int ord_fields(const struct run *r, const uint8_t *pl, size_t len, uint32_t *key,
+		      uint32_t *kseq)
+{
+	uint32_t tag;
+
+	if (len < PAYLOAD_ORDERED)
+		return -1;
+	memcpy(key, pl + PAYLOAD_HDR, 4);
+	memcpy(kseq, pl + PAYLOAD_HDR + 4, 4);
+	memcpy(&tag, pl + PAYLOAD_HDR + 8, 4);
+	return tag == r->ord_tag && *key < r->ko.keys ? 0 : -1;
+}
+
 static void count_publish(struct sub *s, const uint8_t *pl, size_t len)
 {
 	struct run *r = net_run;
-	uint32_t pid, seq, k;
+	uint32_t pid, seq, k, key = 0, kseq = 0;
 	int64_t ts, now;
 	struct pub *p;
 	int fresh;
@@ -1008,7 +1115,8 @@ static void count_publish(struct sub *s, const uint8_t *pl, size_t len)
 	memcpy(&seq, pl + 4, 4);
 	memcpy(&ts, pl + 8, 8);
 	if (pid >= (uint32_t)r->npubs || pid < s->sink->pub_first ||
-	    pid - s->sink->pub_first >= s->sink->pub_n) {
+	    pid - s->sink->pub_first >= s->sink->pub_n ||
+	    (r->ko.keys && ord_fields(r, pl, len, &key, &kseq) < 0)) {
 		r->foreign++;
 		return;
 	}
@@ -1031,6 +1139,10 @@ static void count_publish(struct sub *s, const uint8_t *pl, size_t len)
 	fresh = seen_mark(&s->sink->seen[k], seq);
 	if (r->delayed) {
 		/* Released in due order, not publishing order: no order check. */
+	} else if (r->ko.keys) {
+		/* The group's order per (publisher, key), not each member's per publisher:
+		 * with key order a publisher's messages on different keys may pass each other. */
+		keyorder_arrive(&r->ko, pid, key, kseq, fresh == 1);
 	} else if (seq < s->last[k]) {
 		if (fresh == 1)
 			s->order_err++;
@@ -1166,9 +1278,10 @@ static void on_readable(struct client *c)
 			if (c->state == C_CLOSING)
 				net_close(c);
 			else
-				fail(c, c->state == C_WAIT_CONNACK ?
-						"broker closed the connection before CONNACK" :
-						"broker closed the connection",
+				fail(c,
+				     c->state == C_WAIT_CONNACK
+					     ? "broker closed the connection before CONNACK"
+					     : "broker closed the connection",
 				     0);
 			return;
 		}

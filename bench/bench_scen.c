@@ -17,6 +17,9 @@
  *   shared   P publishers, S consumers of $share/{group}/.../shared/+; the
  *            group as a whole must get every message once; each consumer in
  *            order; the split between consumers is reported
+ *   ordered  P publishers spread QoS 1/2 messages over K keys (bench/ordered/{key}),
+ *            a group of S consumers of $share/bench/bench/ordered/#; the group as a
+ *            whole must see each publisher's messages on each key in order (below)
  *   connections  pairs without, then with N idle clients connected
  *   backlog  a persistent subscriber goes offline, a publisher fills its
  *            queue, the subscriber comes back and drains it
@@ -46,7 +49,7 @@
 
 static unsigned run_id;
 
-enum kind { K_FANIN, K_FANOUT, K_PAIRS, K_SHARED, K_DELAYED, K_TXN, K_GROUP };
+enum kind { K_FANIN, K_FANOUT, K_PAIRS, K_SHARED, K_DELAYED, K_TXN, K_GROUP, K_ORDERED };
 
 static int64_t secs(double s)
 {
@@ -62,6 +65,7 @@ static void run_free(struct run *r)
 		mem_free(r->pubs[i].tmpl);
 		mem_free(r->pubs[i].free_ids);
 		mem_free(r->pubs[i].id_state);
+		ord_free(&r->pubs[i]);
 		txn_pub_free(&r->pubs[i]);
 	}
 	for (i = 0; i < r->nsubs; i++) {
@@ -78,6 +82,7 @@ static void run_free(struct run *r)
 	mem_free(r->pubs);
 	mem_free(r->subs);
 	mem_free(r->sinks);
+	keyorder_free(&r->ko);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -89,6 +94,19 @@ static int sink_init(struct sink *s, uint32_t first, uint32_t n)
 	return s->seen ? 0 : -1;
 }
 
+/* ordered: a key is its index in as many decimal digits as the last one has. */
+static int ord_width(const struct opts *o)
+{
+	uint32_t last = o->keys - 1;
+	int w = 1;
+
+	while (last >= 10) {
+		last /= 10;
+		w++;
+	}
+	return w;
+}
+
 /* Lays out publishers, subscribers and sinks for one traffic scenario. */
 static int plan(struct run *r, enum kind k, int np, int ns, const struct opts *o)
 {
@@ -97,7 +115,8 @@ static int plan(struct run *r, enum kind k, int np, int ns, const struct opts *o
 
 	r->npubs = np;
 	r->nsubs = ns;
-	r->nsinks = (k == K_FANIN || k == K_SHARED || k == K_DELAYED || k == K_TXN || k == K_GROUP)
+	r->nsinks = (k == K_FANIN || k == K_SHARED || k == K_DELAYED || k == K_TXN ||
+		     k == K_GROUP || k == K_ORDERED)
 			    ? 1
 			    : ns;
 	r->pubs = mem_calloc((size_t)np, sizeof(*r->pubs));
@@ -112,8 +131,11 @@ static int plan(struct run *r, enum kind k, int np, int ns, const struct opts *o
 		if (k == K_FANOUT)
 			snprintf(p->topic, sizeof(p->topic), "sb/%x/fanout", run_id);
 		else if (k == K_DELAYED)
-			snprintf(p->topic, sizeof(p->topic), DELAY_PREFIX DELAY_FIELD "/sb/%x/delayed/%d",
-				 run_id, i);
+			snprintf(p->topic, sizeof(p->topic),
+				 DELAY_PREFIX DELAY_FIELD "/sb/%x/delayed/%d", run_id, i);
+		else if (k == K_ORDERED) /* the key's digits, patched per message */
+			snprintf(p->topic, sizeof(p->topic), ORDERED_PREFIX "%0*u", ord_width(o),
+				 0u);
 		else
 			snprintf(p->topic, sizeof(p->topic), "sb/%x/%s/%d", run_id, name[k], i);
 		p->n_recv = k == K_FANOUT ? (uint32_t)ns : 1;
@@ -145,6 +167,8 @@ static int plan(struct run *r, enum kind k, int np, int ns, const struct opts *o
 		else if (k == K_GROUP)
 			snprintf(s->filter, sizeof(s->filter), "$share/g%x/sb/%x/group/+", run_id,
 				 run_id);
+		else if (k == K_ORDERED)
+			snprintf(s->filter, sizeof(s->filter), ORDERED_GROUP ORDERED_PREFIX "#");
 		else
 			snprintf(s->filter, sizeof(s->filter), "$share/g%x/sb/%x/shared/+", run_id,
 				 run_id);
@@ -265,6 +289,23 @@ static void close_all(struct client **cs, int n)
 	}
 }
 
+/* ordered: the (publisher, key) streams whose messages seen are not exactly 1..n. */
+static uint64_t ord_gaps(const struct run *r)
+{
+	uint64_t gaps = 0;
+	uint32_t key;
+	int i;
+
+	for (i = 0; i < r->npubs; i++)
+		for (key = 0; key < r->ko.keys; key++) {
+			const struct pub *p = &r->pubs[i];
+			uint32_t n = ord_sent_on(p, key);
+
+			gaps += !keyorder_complete(&r->ko, (uint32_t)i, key, n);
+		}
+	return gaps;
+}
+
 static void fill_result(struct run *r, struct result *res)
 {
 	int i;
@@ -290,6 +331,10 @@ static void fill_result(struct run *r, struct result *res)
 	}
 	if (!r->nsubs)
 		res->share_min = 0;
+	if (r->ko.keys) {
+		res->order_err += r->ko.reordered;
+		res->gaps = ord_gaps(r);
+	}
 	res->sent = r->sent;
 	res->recv = r->recv;
 	res->refused = r->refused;
@@ -312,7 +357,8 @@ static int measure(struct run *r, const struct opts *o, struct result *res)
 	int i;
 
 	for (i = 0; i < r->npubs; i++)
-		r->pubs[i].next_due = t0 + (o->rate > 0 ? (int64_t)(1e9 / o->rate) * i / r->npubs : 0);
+		r->pubs[i].next_due = t0 +
+				      (o->rate > 0 ? (int64_t)(1e9 / o->rate) * i / r->npubs : 0);
 	r->producing = true;
 	if (o->count) {
 		r->win_start = 0;
@@ -359,6 +405,24 @@ static int measure(struct run *r, const struct opts *o, struct result *res)
 	return 0;
 }
 
+/* ordered: the group's view of every stream, and each publisher's keyed template. */
+static int ord_setup(struct run *r, const struct opts *o)
+{
+	int i;
+
+	r->ord_tag = run_id;
+	if (keyorder_init(&r->ko, (uint32_t)r->npubs, o->keys) < 0) {
+		fprintf(stderr, "sluice-bench: out of memory\n");
+		return -1;
+	}
+	for (i = 0; i < r->npubs; i++)
+		if (ord_prepare(&r->pubs[i], o, o->keys, ord_width(o)) < 0) {
+			fprintf(stderr, "sluice-bench: out of memory\n");
+			return -1;
+		}
+	return 0;
+}
+
 static int traffic(const struct opts *o, enum kind k, int np, int ns, struct result *res)
 {
 	struct run r = { .o = o };
@@ -375,6 +439,8 @@ static int traffic(const struct opts *o, enum kind k, int np, int ns, struct res
 	for (i = 0; i < np; i++)
 		if (pub_prepare(&r.pubs[i], o, net_broker_rmax()) < 0)
 			goto out;
+	if (k == K_ORDERED && ord_setup(&r, o) < 0)
+		goto out;
 	rc = measure(&r, o, res);
 	close_all(cs, np + ns);
 out:
@@ -489,8 +555,9 @@ static int scen_backlog(const struct opts *o, struct result *res)
 	if (net_connect(cs[0]) < 0)
 		goto out;
 	net_loop(drained, &d, now_ns() + secs(o->drain_timeout) * 2);
-	res->drain_rate = r.recv && r.last_recv_ns > t0 ?
-				  r.recv / ((double)(r.last_recv_ns - t0) / 1e9) : 0;
+	res->drain_rate = r.recv && r.last_recv_ns > t0
+				  ? r.recv / ((double)(r.last_recv_ns - t0) / 1e9)
+				  : 0;
 	res->out_rate = res->drain_rate;
 	res->rss_kb = proc_rss_kb(o->pid);
 	fill_result(&r, res);
@@ -662,8 +729,9 @@ static int dl_plan(const struct opts *o, int np, struct run *r, uint32_t *limit)
 		need = (o->lead > 0 ? o->lead : 1 + total / 50000) + total / o->delayed_rate;
 	}
 	if (need + 2 > o->time_limit) {
-		fprintf(stderr, "sluice-bench: delayed: the last message falls due after about "
-				"%.0f s, beyond the time limit (-t %d)\n",
+		fprintf(stderr,
+			"sluice-bench: delayed: the last message falls due after about "
+			"%.0f s, beyond the time limit (-t %d)\n",
 			need, o->time_limit);
 		return -1;
 	}
@@ -677,10 +745,10 @@ static void dl_result(struct run *r, const struct opts *o, struct result *res)
 	res->early = r->early;
 	res->overdue = r->overdue;
 	res->late_min_ms = r->late_min == INT64_MAX ? 0 : (double)r->late_min / 1e6;
-	res->out_rate = r->recv > 1 && r->last_recv_ns > r->first_recv_ns ?
-				(double)(r->recv - 1) /
-					((double)(r->last_recv_ns - r->first_recv_ns) / 1e9) :
-				0;
+	res->out_rate = r->recv > 1 && r->last_recv_ns > r->first_recv_ns
+				? (double)(r->recv - 1) /
+					  ((double)(r->last_recv_ns - r->first_recv_ns) / 1e9)
+				: 0;
 	(void)o;
 }
 
@@ -979,6 +1047,124 @@ out:
 	run_free(&r);
 	mem_free(cs);
 	return rc;
+}
+
+/*
+ * ordered: --pubs publishers (as shared) publish QoS 1/2 messages round the
+ * --keys K keys (default 100) on bench/ordered/{key}, with MQTT 5 also the
+ * user property sharding-key = {key}; a group of --subs consumers (default
+ * 4) of $share/bench/bench/ordered/# acknowledges each on arrival. A broker
+ * that keeps key order (sluice with the ordered plugin and plugin_opt_keyed
+ * bench/ordered/#) hands a key's next message to the group only once the one
+ * before is acknowledged, so the group as a whole must see every publisher's
+ * messages on every key in sequence (struct keyorder), whichever member gets
+ * them. Rates and latency as for shared; a reordered message, a stream not
+ * complete at the end, loss or a duplicate fails the run. The topics and the
+ * group are fixed names (the broker's filter must name them), so messages
+ * carry the run's tag and another run's are foreign.
+ *
+ * Before that a probe tells whether the broker keeps key order at all: a
+ * group of one member that holds its ack of a key's first message for
+ * ORD_HOLD_NS; a second message on the key that arrives meanwhile means it
+ * does not. The run goes on either way (--require-order: exit 77).
+ */
+#define ORD_HOLD_NS 200000000LL
+
+static int ord_verdict(struct run *r, int64_t end)
+{
+	struct client *c = r->subs[0].c;
+
+	while (r->recv < 2 && !bg_failed(r) && now_ns() < end)
+		net_poll(10);
+	if (r->recv < 2) {
+		if (!bg_failed(r))
+			fprintf(stderr,
+				"sluice-bench: ordered: probe: %llu of 2 messages arrived\n",
+				(unsigned long long)r->recv);
+		return -1;
+	}
+	return net_held(c) < 2; /* the first one's ack went before the second came */
+}
+
+/* 1 the broker keeps key order, 0 it does not, -1 unknown; -2 the probe failed to run. */
+static int ord_probe(const struct opts *o)
+{
+	struct opts po = *o;
+	struct run r = { .o = &po };
+	struct client **cs = NULL;
+	int v = -2;
+
+	po.count = 2;
+	po.rate = 0;
+	po.keys = 1;
+	po.persistent = false;
+	net_run = &r;
+	if (plan(&r, K_ORDERED, 1, 1, &po) < 0)
+		goto out;
+	/* A group of its own, so that the run's starts with nothing held. */
+	snprintf(r.subs[0].filter, sizeof(r.subs[0].filter), "$share/probe%x/" ORDERED_PREFIX "#",
+		 run_id);
+	if (make_clients(&r, &po, &cs) < 0 || net_connect_many(cs, 2, 2, now_ns() + SETUP_NS) < 0 ||
+	    pub_prepare(&r.pubs[0], &po, net_broker_rmax()) < 0 || ord_setup(&r, &po) < 0)
+		goto out;
+	r.win_start = r.win_end = 0;
+	r.slow = &r.subs[0];
+	r.slow_cost_ns = ORD_HOLD_NS;
+	r.producing = true;
+	v = ord_verdict(&r, now_ns() + ORD_HOLD_NS + PROBE_WAIT_NS);
+	r.slow_cost_ns = 1; /* what it still holds goes now */
+	while (net_held(r.subs[0].c) && !bg_failed(&r) && now_ns() < r.last_recv_ns + PROBE_WAIT_NS)
+		net_poll(10);
+	r.slow = NULL;
+	close_all(cs, 2);
+out:
+	net_run = NULL;
+	run_free(&r);
+	mem_free(cs);
+	return v;
+}
+
+static int ord_args(const struct opts *o, int ns)
+{
+	if (o->qos == 0) {
+		fprintf(stderr, "sluice-bench: ordered needs QoS 1 or 2 (-q): a broker keeps key "
+				"order by waiting for each message's ack\n");
+		return -1;
+	}
+	if (o->keys < 1 || o->keys > ORDERED_MAX_KEYS || ns < 1) {
+		fprintf(stderr, "sluice-bench: ordered: --keys 1 to %d, --subs at least 1\n",
+			ORDERED_MAX_KEYS);
+		return -1;
+	}
+	return 0;
+}
+
+static int scen_ordered(const struct opts *o, struct result *res)
+{
+	struct opts lo = *o;
+	int np = o->pubs ? o->pubs : o->clients, ns = o->subs ? o->subs : 4, v;
+
+	if (ord_args(o, ns) < 0)
+		return 1;
+	if (lo.payload < PAYLOAD_ORDERED)
+		lo.payload = PAYLOAD_ORDERED;
+	v = ord_probe(&lo);
+	if (v == -2)
+		return -1;
+	if (v == 0 && !o->quiet)
+		printf("ordered: %s - the group got a key's second message while the first was "
+		       "not acknowledged: the broker does not keep key order on " ORDERED_PREFIX
+		       "# (no ordered plugin, or no plugin_opt_keyed " ORDERED_PREFIX "#)\n",
+		       o->require_order ? "not available" : "warning");
+	if (v == 0 && o->require_order)
+		return 77;
+	run_id = (run_id * 2654435761u) & 0xffffff; /* the probe's ids and tag are done */
+	if (traffic(&lo, K_ORDERED, np, ns, res) < 0)
+		return -1;
+	res->ordered = true;
+	res->keys = o->keys;
+	res->ordering = v;
+	return 0;
 }
 
 /*
@@ -1357,6 +1543,8 @@ int scen_run(const struct opts *o, struct result *r)
 		return traffic(o, K_PAIRS, c, c, r);
 	if (!strcmp(o->scenario, "shared"))
 		return traffic(o, K_SHARED, o->pubs ? o->pubs : c, o->subs ? o->subs : 4, r);
+	if (!strcmp(o->scenario, "ordered"))
+		return scen_ordered(o, r);
 	if (!strcmp(o->scenario, "connections"))
 		return scen_connections(o, r);
 	if (!strcmp(o->scenario, "backlog"))
@@ -1383,8 +1571,7 @@ static void print_delayed(const struct opts *o, const struct result *r)
 	printf("delayed qos %d v%s: scheduled %llu at %.0f msg/s (%s) in %.2f s, "
 	       "released at %.0f msg/s; %.2f s in all\n",
 	       o->qos, o->version == 5 ? "5" : "3.1.1", (unsigned long long)r->sent, r->in_rate,
-	       o->qos ? "acknowledged" : "sent",
-	       r->sched_s, r->out_rate, r->elapsed);
+	       o->qos ? "acknowledged" : "sent", r->sched_s, r->out_rate, r->elapsed);
 	printf("  lateness ms: p50 %.3f p99 %.3f p99.9 %.3f max %.3f min %.3f (%llu samples)\n",
 	       ms(r->p50), ms(r->p99), ms(r->p999), ms(r->max), r->late_min_ms,
 	       (unsigned long long)r->lat_n);
@@ -1538,6 +1725,20 @@ static void result_group(const struct opts *o, const struct result *r)
 	       r->slow_rate, r->rss_kb, r->hwm_kb, r->broker_cpu, r->drain_cpu);
 }
 
+static void print_ordered(const struct result *r)
+{
+	static const char *const verdict[] = {
+		"unknown (the probe's messages did not both arrive)",
+		"no (a key's second message came before the first was acknowledged)",
+		"yes (a key's second message waited for the first one's ack)"
+	};
+
+	printf("  %u keys; per (publisher, key) stream, across the group: out of order %llu, "
+	       "incomplete at the end %llu\n",
+	       r->keys, (unsigned long long)r->order_err, (unsigned long long)r->gaps);
+	printf("  the broker keeps key order (probe): %s\n", verdict[r->ordering + 1]);
+}
+
 void scen_print(const struct opts *o, const struct result *r)
 {
 	if (r->txn_open) {
@@ -1576,9 +1777,11 @@ void scen_print(const struct opts *o, const struct result *r)
 		       (unsigned long long)r->refused, (unsigned long long)r->foreign);
 		printf("  broker rss %ld kB, broker cpu %.0f%%, generator cpu %.0f%%\n", r->rss_kb,
 		       r->broker_cpu * 100, r->own_cpu * 100);
-		if (!strcmp(o->scenario, "shared"))
+		if (!strcmp(o->scenario, "shared") || r->ordered)
 			printf("  per-consumer split: min %llu max %llu\n",
 			       (unsigned long long)r->share_min, (unsigned long long)r->share_max);
+		if (r->ordered)
+			print_ordered(r);
 		if (!strcmp(o->scenario, "connections"))
 			printf("  %d connections at %.0f connects/s, %.2f kB broker RSS each; "
 			       "throughput %.0f msg/s without, %.0f with (%.0f%%)\n",
@@ -1593,15 +1796,19 @@ void scen_print(const struct opts *o, const struct result *r)
 	       "p99=%.3f p999=%.3f max=%.3f lost=%llu dups=%llu order=%llu refused=%llu "
 	       "rss_kb=%ld cpu=%.2f gen_cpu=%.2f conn_rate=%.0f kb_per_conn=%.2f "
 	       "base=%.0f with_idle=%.0f drain=%.0f share_min=%llu share_max=%llu early=%llu "
-	       "overdue=%llu late_min=%.3f rel_cpu=%.2f\n",
-	       o->label ? o->label : "-", o->scenario, o->qos, o->version, r->in_rate,
-	       r->out_rate, ms(r->p50), ms(r->p99), ms(r->p999), ms(r->max),
-	       (unsigned long long)r->lost, (unsigned long long)r->dups,
-	       (unsigned long long)r->order_err, (unsigned long long)r->refused, r->rss_kb,
-	       r->broker_cpu, r->own_cpu, r->conn_rate, r->kb_per_conn, r->base_rate,
-	       r->with_idle_rate, r->drain_rate, (unsigned long long)r->share_min,
-	       (unsigned long long)r->share_max, (unsigned long long)r->early,
-	       (unsigned long long)r->overdue, r->late_min_ms, r->rel_cpu);
+	       "overdue=%llu late_min=%.3f rel_cpu=%.2f",
+	       o->label ? o->label : "-", o->scenario, o->qos, o->version, r->in_rate, r->out_rate,
+	       ms(r->p50), ms(r->p99), ms(r->p999), ms(r->max), (unsigned long long)r->lost,
+	       (unsigned long long)r->dups, (unsigned long long)r->order_err,
+	       (unsigned long long)r->refused, r->rss_kb, r->broker_cpu, r->own_cpu, r->conn_rate,
+	       r->kb_per_conn, r->base_rate, r->with_idle_rate, r->drain_rate,
+	       (unsigned long long)r->share_min, (unsigned long long)r->share_max,
+	       (unsigned long long)r->early, (unsigned long long)r->overdue, r->late_min_ms,
+	       r->rel_cpu);
+	if (r->ordered)
+		printf(" keys=%u gaps=%llu ordering=%d", r->keys, (unsigned long long)r->gaps,
+		       r->ordering);
+	printf("\n");
 	fflush(stdout);
 }
 
@@ -1625,6 +1832,22 @@ static int check_txn(const struct result *r)
 	return bad;
 }
 
+/* ordered: the order errors are in order_err (above); incomplete streams, and a hint. */
+static int check_ordered(const struct result *r)
+{
+	if (!r->ordered)
+		return 0;
+	if (r->gaps)
+		fprintf(stderr,
+			"sluice-bench: FAIL: %llu (publisher, key) streams incomplete at the end\n",
+			(unsigned long long)r->gaps);
+	if ((r->order_err || r->gaps) && r->ordering == 0)
+		fprintf(stderr,
+			"sluice-bench: note: the broker does not keep key order (probe); "
+			"load the ordered plugin with plugin_opt_keyed " ORDERED_PREFIX "#\n");
+	return r->gaps ? -1 : 0;
+}
+
 int scen_check(const struct opts *o, const struct result *r)
 {
 	int bad = 0;
@@ -1645,15 +1868,17 @@ int scen_check(const struct opts *o, const struct result *r)
 		bad = 1;
 	}
 	if (r->early) {
-		fprintf(stderr, "sluice-bench: FAIL: %llu delayed messages arrived before their "
-				"due time\n",
+		fprintf(stderr,
+			"sluice-bench: FAIL: %llu delayed messages arrived before their "
+			"due time\n",
 			(unsigned long long)r->early);
 		bad = 1;
 	}
 	if (r->overdue)
-		fprintf(stderr, "sluice-bench: warning: %llu messages fell due before they could "
-				"be scheduled (scheduling slower than the lead allowed for: "
-				"raise --lead)\n",
+		fprintf(stderr,
+			"sluice-bench: warning: %llu messages fell due before they could "
+			"be scheduled (scheduling slower than the lead allowed for: "
+			"raise --lead)\n",
 			(unsigned long long)r->overdue);
 	if (r->refused) {
 		fprintf(stderr, "sluice-bench: FAIL: the broker refused %llu publishes\n",
@@ -1661,6 +1886,8 @@ int scen_check(const struct opts *o, const struct result *r)
 		bad = 1;
 	}
 	if (check_txn(r) < 0)
+		bad = 1;
+	if (check_ordered(r) < 0)
 		bad = 1;
 	return bad ? -1 : 0;
 }

@@ -10,7 +10,10 @@
 # to the reference (mosquitto, or --ref). The delayed rows need sluice's
 # delayed plugin (plugins/delayed/.libs/delayed.so in the build directory
 # of the sluice binary, or ./, or --plugin); a broker without delayed topics
-# shows n/a.
+# shows n/a. The ordered rows load sluice's ordered plugin the same way
+# (plugins/ordered/.libs/ordered.so, or --ordered-plugin) with
+# plugin_opt_keyed bench/ordered/#; a broker that does not keep key order
+# (mosquitto, or a sluice whose ordered.so was not found) shows n/a.
 #
 # usage: bench/compare.sh [--quick] [--runs N] [--duration S] [--pin]
 #                         [--scenarios "fanin fanout ..."] [--qos "0 1 2"]
@@ -18,7 +21,8 @@
 #                         [--mosquitto PATH] [--raw FILE] [--persist]
 #                         [--plugin PATH/delayed.so] [--baseline PATH]
 #                         [--base-plugin PATH/delayed.so] [--no-mosquitto]
-#                         [--ref NAME]
+#                         [--ref NAME] [--ordered-plugin PATH/ordered.so]
+#                         [--keys K]
 #
 #   --quick   a smoke run: 1 run each, 1 s, 2000 idle connections
 #   --pin     broker on CPU 0, load generator on CPU 1 (taskset)
@@ -34,7 +38,10 @@
 #   with --runs >= 3 each broker row gets a max/min row: the largest run
 #   over the smallest, per column (the spread, to judge a ratio by)
 #   scenarios: fanin fanout pairs shared latency connections backlog delayed
-#             and release (not by default: delayed --delayed-rate, issue 5)
+#             and, not by default, release (delayed --delayed-rate, issue 5),
+#             ordered (shared's publishers and consumers, messages spread
+#             over --keys K keys, default 100, each key in order) and
+#             ordered1 (the same on one key)
 #
 # Every broker this script starts is killed on exit (trap), by pid.
 set -u
@@ -57,11 +64,13 @@ DELAYED_N=5000 # per publisher (10): 50,000 scheduled, due 1-6 s later (~10,000/
 DELAYED_MIN=1
 DELAYED_MAX=6
 RELEASE_RATE=10000 # release: due at this many per second for DURATION s
+ORDERED_KEYS=100 # ordered: keys the messages are spread over (ordered1: 1)
 WINDOW=64
 RAW=
 SLUICE=
 BENCH=
 PLUGIN=
+ORDERED_PLUGIN=
 MOSQUITTO=/usr/sbin/mosquitto
 BASELINE=
 BASE_PLUGIN=
@@ -78,9 +87,9 @@ PERSIST=0
 QUEUE=100000
 INFLIGHT=100
 
-# The columns: NAME|KIND|PROGRAM|PLUGIN_DIR|extra configuration lines
-# separated by ';' (@DIR@ is the broker's scratch directory, removed
-# afterwards). Set up after the options (below): sluice, [sluice-base],
+# The columns: NAME|KIND|PROGRAM|PLUGIN_DIR|ORDERED_SO|extra configuration
+# lines separated by ';' (@DIR@ is the broker's scratch directory, removed
+# afterwards). PLUGIN_DIR holds delayed.so; ORDERED_SO is the ordered plugin. Set up after the options (below): sluice, [sluice-base],
 # [sluice-persist, sluice-base-persist], mosquitto. Persistence is off on all
 # by default; --persist adds the column(s) of a sluice with it on.
 PERSIST_EXTRA="persistence true;persistence_file @DIR@/sluice.db"
@@ -105,6 +114,8 @@ while [ $# -gt 0 ]; do
 	--mosquitto) MOSQUITTO=$2; shift ;;
 	--raw) RAW=$2; shift ;;
 	--plugin) PLUGIN=$2; shift ;;
+	--ordered-plugin) ORDERED_PLUGIN=$2; shift ;;
+	--keys) ORDERED_KEYS=$2; shift ;;
 	-h|--help) sed -n '2,/^# Every broker/p' "$0"; exit 0 ;;
 	*) echo "compare.sh: unknown option $1" >&2; exit 2 ;;
 	esac
@@ -165,17 +176,40 @@ case " $SCENARIOS " in
 		fi
 	fi ;;
 esac
+# The ordered plugin, looked for like delayed.so; not found: the ordered rows read n/a
+# (the plugin is optional, unlike delayed.so).
+find_ordered() { # sluice-binary [explicit path]
+	local p
+	for p in ${2:-} "$(dirname "$1")/../plugins/ordered/.libs/ordered.so" \
+		"$(dirname "$1")/../../plugins/ordered/.libs/ordered.so" \
+		./plugins/ordered/.libs/ordered.so "$here/../plugins/ordered/.libs/ordered.so"; do
+		if [ -f "$p" ]; then readlink -f "$p"; return 0; fi
+		[ -n "${2:-}" ] && break # an explicit path only
+	done
+	return 1
+}
+ORDERED_SO=
+BASE_ORDERED_SO=
+case " $SCENARIOS " in
+*" ordered "*|*" ordered1 "*)
+	ORDERED_SO=$(find_ordered "$SLUICE" "$ORDERED_PLUGIN") ||
+		echo "compare.sh: ordered.so not found (--ordered-plugin): sluice's ordered rows read n/a" >&2
+	if [ -n "$BASELINE" ]; then
+		BASE_ORDERED_SO=$(find_ordered "$BASELINE") ||
+			echo "compare.sh: no ordered.so beside the baseline: its ordered rows read n/a" >&2
+	fi ;;
+esac
 [ "$NO_MOSQUITTO" = 1 ] || [ -x "$MOSQUITTO" ] ||
 	{ echo "compare.sh: $MOSQUITTO not found (or --no-mosquitto)" >&2; exit 2; }
 
-BROKERS=("sluice|sluice|$SLUICE|$PLUGIN_DIR|")
-[ -n "$BASELINE" ] && BROKERS+=("sluice-base|sluice|$BASELINE|$BASE_PLUGIN_DIR|")
+BROKERS=("sluice|sluice|$SLUICE|$PLUGIN_DIR|$ORDERED_SO|")
+[ -n "$BASELINE" ] && BROKERS+=("sluice-base|sluice|$BASELINE|$BASE_PLUGIN_DIR|$BASE_ORDERED_SO|")
 if [ "$PERSIST" = 1 ]; then
-	BROKERS+=("sluice-persist|sluice|$SLUICE|$PLUGIN_DIR|$PERSIST_EXTRA")
+	BROKERS+=("sluice-persist|sluice|$SLUICE|$PLUGIN_DIR|$ORDERED_SO|$PERSIST_EXTRA")
 	[ -n "$BASELINE" ] &&
-		BROKERS+=("sluice-base-persist|sluice|$BASELINE|$BASE_PLUGIN_DIR|$PERSIST_EXTRA")
+		BROKERS+=("sluice-base-persist|sluice|$BASELINE|$BASE_PLUGIN_DIR|$BASE_ORDERED_SO|$PERSIST_EXTRA")
 fi
-[ "$NO_MOSQUITTO" = 1 ] || BROKERS+=("mosquitto|mosquitto|$MOSQUITTO||")
+[ "$NO_MOSQUITTO" = 1 ] || BROKERS+=("mosquitto|mosquitto|$MOSQUITTO|||")
 names=""
 for b in "${BROKERS[@]}"; do names="$names ${b%%|*}"; done
 if [ -z "$REF" ]; then
@@ -290,16 +324,24 @@ bench_args() { # scenario qos -> arguments of sluice-bench
 	delayed) echo "-s delayed -c 10 -n $DELAYED_N --delay-min $DELAYED_MIN" \
 		"--delay-max $DELAYED_MAX" ;;
 	release) echo "-s delayed -c 10 --delayed-rate $RELEASE_RATE -d $d" ;;
+	# shared's shape, so that the rows compare; a broker without key order: 77 (n/a)
+	ordered) echo "-s ordered --pubs $SHARED_PUBS --subs $SHARED_SUBS --keys $ORDERED_KEYS" \
+		"--require-order -d $d" ;;
+	ordered1) echo "-s ordered --pubs $SHARED_PUBS --subs $SHARED_SUBS --keys 1" \
+		"--require-order -d $d" ;;
 	esac
 }
 
 measure() { # scenario qos broker-entry
-	local s=$1 q=$2 name kind prog pdir extra out rc limit
-	IFS='|' read -r name kind prog pdir extra <<< "$3"
+	local s=$1 q=$2 name kind prog pdir oso extra out rc limit
+	IFS='|' read -r name kind prog pdir oso extra <<< "$3"
 	# Delayed topics are sluice's delayed plugin; other brokers (and a sluice
 	# whose delayed.so was not found) run the probe and get n/a.
 	if [ "$kind" = sluice ] && [ -n "$pdir" ] && { [ "$s" = delayed ] || [ "$s" = release ]; }; then
 		extra="${extra:+$extra;}plugin_dir $pdir;plugin delayed"
+	fi
+	if [ "$kind" = sluice ] && [ -n "$oso" ] && { [ "$s" = ordered ] || [ "$s" = ordered1 ]; }; then
+		extra="${extra:+$extra;}plugin $oso;plugin_opt_keyed bench/ordered/#"
 	fi
 	start_broker "$name" "$kind" "$prog" "$extra" || { echo "ERROR $name $s $q start" >> "$RAW"; return; }
 	limit=$(awk -v d="$DURATION" 'BEGIN { print int(3 * d + 90) }')
@@ -322,6 +364,8 @@ echo "sluice:    $SLUICE"
 [ "$NO_MOSQUITTO" = 1 ] || echo "mosquitto: $MOSQUITTO ($("$MOSQUITTO" -h 2>&1 | head -1))"
 echo "bench:     $BENCH"
 [ -n "$PLUGIN_DIR" ] && echo "delayed:   $PLUGIN_DIR/delayed.so"
+[ -n "$ORDERED_SO" ] && echo "ordered:   $ORDERED_SO (keys: $ORDERED_KEYS)"
+[ -n "$BASE_ORDERED_SO" ] && echo "base ord.: $BASE_ORDERED_SO"
 if [ -n "$BASELINE" ] && [ -n "$PLUGIN_DIR" ]; then
 	if [ -n "$BASE_PLUGIN_DIR" ]; then echo "base del.: $BASE_PLUGIN_DIR/delayed.so"
 	else echo "base del.: none (its delayed rows: n/a)"; fi
@@ -334,7 +378,7 @@ start=$(date +%s)
 for s in $SCENARIOS; do
 	for q in $QOS_LIST; do
 		# Nothing is queued or scheduled reliably at QoS 0.
-		case $s in backlog|delayed|release) [ "$q" = 0 ] && continue ;; esac
+		case $s in backlog|delayed|release|ordered|ordered1) [ "$q" = 0 ] && continue ;; esac
 		printf '%s qos %s:' "$s" "$q" >&2
 		for r in $(seq "$RUNS"); do
 			for b in "${BROKERS[@]}"; do
@@ -384,6 +428,9 @@ function fmt(v) {
 	if (v >= 1) return sprintf("%.2f", v)
 	return sprintf("%.3f", v)
 }
+function missing(row) { # what a broker with exit 77 lacks
+	return row ~ /^ordered/ ? "no key order" : "no delayed topics"
+}
 function ratio(a, b) {
 	if (a == "" || b == "" || b == 0) return "-"
 	return sprintf("%.2fx", a / b)
@@ -399,7 +446,7 @@ function ratio(a, b) {
 		order[++nrows] = f["row"] SUBSEP f["qos"]
 	}
 	runs[k]++
-	if (f["rc"] == 77) { na[k] = 1; next } # the broker lacks the feature (delayed topics)
+	if (f["rc"] == 77) { na[k] = 1; next } # the broker lacks the feature (delayed topics, key order)
 	bad = f["rc"] != 0 || f["failed"] == 1
 	if (f["qos"] > 0 && (f["lost"] > 0 || f["dups"] > 0 || f["order"] > 0)) bad = 1
 	if (f["early"] > 0) bad = 1
@@ -434,7 +481,7 @@ END {
 			if (na[k] && M["in"] == "") {
 				printf "%-11s %-3s %-19s %10s %10s %8s %8s %8s %8s %7s %5s %4s  %s\n", rq[1], rq[2], \
 					B[b], "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", "-", \
-					"no delayed topics"
+					missing(rq[1])
 				for (i in M) S[B[b], i] = M[i]
 				continue
 			}
@@ -466,9 +513,9 @@ END {
 			if (rq[1] == "backlog")
 				note = "drain " ratio(S[B[b], "drain"], S[sref, "drain"])
 			if (na[rq[1] SUBSEP rq[2] SUBSEP sref])
-				note = sref ": no delayed topics"
+				note = sref ": " missing(rq[1])
 			else if (na[rq[1] SUBSEP rq[2] SUBSEP B[b]])
-				note = B[b] ": no delayed topics"
+				note = B[b] ": " missing(rq[1])
 			printf "%-11s %-3s %-19s %10s %10s %8s %8s %8s %8s %7s %5s %4s  %s\n", "", "", \
 				label, ratio(S[B[b], "in"], S[sref, "in"]), \
 				ratio(S[B[b], "out"], S[sref, "out"]), ratio(S[B[b], "p50"], S[sref, "p50"]), \
