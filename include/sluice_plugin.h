@@ -47,7 +47,7 @@
  * after_commit. Appended since: msg_add_user_props, subscribed and
  * msg_with_retain; then (all there when SP_HOST_HAS(host, redeliver)) the
  * events RECEIVED and GROUP_END, the DELIVER verdict KEEP, sp_event.moving,
- * and the host calls redeliver, durable and opt_where.
+ * and the host calls redeliver, durable, opt_where and listeners.
  */
 #ifndef SLUICE_PLUGIN_H
 #define SLUICE_PLUGIN_H
@@ -325,7 +325,7 @@ struct sp_host {
 	/* A copy of m with its retain flag set to retain, everything else kept; NULL when out of memory. */
 	struct sp_msg *(*msg_with_retain)(const struct sp_msg *m, bool retain);
 
-	/* --- appended after API 2: RECEIVED, GROUP_END, moving and these three --- */
+	/* --- appended after API 2: RECEIVED, GROUP_END, KEEP, moving and these --- */
 
 	/*
 	 * As deliver, but the DELIVER (and CHOOSE) chain starts at self: a
@@ -348,6 +348,12 @@ struct sp_host {
 	 * file). Valid until init returns.
 	 */
 	const char *(*opt_where)(struct sp_plugin *self, size_t index);
+	/*
+	 * How many loaded plugins (self included) registered a callback for
+	 * ev: a plugin learns, say, whether another one takes refused
+	 * deliveries (NACKED) to send them again.
+	 */
+	int (*listeners)(enum sp_event_type ev);
 };
 
 /* Log levels for host->log. */

@@ -563,6 +563,11 @@ void plugin_group_end(const char *share)
 	notify(SP_EV_GROUP_END, &ev);
 }
 
+int plugin_listeners(enum sp_event_type ev)
+{
+	return (unsigned)ev < SP_EV__COUNT ? (int)wants[ev] : 0;
+}
+
 const char *plugin_opt_where(const struct sp_plugin *p, size_t index)
 {
 	return p->conf && index < p->conf->n_opts ? p->conf->opts[index].where : NULL;

@@ -678,6 +678,7 @@ static const struct sp_host host = {
 	.redeliver = host_redeliver,
 	.durable = router_target_durable,
 	.opt_where = host_opt_where,
+	.listeners = plugin_listeners,
 };
 
 const struct sp_host *plugin_host_table(void)

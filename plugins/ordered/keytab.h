@@ -41,6 +41,8 @@ struct kt_key {
 	uint64_t busy; /* id of the message in the broker, 0 = none (set with kt_set_busy) */
 	bool busy_unknown; /* busy with a message whose id is not known (restored) */
 	bool busy_stored; /* the caller wrote the busy mark to its store */
+	bool refused; /* the caller's: the busy message was refused and is to come again */
+	bool dead; /* the caller's: its next refusal is its last (a dead letter came first) */
 	bool releasing; /* the caller is handing out waiting messages */
 	struct kt_wait *head, *tail;
 	uint32_t n_wait;

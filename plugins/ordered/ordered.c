@@ -53,6 +53,9 @@
 #define DEFAULT_SYS_MS 10000
 #define FILTERS_MAX 65535
 #define SHARDING_KEY "sharding-key"
+#define DELIVERY_COUNT "delivery-count" /* the retry plugin's, on a redelivery */
+#define DLQ_PREFIX "$DLQ/" /* the retry plugin's dead letters: $DLQ/{group or client}/{topic} */
+#define ORIGINAL_TOPIC "original-topic"
 #define PFX_BUSY 'b'
 #define PFX_WAIT 'w'
 
@@ -151,13 +154,14 @@ static uint64_t get_u64(const unsigned char *p)
 
 /* --- classification: is a message ordered, and its key --------------------------- */
 
-static const char *sharding_key(struct ord *o, const struct sp_msg *m, size_t *len)
+/* The value of m's first user property name, or NULL. */
+static const char *user_prop(struct ord *o, const struct sp_msg *m, const char *name, size_t *len)
 {
 	const char *k, *v;
-	size_t kl, vl, pos = 0;
+	size_t kl, vl, pos = 0, nl = strlen(name);
 
 	while (o->host->msg_user_prop(m, &pos, &k, &kl, &v, &vl))
-		if (kl == sizeof(SHARDING_KEY) - 1 && !memcmp(k, SHARDING_KEY, kl)) {
+		if (kl == nl && !memcmp(k, name, kl)) {
 			*len = vl;
 			return v;
 		}
@@ -181,18 +185,27 @@ static bool filter_match(struct ord *o, const struct filt *f, const char *topic)
 }
 
 /* Is m on an ordered filter? Its key in o->c_key then. Remembered for the next call with m. */
+static bool classify_as(struct ord *o, const struct sp_msg *m, const char *topic);
+
 static bool classify(struct ord *o, const struct sp_msg *m)
 {
-	const char *topic, *key;
-	size_t i, klen;
-
 	if (m == o->c_msg && o->host->msg_id(m) == o->c_id)
 		return o->c_ordered;
 	o->c_msg = m;
 	o->c_id = o->host->msg_id(m);
-	o->c_ordered = false;
+	o->c_ordered = classify_as(o, m, o->host->msg_topic(m));
+	if (!o->c_ordered)
+		o->c_key.len = 0;
+	return o->c_ordered;
+}
+
+/* Would m be ordered on topic (its own, or a dead letter's original-topic)? Its key in c_key. */
+static bool classify_as(struct ord *o, const struct sp_msg *m, const char *topic)
+{
+	const char *key;
+	size_t i, klen;
+
 	o->c_key.len = 0;
-	topic = o->host->msg_topic(m);
 	for (i = 0; i < o->n_filters; i++)
 		if (filter_match(o, &o->filters[i], topic))
 			break;
@@ -201,7 +214,7 @@ static bool classify(struct ord *o, const struct sp_msg *m)
 	if (buf_u16(o, &o->c_key, i))
 		goto oom;
 	if (!o->filters[i].global) {
-		key = sharding_key(o, m, &klen);
+		key = user_prop(o, m, SHARDING_KEY, &klen);
 		if (!key) {
 			key = topic;
 			klen = strlen(topic);
@@ -209,10 +222,8 @@ static bool classify(struct ord *o, const struct sp_msg *m)
 		if (klen > UINT16_MAX - 2 || buf_add(o, &o->c_key, key, klen))
 			goto oom;
 	}
-	o->c_ordered = true;
 	return true;
 oom:
-	o->c_msg = NULL;
 	o->host->log(o->self, SP_LOG_WARNING,
 		     "ordered: out of memory (or a key over 65533 bytes) keying a message on '%s': "
 		     "delivered without ordering",
@@ -324,13 +335,14 @@ static void store_failed(struct ord *o, const char *what)
 		     what);
 }
 
-static void put_busy(struct ord *o, struct kt_key *k, uint8_t qos)
+/* The busy row: the message id, then 1 when it was refused (its retry is to come). */
+static void put_busy(struct ord *o, struct kt_key *k)
 {
 	unsigned char v[9];
 
 	for (int i = 0; i < 8; i++)
 		v[i] = (unsigned char)(k->busy >> (56 - 8 * i));
-	v[8] = qos;
+	v[8] = k->refused;
 	if (row_key(o, PFX_BUSY, k) ||
 	    o->host->kv_put(o->self, o->row.p, o->row.len, v, sizeof(v))) {
 		store_failed(o, "a busy key");
@@ -463,7 +475,7 @@ static void release(struct ord *o, struct kt_key *k)
 		release_one(o, k, w);
 	k->releasing = false;
 	if (k->busy && durable(o, k->t))
-		put_busy(o, k, 1);
+		put_busy(o, k);
 	else
 		del_busy(o, k);
 	kt_key_gc(&o->kt, k);
@@ -513,11 +525,19 @@ static int keep(struct ord *o, struct kt_key *k, struct sp_msg *m, uint8_t qos,
 	o->host->msg_ref(m);
 	if (k->busy_stored || durable(o, k->t)) {
 		if (k->busy && !k->busy_stored)
-			put_busy(o, k, 1); /* the target became durable since */
+			put_busy(o, k); /* the target became durable since */
 		put_wait(o, k, w);
 	}
 	res->verdict = SP_KEEP;
 	return 0;
+}
+
+/* Is m a redelivery of a refused message (it carries the retry plugin's delivery-count)? */
+static bool is_retry(struct ord *o, const struct sp_msg *m)
+{
+	size_t len;
+
+	return user_prop(o, m, DELIVERY_COUNT, &len) != NULL;
 }
 
 /* The key of a delivery (made when qos > 0 and it has none: it is about to be busy). */
@@ -551,6 +571,13 @@ static int on_deliver(const struct sp_event *ev, struct sp_result *res, void *ud
 	if (!classify(o, ev->msg) || !(k = delivery_key(o, ev)))
 		return 0;
 	id = o->host->msg_id(ev->msg);
+	if (k->refused && k->busy != id && is_retry(o, ev->msg)) {
+		kt_set_busy(&o->kt, k, id); /* the refused message again: it takes its place */
+		k->refused = false;
+		if (k->busy_stored || durable(o, k->t))
+			put_busy(o, k);
+		return 0;
+	}
 	was = k->busy;
 	switch (kt_deliver(&o->kt, k, id, ev->qos)) {
 	case KT_WAITING:
@@ -562,7 +589,7 @@ static int on_deliver(const struct sp_event *ev, struct sp_result *res, void *ud
 		break;
 	}
 	if (k->busy == id && was != id && durable(o, k->t))
-		put_busy(o, k, ev->qos);
+		put_busy(o, k);
 	else if (!k->busy && was == id && !k->releasing)
 		key_free_or_next(o, k); /* the busy message went on at QoS 0 */
 	return 0;
@@ -581,8 +608,34 @@ static int on_done(const struct sp_event *ev, struct sp_result *res, void *udata
 		o->moved++; /* it comes back through the group's queue, still busy */
 		return 0;
 	}
+	k->dead = false;
 	if (kt_done(&o->kt, k, o->host->msg_id(ev->msg)) && !k->releasing)
 		key_free_or_next(o, k);
+	return 0;
+}
+
+/*
+ * A refusal: with a plugin that sends refused messages again (the retry
+ * plugin, before this one in the chain), the key stays busy for the
+ * redelivery, which comes with the user property delivery-count (on_deliver)
+ * or ends as a dead letter (dead_letter); without one, the message is over.
+ */
+static int on_nacked(const struct sp_event *ev, struct sp_result *res, void *udata)
+{
+	struct ord *o = udata;
+	struct kt_key *k;
+
+	if (o->host->listeners(SP_EV_NACKED) < 2)
+		return on_done(ev, res, udata);
+	if (!(k = busy_key(o, ev)))
+		return 0;
+	if (k->dead) { /* its dead letter is out already */
+		k->dead = false;
+		return on_done(ev, res, udata);
+	}
+	k->refused = true;
+	if (k->busy_stored)
+		put_busy(o, k);
 	return 0;
 }
 
@@ -629,9 +682,74 @@ static int on_change(const struct sp_event *ev, struct sp_result *res, void *uda
 	return 0;
 }
 
+/* Is the {group or client} part g of a dead letter's topic name's? ('+', '#' became '_'.) */
+static bool dlq_names(const char *g, size_t gl, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < gl; i++)
+		if (g[i] != name[i] && !(g[i] == '_' && (name[i] == '+' || name[i] == '#')))
+			return false;
+	return !name[gl];
+}
+
+/*
+ * The refused message of target t's key is a dead letter: the key's next
+ * message goes. The retry plugin routes it from its NACKED callback, before
+ * this plugin's has marked the key refused: then the refusal is the end.
+ */
+static void dead_key(struct ord *o, struct kt_target *t)
+{
+	struct kt_key *k = kt_key_find(&o->kt, t, o->c_key.p, o->c_key.len);
+
+	if (k && k->busy && !k->refused)
+		k->dead = true;
+	if (!k || !k->refused || !kt_done(&o->kt, k, k->busy))
+		return;
+	k->refused = false;
+	if (!k->releasing)
+		key_free_or_next(o, k);
+}
+
+/*
+ * A dead letter ($DLQ/{group or client}/{topic}, user property
+ * original-topic) routed by the retry plugin: the refused message of its key
+ * will not come again, at the targets of that client or group.
+ */
+static void dead_letter(struct ord *o, const struct sp_msg *m)
+{
+	const char *topic = o->host->msg_topic(m), *orig, *g;
+	size_t tl = strlen(topic), ol, gl, i;
+	struct kt_target *t, *next;
+	struct buf name = { 0 };
+
+	if (strncmp(topic, DLQ_PREFIX, sizeof(DLQ_PREFIX) - 1) ||
+	    !(orig = user_prop(o, m, ORIGINAL_TOPIC, &ol)) || tl < sizeof(DLQ_PREFIX) + ol ||
+	    memcmp(topic + tl - ol, orig, ol) || topic[tl - ol - 1] != '/')
+		return;
+	g = topic + sizeof(DLQ_PREFIX) - 1;
+	gl = tl - ol - 1 - (sizeof(DLQ_PREFIX) - 1);
+	o->c_msg = NULL; /* c_key is the original topic's now */
+	if (buf_add(o, &name, orig, ol) || buf_add(o, &name, "", 1) ||
+	    !classify_as(o, m, (const char *)name.p)) {
+		o->host->free(name.p);
+		return;
+	}
+	o->host->free(name.p);
+	for (i = 0; i < o->kt.cap_targets; i++)
+		for (t = o->kt.targets[i]; t; t = next) {
+			next = t->hnext;
+			if (dlq_names(g, gl, (const char *)t->name + 1))
+				dead_key(o, t); /* may free t */
+		}
+}
+
 static int on_publish(const struct sp_event *ev, struct sp_result *res, void *udata)
 {
 	struct ord *o = udata;
+
+	if (o->host->msg_topic(ev->msg)[0] == '$' && o->kt.n_keys)
+		dead_letter(o, ev->msg);
 
 	if (!o->max_waiting || o->kt.n_wait < o->max_waiting || !classify(o, ev->msg))
 		return 0;
@@ -702,6 +820,7 @@ static int load_busy(const void *key, size_t klen, const void *val, size_t vlen,
 	if (!(k = kt_key_get(&o->kt, name, nl, kb, kl)))
 		return 1;
 	kt_set_busy(&o->kt, k, get_u64(val));
+	k->refused = ((const unsigned char *)val)[8] & 1;
 	k->busy_stored = true;
 	return 0;
 }
@@ -940,7 +1059,7 @@ static int register_events(struct ord *o)
 	return h->on(o->self, SP_EV_START, on_start) || h->on(o->self, SP_EV_STOP, on_stop) ||
 	       h->on(o->self, SP_EV_PUBLISH, on_publish) ||
 	       h->on(o->self, SP_EV_DELIVER, on_deliver) || h->on(o->self, SP_EV_ACKED, on_done) ||
-	       h->on(o->self, SP_EV_NACKED, on_done) || h->on(o->self, SP_EV_RECEIVED, on_done) ||
+	       h->on(o->self, SP_EV_NACKED, on_nacked) || h->on(o->self, SP_EV_RECEIVED, on_done) ||
 	       h->on(o->self, SP_EV_DROPPED, on_done) ||
 	       h->on(o->self, SP_EV_SESSION_END, on_change) ||
 	       h->on(o->self, SP_EV_GROUP_END, on_change) ||
@@ -957,8 +1076,9 @@ int sluice_plugin_init(const struct sp_host *host, struct sp_plugin *self,
 	int i;
 
 	*udata = NULL;
-	if (host->api != SLUICE_PLUGIN_API || !SP_HOST_HAS(host, redeliver)) {
-		host->log(self, SP_LOG_ERR, "ordered: the broker lacks redeliver and KEEP");
+	if (host->api != SLUICE_PLUGIN_API || !SP_HOST_HAS(host, listeners)) {
+		host->log(self, SP_LOG_ERR,
+			  "ordered: the broker lacks redeliver, KEEP and listeners");
 		return -1;
 	}
 	retry_set_alloc(host->alloc, host->free);
