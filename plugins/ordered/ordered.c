@@ -427,13 +427,21 @@ oom:
 		     "ordered: out of memory: a key's next message waits for its next event");
 }
 
-/* The busy message of k ended: its state goes, or its next message goes on soon. */
-static void key_free_or_next(struct ord *o, struct kt_key *k)
+static void release(struct ord *o, struct kt_key *k);
+
+/*
+ * The busy message of k ended: its state goes, or its next message goes on
+ * (now when the broker is done with the acknowledgement: at once; else at
+ * the next turn, so that a drop inside a delivery does not nest another).
+ */
+static void key_free_or_next(struct ord *o, struct kt_key *k, bool now)
 {
 	/* Now, in the store batch that also ends the broker's row of the message:
 	 * a crash before the release must not leave the key busy with it. */
 	del_busy(o, k);
-	if (k->head)
+	if (k->head && now)
+		release(o, k);
+	else if (k->head)
 		release_later(o, k);
 	else
 		kt_key_gc(&o->kt, k);
@@ -591,7 +599,7 @@ static int on_deliver(const struct sp_event *ev, struct sp_result *res, void *ud
 	if (k->busy == id && was != id && durable(o, k->t))
 		put_busy(o, k);
 	else if (!k->busy && was == id && !k->releasing)
-		key_free_or_next(o, k); /* the busy message went on at QoS 0 */
+		key_free_or_next(o, k, false); /* the busy message went on at QoS 0 */
 	return 0;
 }
 
@@ -610,7 +618,7 @@ static int on_done(const struct sp_event *ev, struct sp_result *res, void *udata
 	}
 	k->dead = false;
 	if (kt_done(&o->kt, k, o->host->msg_id(ev->msg)) && !k->releasing)
-		key_free_or_next(o, k);
+		key_free_or_next(o, k, ev->type != SP_EV_DROPPED);
 	return 0;
 }
 
@@ -708,7 +716,7 @@ static void dead_key(struct ord *o, struct kt_target *t)
 		return;
 	k->refused = false;
 	if (!k->releasing)
-		key_free_or_next(o, k);
+		key_free_or_next(o, k, false);
 }
 
 /*
