@@ -536,6 +536,8 @@ static int keep(struct ord *o, struct kt_key *k, struct sp_msg *m, uint8_t qos,
 			put_busy(o, k); /* the target became durable since */
 		put_wait(o, k, w);
 	}
+	if (!k->busy && !k->releasing)
+		release_later(o, k); /* idle but for its list: a release was lost (out of memory) */
 	res->verdict = SP_KEEP;
 	return 0;
 }
