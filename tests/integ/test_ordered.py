@@ -1241,3 +1241,297 @@ def test_ordered_good_config_starts(t):
 	b = obroker(t, [("keyed", "a/+/c"), ("global", "x/#"), ("keyed", "#"),
 			("global", "+/y")], ["plugin_opt_max_waiting 100"])
 	t.check_alive(b)
+
+
+# -- order through consumer retries (plugins/retry loaded before this one) ----------------------
+#
+# An MQTT 5 subscriber (plain, or a member of a shared group) that refuses a
+# message of an ordered key (PUBACK, or PUBREC at QoS 2, with a reason code
+# >= 0x80) gets it again after the retry plugin's back-off, with user property
+# delivery-count 2, 3, ...; no later message of the key goes to that
+# subscription (group) before the redelivery is acknowledged with 0x00;
+# other keys go on meanwhile.  After max_attempts refusals the message is a
+# dead letter on $DLQ/{client id or group}/{topic} and the key goes on.
+# Without the retry plugin a refusal ends the message and the key goes on at
+# once.  A refusal waiting for its back-off survives SIGKILL + restart.
+
+RETRY_PLUGIN = os.environ.get("SLUICE_RETRY_PLUGIN")
+RETRY_LATE = 1.5  # seconds a redelivery may come after its back-off (as test_retry.LATE)
+RETRY_EARLY = 0.005  # the broker's clock has millisecond resolution (test_retry.EARLY)
+PROMPT = 1.0  # "at once": no back-off step involved
+
+
+def need_retry_plugin():
+	if not RETRY_PLUGIN:
+		raise Skip("SLUICE_RETRY_PLUGIN is not set (the built plugins/retry/.libs/retry.so)")
+	if not os.path.isfile(RETRY_PLUGIN):
+		raise Skip("SLUICE_RETRY_PLUGIN=%s does not exist" % RETRY_PLUGIN)
+
+
+def rbroker(t, flt, backoff="300ms,300ms", attempts=5, retry=True):
+	"""A private sluice with (unless retry is false) the retry plugin, then the
+	ordered plugin keying flt; persistence on (the default)."""
+	need_plugin()
+	lines = []
+	if retry:
+		need_retry_plugin()
+		lines = ["plugin %s" % RETRY_PLUGIN, "plugin_opt_backoff %s" % backoff,
+			 "plugin_opt_max_attempts %d" % attempts]
+	return t.fresh_broker(lines + plugin_lines([("keyed", flt)]))
+
+
+def retry_targets(t, b, tp, target, qos=1, persistent=False):
+	"""(members, filter, dead-letter name, client ids): one raw subscriber to
+	tp/#, or two members of a shared group on it (Receive Maximum 10)."""
+	gname = "r%s" % t.tag[-4:]
+	n = 1 if target == "plain" else 2
+	flt = tp + "/#" if target == "plain" else "$share/%s/%s/#" % (gname, tp)
+	cids = [t.cid("m%d_" % i) for i in range(n)]
+	rs = [sub_conn(t, b, flt, qos, recv_max=10, cid=c, persistent=persistent)[0] for c in cids]
+	return rs, flt, cids[0] if target == "plain" else gname, cids
+
+
+def dcount(d):
+	"""The delivery-count user property of a decoded PUBLISH, or None."""
+	v = [val for k, val in R.prop_all(d["props"], R.USER_PROPERTY) if k == "delivery-count"]
+	assert len(v) <= 1, "several delivery-count properties: %s" % v
+	return v[0] if v else None
+
+
+def desc(d):
+	n = dcount(d)
+	return label(d) + ("(dc %s)" % n if n else "")
+
+
+def _read_any(rs, left, pubcomp):
+	"""One PUBLISH from any of rs within left seconds: (index, d) or None.  PUBRELs
+	are answered with PUBCOMP (or collected in r.pubrels)."""
+	deadline = time.monotonic() + left
+	while True:
+		for i, r in enumerate(rs):
+			p = r.recv_or_none(0.01)
+			if p is None:
+				continue
+			if p.type == R.PUBREL:
+				if pubcomp:
+					r.send(R.ack(R.PUBCOMP, p.pid(), r.version))
+				else:
+					r.pubrels = getattr(r, "pubrels", []) + [p.pid()]
+				continue
+			if p.type != R.PUBLISH:
+				raise AssertionError("member %d: expected PUBLISH, got %r" % (i, p))
+			d = p.publish()
+			d["at"] = time.monotonic()
+			return i, d
+		if time.monotonic() >= deadline:
+			return None
+
+
+def any_pub(rs, timeout, what, pubcomp=True):
+	got = _read_any(rs, timeout, pubcomp)
+	if got is None:
+		raise AssertionError("no PUBLISH within %.1fs (%s)" % (timeout, what))
+	return got
+
+
+def quiet_any(rs, wait, what, pubcomp=True):
+	got = _read_any(rs, wait, pubcomp)
+	assert got is None, "%s: unexpected PUBLISH %s" % (what, desc(got[1]))
+
+
+def answer(r, d, reason):
+	"""PUBACK (QoS 1) or PUBREC (QoS 2) with reason; returns when it was sent."""
+	r.send(R.ack(R.PUBACK if d["qos"] == 1 else R.PUBREC, d["pid"], 5, reason=reason))
+	return time.monotonic()
+
+
+def check_redelivery(d, t0, step, want_count):
+	assert label(d) == "K|0" and dcount(d) == want_count, \
+		"expected K|0 with delivery-count %s, got %s" % (want_count, desc(d))
+	got = d["at"] - t0
+	assert got >= step - RETRY_EARLY, "redelivered %.3fs after the refusal, before its " \
+		"back-off of %.3fs" % (got, step)
+	assert got <= step + RETRY_LATE, "redelivered %.3fs after the refusal, %.3fs late" % (
+		got, got - step)
+
+
+@param("qos", [1, 2])
+@param("target", ["plain", "group"])
+def test_ordered_retry_refused_then_accepted(t, target, qos):
+	"""K|0 K|1 K|2 and L|0 are published.  The subscription (a plain subscriber
+	or a group of two) refuses K|0 (0x80): L|0 is acknowledged and L|1,
+	published after the refusal, arrives during the back-off of 300 ms; K|0
+	comes again after the back-off with delivery-count 2, and no K|1 before it;
+	K|1 does not come either while that redelivery is unacknowledged; after its
+	PUBACK (PUBREC) 0x00, K|1 then K|2, without delivery-count; then nothing."""
+	tp = t.topic("ra")
+	b = rbroker(t, tp + "/#")
+	rs, _, _, _ = retry_targets(t, b, tp, target, qos)
+	p = Pub(t, b, 5)
+	x = tp + "/x"
+	assert p.many([(x, body("K", 0), "K"), (x, body("K", 1), "K"), (x, body("K", 2), "K"),
+		       (x, body("L", 0), "L")], qos) == [0] * 4
+	first = {}
+	while len(first) < 2:
+		i, d = any_pub(rs, 5, "the first K and L (have %s)" % sorted(first))
+		assert label(d) not in first, "%s twice" % label(d)
+		first[label(d)] = (i, d)
+	assert sorted(first) == ["K|0", "L|0"] and dcount(first["K|0"][1]) is None, \
+		"first deliveries: %s" % [desc(d) for _, d in first.values()]
+	ki, k0 = first["K|0"]
+	t0 = answer(rs[ki], k0, 0x80)
+	li, l0 = first["L|0"]
+	answer(rs[li], l0, 0)
+	assert p.many([(x, body("L", 1), "L")], qos) == [0]
+	i, d = any_pub(rs, 2, "L|1 while K|0 waits for its back-off")
+	assert label(d) == "L|1", "during K|0's back-off expected L|1, got %s" % desc(d)
+	assert d["at"] - t0 < 0.3, "L|1 came %.3fs after K|0's refusal: held up by key K?" % (
+		d["at"] - t0)
+	answer(rs[i], d, 0)
+	ri, red = any_pub(rs, 0.3 + RETRY_LATE + 1, "the redelivery of K|0")
+	check_redelivery(red, t0, 0.3, "2")
+	quiet_any(rs, QUIET, "K|1 while the redelivered K|0 is unacknowledged")
+	answer(rs[ri], red, 0)
+	seen = []
+	for want in ("K|1", "K|2"):
+		i, d = any_pub(rs, 3, "%s after the redelivery's acknowledgement (have %s)" % (
+			want, seen))
+		seen.append(desc(d))
+		assert label(d) == want and dcount(d) is None, \
+			"after the redelivered K|0 was accepted expected K|1, K|2; got %s" % seen
+		answer(rs[i], d, 0)
+	quiet_any(rs, 0.5, "after K|2 (a third K|0, or a duplicate?)")
+
+
+@param("target", ["plain", "group"])
+def test_ordered_retry_dead_letter_then_next(t, target):
+	"""plugin_opt_max_attempts 2: K|0 is refused (0x80), K|1 waits; K|0 comes
+	again (delivery-count 2) and is refused (0x83): it is a dead letter on
+	$DLQ/{client id or group}/{topic} (original-topic, delivery-count 2,
+	reason-code 0x83, consumer), and K|1 is delivered at once, then K|2 after
+	K|1's PUBACK; no third attempt of K|0."""
+	tp = t.topic("rd")
+	b = rbroker(t, tp + "/#", attempts=2)
+	rs, _, name, cids = retry_targets(t, b, tp, target)
+	watch = sub(t, b, "$DLQ/%s/#" % name, 1)
+	p = Pub(t, b, 5)
+	x = tp + "/x"
+	assert p.many([(x, body("K", i), "K") for i in range(3)]) == [0] * 3
+	ki, d = any_pub(rs, 5, "K|0")
+	assert label(d) == "K|0" and dcount(d) is None, desc(d)
+	t0 = answer(rs[ki], d, 0x80)
+	ri, red = any_pub(rs, 0.3 + RETRY_LATE + 1, "the redelivery of K|0 (K|1 must wait)")
+	check_redelivery(red, t0, 0.3, "2")
+	answer(rs[ri], red, 0x83)
+	i, k1 = any_pub(rs, PROMPT, "K|1 once K|0 went to the dead letters")
+	assert label(k1) == "K|1" and dcount(k1) is None, \
+		"after K|0's last refusal expected K|1, got %s" % desc(k1)
+	dl = watch.expect(R.PUBLISH, 3).publish()
+	watch.send(R.ack(R.PUBACK, dl["pid"], 5))
+	assert dl["topic"] == "$DLQ/%s/%s" % (name, x) and dl["payload"] == b"K|0", \
+		(dl["topic"], dl["payload"])
+	ud = dict(R.prop_all(dl["props"], R.USER_PROPERTY))
+	want = {"original-topic": x, "delivery-count": "2", "reason-code": "0x83",
+		"consumer": cids[ri]}
+	assert all(ud.get(k) == v for k, v in want.items()), \
+		"dead letter's user properties %s, want %s" % (ud, want)
+	quiet_any(rs, 0.3, "K|2 while K|1 is unacknowledged")
+	answer(rs[i], k1, 0)
+	i, k2 = any_pub(rs, 3, "K|2")
+	assert label(k2) == "K|2", desc(k2)
+	answer(rs[i], k2, 0)
+	quiet_any(rs, 0.5, "after K|2 (a third attempt of K|0?)")
+	quiet(watch, 0.1, "a second dead letter")
+
+
+@param("qos", [1, 2])
+@param("target", ["plain", "group"])
+def test_ordered_refusal_without_retry_plugin(t, target, qos):
+	"""Only the ordered plugin: nobody sends a refused message again, so a
+	refusal (PUBACK / PUBREC 0x80) of K|0 ends it: K|1 follows at once; K|2
+	still waits for K|1's acknowledgement; K|0 never comes again."""
+	tp = t.topic("rn")
+	b = rbroker(t, tp + "/#", retry=False)
+	rs, _, _, _ = retry_targets(t, b, tp, target, qos)
+	p = Pub(t, b, 5)
+	x = tp + "/x"
+	assert p.many([(x, body("K", i), "K") for i in range(3)], qos) == [0] * 3
+	i, d = any_pub(rs, 5, "K|0")
+	assert label(d) == "K|0", desc(d)
+	quiet_any(rs, 0.2, "K|1 while K|0 is unacknowledged")
+	t0 = answer(rs[i], d, 0x80)
+	i, d = any_pub(rs, PROMPT, "K|1 after the refusal of K|0 (no retry plugin)")
+	assert label(d) == "K|1" and dcount(d) is None, \
+		"after the refusal of K|0 expected K|1, got %s" % desc(d)
+	assert d["at"] - t0 < PROMPT
+	quiet_any(rs, 0.3, "K|2 while K|1 is unacknowledged")
+	answer(rs[i], d, 0)
+	i, d = any_pub(rs, 3, "K|2")
+	assert label(d) == "K|2", desc(d)
+	answer(rs[i], d, 0)
+	quiet_any(rs, 0.5, "after K|2 (K|0 again, with no retry plugin?)")
+
+
+@timeout(30)
+@param("target", ["plain", "group"])
+def test_ordered_retry_sigkill_during_backoff(t, target):
+	"""Persistent subscribers (session expiry 3600; plain, or a group of two),
+	back-off 1.5 s: K|0 is refused, K|1 waits; the broker is killed (SIGKILL)
+	during the back-off and started again; the subscribers come back (session
+	present) and K|2 and L|0 are published.  L|0 arrives; the first message of
+	K is the redelivery of K|0 (delivery-count 2), nothing else of K while it
+	is unacknowledged; after its PUBACK 0x00: K|1, then K|2."""
+	tp = t.topic("rk")
+	b = rbroker(t, tp + "/#", backoff="1500ms")
+	rs, _, _, cids = retry_targets(t, b, tp, target, persistent=True)
+	p = Pub(t, b, 5)
+	x = tp + "/x"
+	assert p.many([(x, body("K", 0), "K"), (x, body("K", 1), "K")]) == [0, 0]
+	i, d = any_pub(rs, 5, "K|0")
+	assert label(d) == "K|0", desc(d)
+	answer(rs[i], d, 0x80)
+	# The refusal's writes are committed with the broker's own (group commit): give it
+	# a moment (as test_retry_survives_restart), watching that K|1 stays back.
+	quiet_any(rs, 0.3, "K|1 during K|0's back-off")
+	b.kill9()
+	for r in rs:
+		r.close()
+	bounce(b, "sigkill")  # (already killed) start on the same ports
+	rs = []
+	for c in cids:
+		r, sp = sub_conn(t, b, None, 1, recv_max=10, cid=c, persistent=True)
+		assert sp, "session present 0 after the restart (%s)" % c
+		rs.append(r)
+	p = Pub(t, b, 5)
+	assert p.many([(x, body("K", 2), "K"), (x, body("L", 0), "L")]) == [0, 0]
+	seen, red, got_l = [], None, False
+	deadline = time.monotonic() + 1.5 + RETRY_LATE + 2
+	while red is None or not got_l:
+		left = deadline - time.monotonic()
+		if left <= 0:
+			raise AssertionError("after the restart within %.1fs: %s (want L|0 and K|0 with "
+					     "delivery-count 2 first of K)" % (1.5 + RETRY_LATE + 2, seen))
+		got = _read_any(rs, left, True)
+		if got is None:
+			continue
+		i, d = got
+		seen.append(desc(d))
+		if label(d).startswith("L|"):
+			assert label(d) == "L|0" and not got_l, seen
+			got_l = True
+			answer(rs[i], d, 0)
+			continue
+		assert red is None and label(d) == "K|0" and dcount(d) == "2", \
+			"after the restart, of key K first the redelivered K|0 (delivery-count 2) " \
+			"and nothing else before its acknowledgement; got %s" % seen
+		red = (i, d)
+	quiet_any(rs, QUIET, "K|1 while the redelivered K|0 is unacknowledged")
+	answer(rs[red[0]], red[1], 0)
+	for want in ("K|1", "K|2"):
+		i, d = any_pub(rs, 3, "%s after the redelivery's acknowledgement (have %s)" % (
+			want, seen))
+		seen.append(desc(d))
+		assert label(d) == want and dcount(d) is None, \
+			"after the restart expected K|0 (dc 2), then K|1, K|2; got %s" % seen
+		answer(rs[i], d, 0)
+	quiet_any(rs, 0.5, "after K|2")
