@@ -175,13 +175,13 @@ static const char *user_prop(struct ord *o, const struct sp_msg *m, const char *
  * and a prefix of at least one level that does not start with '$' cannot
  * match one); every other filter is the broker's to match.
  */
-static bool filter_match(struct ord *o, const struct filt *f, const char *topic)
+static bool filter_match(struct ord *o, const struct filt *f, const char *topic, size_t tl)
 {
 	if (!f->prefix)
 		return o->host->topic_match(f->filter, topic);
-	if (!strncmp(topic, f->filter, f->prefix))
+	if (tl >= f->prefix && !memcmp(topic, f->filter, f->prefix))
 		return true;
-	return !strncmp(topic, f->filter, f->prefix - 1) && !topic[f->prefix - 1];
+	return tl == f->prefix - 1 && !memcmp(topic, f->filter, tl);
 }
 
 /* Is m on an ordered filter? Its key in o->c_key then. Remembered for the next call with m. */
@@ -202,26 +202,28 @@ static bool classify(struct ord *o, const struct sp_msg *m)
 /* Would m be ordered on topic (its own, or a dead letter's original-topic)? Its key in c_key. */
 static bool classify_as(struct ord *o, const struct sp_msg *m, const char *topic)
 {
-	const char *key;
-	size_t i, klen;
+	size_t i, klen = 0, tl = strlen(topic);
+	const char *key = NULL;
+	unsigned char *p;
 
 	o->c_key.len = 0;
 	for (i = 0; i < o->n_filters; i++)
-		if (filter_match(o, &o->filters[i], topic))
+		if (filter_match(o, &o->filters[i], topic, tl))
 			break;
 	if (i == o->n_filters)
 		return false;
-	if (buf_u16(o, &o->c_key, i))
-		goto oom;
-	if (!o->filters[i].global) {
-		key = user_prop(o, m, SHARDING_KEY, &klen);
-		if (!key) {
-			key = topic;
-			klen = strlen(topic);
-		}
-		if (klen > UINT16_MAX - 2 || buf_add(o, &o->c_key, key, klen))
-			goto oom;
+	if (!o->filters[i].global && !(key = user_prop(o, m, SHARDING_KEY, &klen))) {
+		key = topic;
+		klen = tl;
 	}
+	if (klen > UINT16_MAX - 2 || buf_room(o, &o->c_key, 2 + klen))
+		goto oom;
+	p = o->c_key.p; /* the filter's index, then the key */
+	p[0] = (unsigned char)(i >> 8);
+	p[1] = (unsigned char)i;
+	if (klen)
+		memcpy(p + 2, key, klen);
+	o->c_key.len = 2 + klen;
 	return true;
 oom:
 	o->host->log(o->self, SP_LOG_WARNING,
