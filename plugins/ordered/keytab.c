@@ -8,10 +8,12 @@
  * the plugin, the test's for cmocka); no locks, no globals.
  *
  * Invariants:
- * - a key is in the key table and on its target's list exactly while it
- *   is busy or has waiting messages, or is being released (the caller
+ * - a key is in the key table (and counted by its target) exactly while
+ *   it is busy or has waiting messages, or is being released (the caller
  *   frees it with kt_key_gc once it is idle); a target exists exactly
  *   while it has keys;
+ * - a message id is busy in at most one key of a target (the caller's
+ *   rule: a message has one key), so the busy index finds that key;
  * - a waiting list is in ascending id order without repeats, and n_wait
  *   (per key and in total) counts its entries;
  * - a busy key's busy id never waits in its own list;
@@ -279,12 +281,13 @@ static void key_release(struct keytab *kt, struct kt_key *k)
 
 struct kt_key *kt_key_get_in(struct keytab *kt, struct kt_target *t, const void *key, size_t klen)
 {
-	uint64_t h = key_hash(t, key, klen);
 	struct kt_key *k;
+	uint64_t h;
 	size_t b;
 
 	if (klen > UINT16_MAX)
 		return NULL;
+	h = key_hash(t, key, klen);
 	if ((k = find_hashed(kt, t, key, klen, h)))
 		return k;
 	if (!(k = key_alloc(kt, klen))) {
