@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <string.h>
 
-void plugin_sys_publish(const struct sp_host *host, struct sp_plugin *self, const char *area,
-			const char *leaf, uint64_t v)
+void plugin_sys_publish_text(const struct sp_host *host, struct sp_plugin *self, const char *area,
+			     const char *leaf, const char *text)
 {
-	char topic[128], text[24];
+	char topic[128];
 	struct sp_msg_spec spec;
 	struct sp_msg *m;
 	int n;
@@ -24,11 +24,20 @@ void plugin_sys_publish(const struct sp_host *host, struct sp_plugin *self, cons
 	spec.topic = topic;
 	spec.topic_len = (size_t)n;
 	spec.payload = text;
-	spec.payload_len = (size_t)snprintf(text, sizeof(text), "%" PRIu64, v);
+	spec.payload_len = strlen(text);
 	spec.retain = true;
 	m = host->msg_new(&spec);
 	if (!m)
 		return;
 	host->route(self, m);
 	host->msg_unref(m);
+}
+
+void plugin_sys_publish(const struct sp_host *host, struct sp_plugin *self, const char *area,
+			const char *leaf, uint64_t v)
+{
+	char text[24];
+
+	snprintf(text, sizeof(text), "%" PRIu64, v);
+	plugin_sys_publish_text(host, self, area, leaf, text);
 }

@@ -16,5 +16,8 @@
  */
 void plugin_sys_publish(const struct sp_host *host, struct sp_plugin *self, const char *area,
 			const char *leaf, uint64_t v);
+/* The same with a text payload. */
+void plugin_sys_publish_text(const struct sp_host *host, struct sp_plugin *self, const char *area,
+			     const char *leaf, const char *text);
 
 #endif

@@ -62,6 +62,7 @@
 struct filt {
 	char *filter;
 	bool global;
+	uint64_t keys, waiting, moved; /* $SYS/broker/ordered/filter/N/...: counted at refresh */
 	size_t prefix; /* "a/b/#": 4, the length of "a/b/" (matched here); 0: ask the broker */
 };
 
@@ -512,6 +513,12 @@ static void on_pend_timer(void *arg)
 
 /* --- events ------------------------------------------------------------------------- */
 
+/* The index of the filter a key belongs to (its first two bytes). */
+static size_t filter_of(const struct kt_key *k)
+{
+	return (size_t)k->key[0] << 8 | k->key[1];
+}
+
 /* The key busy with an event's message at its target, or NULL (not ordered, not busy). */
 static struct kt_key *busy_key(struct ord *o, const struct sp_event *ev)
 {
@@ -618,6 +625,7 @@ static int on_done(const struct sp_event *ev, struct sp_result *res, void *udata
 		return 0;
 	if (ev->type == SP_EV_DROPPED && ev->moving) {
 		o->moved++; /* it comes back through the group's queue, still busy */
+		o->filters[filter_of(k)].moved++;
 		return 0;
 	}
 	k->dead = false;
@@ -782,6 +790,38 @@ static void sys_publish(struct ord *o, const char *leaf, uint64_t v)
 	plugin_sys_publish(o->host, o->self, "ordered", leaf, v);
 }
 
+static int count_key(void *arg, struct kt_key *k)
+{
+	struct filt *f = &((struct ord *)arg)->filters[filter_of(k)];
+
+	f->keys++;
+	f->waiting += k->n_wait;
+	return 0;
+}
+
+/* Per filter (N from 1, in file order): its filter, keys, waiting and moved. */
+static void sys_filters(struct ord *o)
+{
+	char leaf[48];
+	size_t i;
+
+	for (i = 0; i < o->n_filters; i++)
+		o->filters[i].keys = o->filters[i].waiting = 0;
+	kt_each(&o->kt, count_key, o); /* one walk of the key table per refresh */
+	for (i = 0; i < o->n_filters; i++) {
+		const struct filt *f = &o->filters[i];
+
+		snprintf(leaf, sizeof(leaf), "filter/%zu/filter", i + 1);
+		plugin_sys_publish_text(o->host, o->self, "ordered", leaf, f->filter);
+		snprintf(leaf, sizeof(leaf), "filter/%zu/keys", i + 1);
+		sys_publish(o, leaf, f->keys);
+		snprintf(leaf, sizeof(leaf), "filter/%zu/waiting", i + 1);
+		sys_publish(o, leaf, f->waiting);
+		snprintf(leaf, sizeof(leaf), "filter/%zu/moved", i + 1);
+		sys_publish(o, leaf, f->moved);
+	}
+}
+
 static void sys_stats(void *arg)
 {
 	struct ord *o = arg;
@@ -790,6 +830,7 @@ static void sys_stats(void *arg)
 	sys_publish(o, "keys", o->kt.n_keys);
 	sys_publish(o, "waiting", o->kt.n_wait);
 	sys_publish(o, "moved", o->moved);
+	sys_filters(o);
 	if (o->started)
 		o->sys_timer = o->host->timer_add(o->self, o->sys_ms, sys_stats, o);
 }

@@ -457,7 +457,8 @@ class SysWatch:
 		if p is not None and p.type == R.PUBLISH:
 			d = p.publish()
 			name = d["topic"][len(SYS):]
-			self.seen[name] = int(d["payload"])
+			text = d["payload"].decode()
+			self.seen[name] = int(text) if text.isdigit() else text
 			self.retained[name] = d["retain"]
 
 	def wait(self, want, timeout=4.0):
@@ -1172,11 +1173,44 @@ def test_ordered_sys_counters(t):
 	watch.wait({"keys": 0, "waiting": 0, "moved": 0})
 	late = SysWatch(t, b)
 	late._read(0.5)
-	late._read(0.3)
-	late._read(0.3)
+	for _ in range(20):  # every retained one (the totals and each filter's)
+		before = len(late.seen)
+		late._read(0.3)
+		if len(late.seen) == before and set(late.seen) >= {"keys", "waiting", "moved"}:
+			break
 	assert set(late.seen) >= {"keys", "waiting", "moved"}, \
 		"retained $SYS/broker/ordered/ topics for a late subscriber: %s" % late.seen
 	assert all(late.retained[k] for k in ("keys", "waiting", "moved")), late.retained
+
+
+def test_ordered_sys_per_filter(t):
+	"""$SYS/broker/ordered/filter/N/{filter,keys,waiting,moved}, N the filter's
+	place in the configuration: a keyed and a global filter, a subscriber
+	holding the first message of two keys of the first (one more waiting)
+	and of the global one (two more waiting): filter 1 keys 2 waiting 1,
+	filter 2 keys 1 waiting 2; all 0 once acknowledged."""
+	tp = t.topic("pf")
+	b = obroker(t, [("keyed", tp + "/k/#"), ("global", tp + "/g/#")])
+	r = sub(t, b, tp + "/#", 1, recv_max=10)
+	watch = SysWatch(t, b)
+	msgs = [(tp + "/k/x", body("a", 0), "a"), (tp + "/k/x", body("b", 0), "b"),
+		(tp + "/k/x", body("a", 1), "a"), (tp + "/g/1", body("g", 0), None),
+		(tp + "/g/2", body("g", 1), None), (tp + "/g/3", body("g", 2), None)]
+	assert Pub(t, b, 5).many(msgs) == [0] * 6
+	first = next_pubs(r, 3)
+	assert sorted(labels(first)) == ["a|0", "b|0", "g|0"], labels(first)
+	watch.wait({"filter/1/filter": tp + "/k/#", "filter/1/keys": 2, "filter/1/waiting": 1,
+		    "filter/2/filter": tp + "/g/#", "filter/2/keys": 1, "filter/2/waiting": 2,
+		    "filter/1/moved": 0, "filter/2/moved": 0, "keys": 3, "waiting": 3})
+	got = list(first)
+	while got:
+		d = got.pop()
+		ack(r, d)
+		nxt = r.recv_or_none(0.5)
+		if nxt is not None and nxt.type == R.PUBLISH:
+			got.append(nxt.publish())
+	watch.wait({"filter/1/keys": 0, "filter/1/waiting": 0, "filter/2/keys": 0,
+		    "filter/2/waiting": 0, "keys": 0})
 
 
 def test_ordered_max_waiting_quota(t):
