@@ -47,7 +47,7 @@
  * after_commit. Appended since: msg_add_user_props, subscribed and
  * msg_with_retain; then (all there when SP_HOST_HAS(host, redeliver)) the
  * events RECEIVED and GROUP_END, the DELIVER verdict KEEP, sp_event.moving,
- * and the host calls redeliver, durable, opt_where and listeners.
+ * and the host calls redeliver, durable, opt_where, listeners and msg_ids_after.
  */
 #ifndef SLUICE_PLUGIN_H
 #define SLUICE_PLUGIN_H
@@ -349,11 +349,17 @@ struct sp_host {
 	 */
 	const char *(*opt_where)(struct sp_plugin *self, size_t index);
 	/*
-	 * How many loaded plugins (self included) registered a callback for
-	 * ev: a plugin learns, say, whether another one takes refused
-	 * deliveries (NACKED) to send them again.
+	 * How many plugins before self in the chain registered a callback for
+	 * ev: a plugin learns, say, whether one ahead of it takes refused
+	 * deliveries (NACKED) to send them again through it.
 	 */
-	int (*listeners)(enum sp_event_type ev);
+	int (*listeners)(struct sp_plugin *self, enum sp_event_type ev);
+	/*
+	 * Messages built from now on get ids above id: a plugin that restores
+	 * messages it stored itself (msg_decode gives them new ids) keeps its
+	 * own record of their order comparable with new messages.
+	 */
+	void (*msg_ids_after)(uint64_t id);
 };
 
 /* Log levels for host->log. */

@@ -563,9 +563,15 @@ void plugin_group_end(const char *share)
 	notify(SP_EV_GROUP_END, &ev);
 }
 
-int plugin_listeners(enum sp_event_type ev)
+int plugin_listeners_before(const struct sp_plugin *self, enum sp_event_type ev)
 {
-	return (unsigned)ev < SP_EV__COUNT ? (int)wants[ev] : 0;
+	int n = 0;
+
+	if ((unsigned)ev >= SP_EV__COUNT)
+		return 0;
+	for (size_t i = 0; i < n_plugins && plugins[i] != self; i++)
+		n += plugins[i]->cb[ev] != NULL;
+	return n;
 }
 
 const char *plugin_opt_where(const struct sp_plugin *p, size_t index)

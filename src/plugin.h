@@ -93,8 +93,8 @@ void plugin_dropped(const struct session *s, struct msg *m, uint8_t qos, const c
 void plugin_received(const struct session *s, struct msg *m, const char *share);
 /* Shared group share ("group\0filter") ended with its last member. */
 void plugin_group_end(const char *share);
-/* The number of plugins with a callback for ev. */
-int plugin_listeners(enum sp_event_type ev);
+/* The number of plugins before self in the chain with a callback for ev. */
+int plugin_listeners_before(const struct sp_plugin *self, enum sp_event_type ev);
 /* During init: "FILE:LINE" of the plugin's option index, or NULL. */
 const char *plugin_opt_where(const struct sp_plugin *p, size_t index);
 void plugin_connect(const struct session *s);

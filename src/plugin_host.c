@@ -350,6 +350,11 @@ static int host_redeliver(struct sp_plugin *self, struct sp_msg *m, const char *
 				 plugin_index(self));
 }
 
+static int host_listeners(struct sp_plugin *self, enum sp_event_type ev)
+{
+	return plugin_listeners_before(self, ev);
+}
+
 static const char *host_opt_where(struct sp_plugin *self, size_t index)
 {
 	return plugin_opt_where(self, index);
@@ -678,7 +683,8 @@ static const struct sp_host host = {
 	.redeliver = host_redeliver,
 	.durable = router_target_durable,
 	.opt_where = host_opt_where,
-	.listeners = plugin_listeners,
+	.listeners = host_listeners,
+	.msg_ids_after = msg_seen_id,
 };
 
 const struct sp_host *plugin_host_table(void)

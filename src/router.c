@@ -1037,6 +1037,8 @@ static void on_drain_timer(struct timer *t, void *arg)
 	drain_pending();
 }
 
+static void on_room(struct session *s);
+
 /* A group whose last member left ends, and its queue with it. */
 static void on_sub_removed(struct session *s, const char *filter, size_t len)
 {
@@ -1057,6 +1059,9 @@ static void on_sub_removed(struct session *s, const char *filter, size_t len)
 		outq_orphan_share(&s->q, key);
 		if (n_to_drain)
 			timer_arm(&drain_timer, clock_now_ms());
+		/* Its window may have room now for its other groups (not while it ends). */
+		if (session_find(s->client_id) == s)
+			on_room(s);
 	}
 	if (!topic_tree_find_group(tree, f, fl, g, gl)) {
 		groups_alive--;

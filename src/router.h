@@ -43,15 +43,15 @@ int router_publish(struct msg *m);
  */
 int router_route_from(struct msg *m, const char *username, size_t from);
 /*
- * host->deliver(): m to the plain subscriptions of client_id that match its
- * topic, or (group set) to one member of the shared group (group, filter).
- * The DELIVER chain runs from plugin `from`. 1 delivered, 0 not, -1 error.
- */
-/*
  * Does the target outlive a restart: client_id's session is persistent
  * (group NULL), or the group's queue is stored? 1, 0, or -1 on bad arguments.
  */
 int router_target_durable(const char *client_id, const char *group, const char *filter);
+/*
+ * host->deliver(): m to the plain subscriptions of client_id that match its
+ * topic, or (group set) to one member of the shared group (group, filter).
+ * The DELIVER chain runs from plugin `from`. 1 delivered, 0 not, -1 error.
+ */
 int router_deliver_to(struct msg *m, const char *client_id, const char *group, const char *filter,
 		      size_t from);
 /* host->release() / discard(): the hold (owner, id) is delivered now / dropped. 0 or -1. */

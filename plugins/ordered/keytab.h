@@ -43,6 +43,8 @@ struct kt_key {
 	bool busy_stored; /* the caller wrote the busy mark to its store */
 	bool refused; /* the caller's: the busy message was refused and is to come again */
 	bool dead; /* the caller's: its next refusal is its last (a dead letter came first) */
+	void *aux; /* the caller's (the refused message); kept by keytab as it is */
+	uint64_t aux_until; /* the caller's (when the refused message expires, 0 = never) */
 	bool releasing; /* the caller is handing out waiting messages */
 	struct kt_wait *head, *tail;
 	uint32_t n_wait;

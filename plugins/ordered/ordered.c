@@ -56,6 +56,7 @@
 #define DELIVERY_COUNT "delivery-count" /* the retry plugin's, on a redelivery */
 #define DLQ_PREFIX "$DLQ/" /* the retry plugin's dead letters: $DLQ/{group or client}/{topic} */
 #define ORIGINAL_TOPIC "original-topic"
+#define EXPIRY_GRACE_MS 1000 /* after a refused message's expiry, its retry will not come */
 #define PFX_BUSY 'b'
 #define PFX_WAIT 'w'
 
@@ -85,7 +86,7 @@ struct ord {
 	uint64_t max_waiting, sys_ms, moved;
 	uint64_t gen; /* changes with any session or subscription (durable's cache) */
 	struct keytab kt;
-	struct sp_timer *sys_timer, *pend_timer;
+	struct sp_timer *sys_timer, *pend_timer, *expiry_timer;
 	struct pend *pend;
 	size_t n_pend, cap_pend;
 	bool started;
@@ -513,10 +514,25 @@ static void on_pend_timer(void *arg)
 
 /* --- events ------------------------------------------------------------------------- */
 
-/* The index of the filter a key belongs to (its first two bytes). */
-static size_t filter_of(const struct kt_key *k)
+/*
+ * The filter a key belongs to (the index in its first two bytes), or NULL
+ * for a key restored from a configuration that had more filters.
+ */
+static struct filt *filter_of(struct ord *o, const struct kt_key *k)
 {
-	return (size_t)k->key[0] << 8 | k->key[1];
+	size_t i = k->klen >= 2 ? (size_t)k->key[0] << 8 | k->key[1] : o->n_filters;
+
+	return i < o->n_filters ? &o->filters[i] : NULL;
+}
+
+/* k's refusal is over (its redelivery came, its dead letter, or the key ended). */
+static void refusal_end(struct ord *o, struct kt_key *k)
+{
+	k->refused = k->dead = false;
+	if (k->aux)
+		o->host->msg_unref(k->aux);
+	k->aux = NULL;
+	k->aux_until = 0;
 }
 
 /* The key busy with an event's message at its target, or NULL (not ordered, not busy). */
@@ -551,12 +567,32 @@ static int keep(struct ord *o, struct kt_key *k, struct sp_msg *m, uint8_t qos,
 	return 0;
 }
 
-/* Is m a redelivery of a refused message (it carries the retry plugin's delivery-count)? */
-static bool is_retry(struct ord *o, const struct sp_msg *m)
+/* Does m carry the payload of msg (the refused message, when known)? */
+static bool same_payload(struct ord *o, const struct sp_msg *msg, const struct sp_msg *m)
+{
+	const void *a, *b;
+	size_t al, bl;
+
+	if (!msg)
+		return true; /* restored: the refused message itself is gone */
+	a = o->host->msg_payload(msg, &al);
+	b = o->host->msg_payload(m, &bl);
+	return al == bl && (!al || !memcmp(a, b, al));
+}
+
+/*
+ * Is m the redelivery of k's refused message? It carries the retry plugin's
+ * delivery-count, and the refused message's topic and payload (a publisher
+ * cannot jump the queue by adding a delivery-count of its own).
+ */
+static bool is_retry(struct ord *o, const struct kt_key *k, const struct sp_msg *m)
 {
 	size_t len;
 
-	return user_prop(o, m, DELIVERY_COUNT, &len) != NULL;
+	if (!user_prop(o, m, DELIVERY_COUNT, &len))
+		return false;
+	return !k->aux || (!strcmp(o->host->msg_topic(k->aux), o->host->msg_topic(m)) &&
+			   same_payload(o, k->aux, m));
 }
 
 /* The key of a delivery (made when qos > 0 and it has none: it is about to be busy). */
@@ -590,9 +626,9 @@ static int on_deliver(const struct sp_event *ev, struct sp_result *res, void *ud
 	if (!classify(o, ev->msg) || !(k = delivery_key(o, ev)))
 		return 0;
 	id = o->host->msg_id(ev->msg);
-	if (k->refused && k->busy != id && is_retry(o, ev->msg)) {
+	if (k->refused && k->busy != id && is_retry(o, k, ev->msg)) {
 		kt_set_busy(&o->kt, k, id); /* the refused message again: it takes its place */
-		k->refused = false;
+		refusal_end(o, k);
 		if (k->busy_stored || durable(o, k->t))
 			put_busy(o, k);
 		return 0;
@@ -625,13 +661,80 @@ static int on_done(const struct sp_event *ev, struct sp_result *res, void *udata
 		return 0;
 	if (ev->type == SP_EV_DROPPED && ev->moving) {
 		o->moved++; /* it comes back through the group's queue, still busy */
-		o->filters[filter_of(k)].moved++;
+		if (filter_of(o, k))
+			filter_of(o, k)->moved++;
 		return 0;
 	}
-	k->dead = false;
+	refusal_end(o, k);
 	if (kt_done(&o->kt, k, o->host->msg_id(ev->msg)) && !k->releasing)
 		key_free_or_next(o, k, ev->type != SP_EV_DROPPED);
 	return 0;
+}
+
+static void watch_expiry(struct ord *o);
+
+/* Refused keys whose message expired (so it will not come again), collected by expired_key. */
+struct expired {
+	const struct sp_host *host;
+	struct kt_key **keys;
+	size_t n, cap, left;
+	uint64_t now;
+};
+
+static int expired_key(void *arg, struct kt_key *k)
+{
+	struct expired *x = arg;
+	struct kt_key **a;
+
+	if (!k->refused || !k->aux_until)
+		return 0;
+	if (x->now < k->aux_until + EXPIRY_GRACE_MS) {
+		x->left++;
+		return 0;
+	}
+	if (x->n == x->cap) {
+		x->cap = x->cap ? x->cap * 2 : 16;
+		a = x->host->alloc(x->cap * sizeof(*a));
+		if (!a)
+			return 1;
+		if (x->n)
+			memcpy(a, x->keys, x->n * sizeof(*a));
+		x->host->free(x->keys);
+		x->keys = a;
+	}
+	x->keys[x->n++] = k;
+	return 0;
+}
+
+static void on_expiry_timer(void *arg)
+{
+	struct ord *o = arg;
+	struct expired x = { 0 };
+
+	x.host = o->host;
+	o->expiry_timer = NULL;
+	x.now = o->host->now_ms();
+	kt_each(&o->kt, expired_key, &x);
+	for (size_t i = 0; i < x.n; i++) {
+		struct kt_key *k = x.keys[i];
+
+		o->host->log(
+			o->self, SP_LOG_INFO,
+			"ordered: a refused message expired before its redelivery: its key goes on");
+		refusal_end(o, k);
+		if (kt_done(&o->kt, k, k->busy) && !k->releasing)
+			key_free_or_next(o, k, false);
+	}
+	o->host->free(x.keys);
+	if (x.left)
+		watch_expiry(o);
+}
+
+/* Refused keys are looked at every second while one waits for a message that may expire. */
+static void watch_expiry(struct ord *o)
+{
+	if (!o->expiry_timer && o->started)
+		o->expiry_timer = o->host->timer_add(o->self, 1000, on_expiry_timer, o);
 }
 
 /*
@@ -645,16 +748,19 @@ static int on_nacked(const struct sp_event *ev, struct sp_result *res, void *uda
 	struct ord *o = udata;
 	struct kt_key *k;
 
-	if (o->host->listeners(SP_EV_NACKED) < 2)
+	if (o->host->listeners(o->self, SP_EV_NACKED) < 1)
 		return on_done(ev, res, udata);
 	if (!(k = busy_key(o, ev)))
 		return 0;
-	if (k->dead) { /* its dead letter is out already */
-		k->dead = false;
+	if (k->dead) /* its dead letter is out already */
 		return on_done(ev, res, udata);
-	}
+	refusal_end(o, k);
 	k->refused = true;
-	if (k->busy_stored)
+	k->aux = o->host->msg_ref(ev->msg); /* to know its redelivery from a look-alike */
+	k->aux_until = o->host->msg_expiry(ev->msg);
+	if (k->aux_until)
+		watch_expiry(o);
+	if (k->busy_stored || durable(o, k->t))
 		put_busy(o, k);
 	return 0;
 }
@@ -666,6 +772,7 @@ static void drop_entry(void *arg, struct kt_key *k, struct kt_wait *w)
 
 	if (!w) {
 		del_busy(o, k);
+		refusal_end(o, k);
 		return;
 	}
 	del_wait(o, k, w);
@@ -718,16 +825,18 @@ static bool dlq_names(const char *g, size_t gl, const char *name)
  * message goes. The retry plugin routes it from its NACKED callback, before
  * this plugin's has marked the key refused: then the refusal is the end.
  */
-static void dead_key(struct ord *o, struct kt_target *t)
+static void dead_key(struct ord *o, struct kt_target *t, const struct sp_msg *m)
 {
 	struct kt_key *k = kt_key_find(&o->kt, t, o->c_key.p, o->c_key.len);
 
-	if (k && k->busy && !k->refused)
-		k->dead = true;
-	if (!k || !k->refused || !kt_done(&o->kt, k, k->busy))
+	if (!k || !k->busy || !same_payload(o, k->aux, m))
 		return;
-	k->refused = false;
-	if (!k->releasing)
+	if (!k->refused) {
+		k->dead = true;
+		return;
+	}
+	refusal_end(o, k);
+	if (kt_done(&o->kt, k, k->busy) && !k->releasing)
 		key_free_or_next(o, k, false);
 }
 
@@ -760,7 +869,7 @@ static void dead_letter(struct ord *o, const struct sp_msg *m)
 		for (t = o->kt.targets[i]; t; t = next) {
 			next = t->hnext;
 			if (dlq_names(g, gl, (const char *)t->name + 1))
-				dead_key(o, t); /* may free t */
+				dead_key(o, t, m); /* may free t */
 		}
 }
 
@@ -768,8 +877,8 @@ static int on_publish(const struct sp_event *ev, struct sp_result *res, void *ud
 {
 	struct ord *o = udata;
 
-	if (o->host->msg_topic(ev->msg)[0] == '$' && o->kt.n_keys)
-		dead_letter(o, ev->msg);
+	if (!ev->protocol && o->kt.n_keys && o->host->msg_topic(ev->msg)[0] == '$')
+		dead_letter(o, ev->msg); /* routed by a plugin: no client can forge one */
 
 	if (!o->max_waiting || o->kt.n_wait < o->max_waiting || !classify(o, ev->msg))
 		return 0;
@@ -792,10 +901,12 @@ static void sys_publish(struct ord *o, const char *leaf, uint64_t v)
 
 static int count_key(void *arg, struct kt_key *k)
 {
-	struct filt *f = &((struct ord *)arg)->filters[filter_of(k)];
+	struct filt *f = filter_of(arg, k);
 
-	f->keys++;
-	f->waiting += k->n_wait;
+	if (f) {
+		f->keys++;
+		f->waiting += k->n_wait;
+	}
 	return 0;
 }
 
@@ -888,14 +999,19 @@ static int load_wait(const void *key, size_t klen, const void *val, size_t vlen,
 	struct kt_wait *w;
 	struct sp_msg *m;
 
-	if (parse_row(key, klen, true, &name, &nl, &kb, &kl, &id) || vlen < 2 ||
-	    !(m = o->host->msg_decode(v + 1, vlen - 1))) {
+	if (parse_row(key, klen, true, &name, &nl, &kb, &kl, &id)) {
 		o->host->log(o->self, SP_LOG_ERR, "ordered: skipping a malformed waiting row");
 		return 0;
 	}
-	/* In the list by its new id: those of messages published from now on are larger. */
+	/* New messages get ids above the stored ones: the list stays in the order of the
+	 * original ids, which the broker's own restored messages keep too. */
+	o->host->msg_ids_after(id);
+	if (vlen < 2 || !(m = o->host->msg_decode(v + 1, vlen - 1))) {
+		o->host->log(o->self, SP_LOG_ERR, "ordered: skipping a malformed waiting row");
+		return 0;
+	}
 	if (!(k = kt_key_get(&o->kt, name, nl, kb, kl)) ||
-	    !(w = kt_wait_add(&o->kt, k, o->host->msg_id(m), m, v[0]))) {
+	    !(w = kt_wait_add(&o->kt, k, id, m, v[0]))) {
 		o->host->msg_unref(m);
 		return 1;
 	}
@@ -957,9 +1073,10 @@ static void unref_entry(void *arg, struct kt_key *k, struct kt_wait *w)
 {
 	struct ord *o = arg;
 
-	(void)k;
 	if (w)
 		o->host->msg_unref(w->msg);
+	else
+		refusal_end(o, k);
 }
 
 /* Frees what is in memory (the rows stay in the store). */
@@ -982,7 +1099,9 @@ static int on_stop(const struct sp_event *ev, struct sp_result *res, void *udata
 		o->host->timer_cancel(o->sys_timer);
 	if (o->pend_timer)
 		o->host->timer_cancel(o->pend_timer);
-	o->sys_timer = o->pend_timer = NULL;
+	if (o->expiry_timer)
+		o->host->timer_cancel(o->expiry_timer);
+	o->sys_timer = o->pend_timer = o->expiry_timer = NULL;
 	o->host->log(o->self, SP_LOG_INFO,
 		     "ordered: stopped with %zu key(s) busy or waiting, %" PRIu64 " waiting",
 		     o->kt.n_keys, o->kt.n_wait);
@@ -1044,6 +1163,7 @@ static int add_filter(struct ord *o, const struct sp_opt *opt, size_t index, boo
 	o->host->free(o->filters);
 	o->filters = a;
 	a = &a[o->n_filters];
+	memset(a, 0, sizeof(*a));
 	a->global = global;
 	a->prefix = prefix_of(opt->value);
 	if (!(a->filter = o->host->alloc(strlen(opt->value) + 1)))
@@ -1129,7 +1249,7 @@ int sluice_plugin_init(const struct sp_host *host, struct sp_plugin *self,
 	int i;
 
 	*udata = NULL;
-	if (host->api != SLUICE_PLUGIN_API || !SP_HOST_HAS(host, listeners)) {
+	if (host->api != SLUICE_PLUGIN_API || !SP_HOST_HAS(host, msg_ids_after)) {
 		host->log(self, SP_LOG_ERR,
 			  "ordered: the broker lacks redeliver, KEEP and listeners");
 		return -1;

@@ -1569,3 +1569,193 @@ def test_ordered_retry_sigkill_during_backoff(t, target):
 			"after the restart expected K|0 (dc 2), then K|1, K|2; got %s" % seen
 		answer(rs[i], d, 0)
 	quiet_any(rs, 0.5, "after K|2")
+
+
+# -- found by review: expiry during back-off, restart order, room, forgeries ----------------
+
+@timeout(30)
+def test_ordered_retry_refused_message_expires(t):
+	"""A refused message that expires (expiry 1 s) before its back-off (1.5 s) is
+	not sent again: its key goes on (K|1 arrives) instead of waiting forever."""
+	tp = t.topic("ex")
+	b = rbroker(t, tp + "/#", backoff="1500ms,1500ms")
+	rs, _, _, _ = retry_targets(t, b, tp, "plain", 1)
+	p = Pub(t, b, 5)
+	x = tp + "/x"
+	pid = p._next_pid()
+	p.r.send(R.publish(x, body("K", 0), 1, pid=pid, version=5,
+		properties=[(R.USER_PROPERTY, ("sharding-key", "K")), (R.MESSAGE_EXPIRY, 1)]))
+	p.r.expect(R.PUBACK)
+	assert p.many([(x, body("K", 1), "K")], 1) == [0]
+	i, d = any_pub(rs, 3, "K|0")
+	assert label(d) == "K|0", desc(d)
+	answer(rs[i], d, 0x80)
+	got = []
+	end = time.monotonic() + 6
+	while time.monotonic() < end:
+		g = None
+		try:
+			g = any_pub(rs, 0.5, "x")
+		except AssertionError:
+			continue
+		got.append(desc(g[1]))
+		answer(rs[g[0]], g[1], 0)
+	assert "K|1" in got, "K|1 never came (stuck key); got %s" % got
+
+from test_ordered import obroker, sub_conn, group_filter, next_pub
+from test_persistence import bounce
+
+
+@timeout(30)
+def test_ordered_sigkill_order_with_group_queue(t):
+	"""A persistent member (window 2) has K|0 and L|0; K|1 waits in the plugin,
+	K|2 in the group's queue; SIGKILL and restart: K comes K|0, K|1, K|2 (the
+	plugin's restored message keeps its place by its original id)."""
+	tp = t.topic("rr")
+	b = obroker(t, [("keyed", tp + "/#")])
+	flt = group_filter(t, tp + "/#")
+	cid = t.cid("m")
+	r, _ = sub_conn(t, b, flt, 1, recv_max=2, cid=cid, persistent=True)
+	p = Pub(t, b, 5)
+	x = tp + "/x"
+	assert p.one(x, body("K", 0), 1, "K") == 0
+	d0 = next_pub(r, 3)
+	assert label(d0) == "K|0"
+	assert p.one(x, body("K", 1), 1, "K") == 0   # kept by the plugin (w row)
+	assert p.one(x, body("L", 0), 1, "L") == 0   # fills the member's window
+	dl = next_pub(r, 3)
+	assert label(dl) == "L|0", label(dl)
+	assert p.one(x, body("K", 2), 1, "K") == 0   # into the group's queue, unseen
+	time.sleep(0.3)
+	r.close()
+	bounce(b, "sigkill")
+	r, sp = sub_conn(t, b, None, 1, recv_max=2, cid=cid, persistent=True)
+	a = next_pub(r, 3); b2 = next_pub(r, 3)
+	got = [label(a), label(b2)]
+	first = [d for d in (a, b2) if label(d) == "L|0"] + [d for d in (a, b2) if label(d) != "L|0"]
+	r.send(R.ack(R.PUBACK, first[0]["pid"], 5))
+	time.sleep(0.3)
+	r.send(R.ack(R.PUBACK, first[1]["pid"], 5))
+	end = time.monotonic() + 4
+	while time.monotonic() < end:
+		try:
+			d = next_pub(r, 0.5)
+		except AssertionError:
+			continue
+		got.append(label(d))
+		r.send(R.ack(R.PUBACK, d["pid"], 5))
+	assert [g for g in got if g.startswith("K")] == ["K|0", "K|1", "K|2"], got
+
+
+@timeout(30)
+def test_ordered_unsubscribe_leaves_room_for_other_groups(t):
+	"""A member of groups g and h whose window g filled unsubscribes from g:
+	its window empties (g's messages go back to g) and h's waiting H|0
+	reaches it."""
+	tp = t.topic("nr")
+	b = obroker(t, [("keyed", tp + "/ord/#")])
+	g = "$share/g%s/%s/a/#" % (t.tag[-4:], tp)
+	h = "$share/h%s/%s/b/#" % (t.tag[-4:], tp)
+	a, _ = sub_conn(t, b, g, 1, recv_max=2, cid=t.cid("a"))
+	a.send(R.subscribe(2, [(h, 1)], version=5)); a.expect(R.SUBACK)
+	bb, _ = sub_conn(t, b, g, 1, recv_max=10, cid=t.cid("b"))
+	p = Pub(t, b, 5)
+	# fill a's window with group g messages (round robin: publish until a has 2)
+	seen = []
+	for i in range(6):
+		p.one(tp + "/a/x", body("G", i), 1)
+	time.sleep(0.3)
+	while True:
+		try:
+			seen.append(label(next_pub(a, 0.3)))
+		except AssertionError:
+			break
+	assert len(seen) == 2, seen
+	p.one(tp + "/b/x", body("H", 0), 1)   # a is not ready: waits in h's queue
+	time.sleep(0.2)
+	a.send(R.unsubscribe(3, [g], version=5))
+	got, unsuback = [], False
+	end = time.monotonic() + 3
+	while time.monotonic() < end and not (unsuback and got):
+		q = a.recv_or_none(0.3)
+		if q is None:
+			continue
+		if q.type == R.UNSUBACK:
+			unsuback = True
+		elif q.type == R.PUBLISH:
+			got.append(label(q.publish()))
+	assert unsuback, "no UNSUBACK"
+	assert got == ["H|0"], "after leaving g the member got %s (H|0 expected)" % got
+
+
+@timeout(30)
+def test_ordered_retry_forged_dead_letter_ignored(t):
+	"""A client publishing a look-alike $DLQ/... message does not release a key
+	whose refused message waits for its retry."""
+	tp = t.topic("sp")
+	b = rbroker(t, tp + "/#", backoff="3s,3s")
+	rs, _, name, _ = retry_targets(t, b, tp, "plain", 1)
+	p = Pub(t, b, 5)
+	x = tp + "/x"
+	assert p.many([(x, body("K", 0), "K"), (x, body("K", 1), "K")], 1) == [0, 0]
+	i, d = any_pub(rs, 3, "K|0")
+	answer(rs[i], d, 0x80)
+	time.sleep(0.2)
+	q = Pub(t, b, 5)
+	q.r.send(R.publish("$DLQ/%s/%s" % (name, x), b"spoof", 1, pid=1, version=5,
+		properties=[(R.USER_PROPERTY, ("original-topic", x)), (R.USER_PROPERTY, ("sharding-key", "K"))]))
+	q.r.expect(R.PUBACK)
+	try:
+		i, d = any_pub(rs, 2, "anything")
+	except AssertionError:
+		return  # nothing within 2 s: K|0's retry is due at 3 s
+	assert label(d) != "K|1", "K|1 released by a client's forged dead letter, before K|0's retry (%s)" % desc(d)
+
+
+@timeout(30)
+def test_ordered_retry_forged_delivery_count_waits(t):
+	"""A publisher's own delivery-count does not let its message take the place
+	of a refused message waiting for its retry."""
+	tp = t.topic("dc")
+	b = rbroker(t, tp + "/#", backoff="3s,3s")
+	rs, _, name, _ = retry_targets(t, b, tp, "plain", 1)
+	p = Pub(t, b, 5)
+	x = tp + "/x"
+	assert p.one(x, body("K", 0), 1, "K") == 0
+	i, d = any_pub(rs, 3, "K|0")
+	answer(rs[i], d, 0x80)
+	time.sleep(0.2)
+	p.r.send(R.publish(x, body("K", 1), 1, pid=77, version=5,
+		properties=[(R.USER_PROPERTY, ("sharding-key", "K")), (R.USER_PROPERTY, ("delivery-count", "1"))]))
+	p.r.expect(R.PUBACK)
+	try:
+		i, d = any_pub(rs, 2, "anything")
+	except AssertionError:
+		return  # nothing within 2 s: K|0's retry is due at 3 s
+	assert label(d) != "K|1", "K|1 (with a publisher's delivery-count) overtook K|0's retry"
+
+
+@timeout(60)
+def test_ordered_restart_with_fewer_filters(t):
+	"""Keys stored under the third of three filters, a restart with only that
+	filter configured: the broker starts, K|0 comes again and K|1 follows its
+	PUBACK."""
+	tp = t.topic("fo")
+	b = obroker(t, [("keyed", tp + "/a/#"), ("keyed", tp + "/b/#"), ("keyed", tp + "/c/#")])
+	cid = t.cid("m")
+	r, _ = sub_conn(t, b, tp + "/c/#", 1, recv_max=5, cid=cid, persistent=True)
+	p = Pub(t, b, 5)
+	assert p.one(tp + "/c/x", body("K", 0), 1, "K") == 0
+	assert p.one(tp + "/c/x", body("K", 1), 1, "K") == 0
+	next_pub(r, 3)
+	time.sleep(0.3)
+	r.close()
+	b.kill9()
+	b.extra = [l for l in b.extra if "/a/#" not in l and "/b/#" not in l]
+	b.start()
+	r, sp = sub_conn(t, b, None, 1, recv_max=5, cid=cid, persistent=True)
+	d = next_pub(r, 3)
+	assert label(d) == "K|0" and d["dup"], desc(d)
+	r.send(R.ack(R.PUBACK, d["pid"], 5))
+	d = next_pub(r, 3)
+	assert label(d) == "K|1", desc(d)
