@@ -1134,8 +1134,13 @@ def test_ordered_sigkill_right_after_ack(t, qos):
 				x = next_pub(r, 2)
 			except AssertionError:
 				break
-			got.append(label(x))
 			ack(r, x)
+			if not label(x).startswith(key + "|"):
+				# An earlier key's last message whose PUBACK the kill overtook: at
+				# least once allows it again, as a DUP [MQTT-4.3.2]; not this key's.
+				assert x["dup"], "%s after the restart of %s, not a DUP" % (label(x), key)
+				continue
+			got.append(label(x))
 		if got not in ([key + "|0", key + "|1", key + "|2"], [key + "|1", key + "|2"]):
 			bad.append("%s: after the restart got %s" % (key, got))
 	assert not bad, "%d of %d keys wrong after a SIGKILL right after the %s of their first " \
