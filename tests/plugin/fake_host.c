@@ -30,7 +30,11 @@
  *    the time it runs (the commit ends then).
  *  - deliver records the call (a reference on the message, copies of the
  *    names) and answers what fake_deliver_returns() says; topic_match is a
- *    real implementation of MQTT filter matching.
+ *    real implementation of MQTT filter matching. redeliver is recorded
+ *    the same way (marked as a redeliver) and does not run the DELIVER
+ *    chain again. durable and listeners answer what the test set;
+ *    opt_where answers "test.conf:<10 + index>" during init; msg_ids_after
+ *    makes messages built afterwards get larger ids.
  *  - ack_user_prop works only while a PUBLISH callback runs, else -1.
  *  - A failing PUBLISH or SUBSCRIBE callback is a REJECT 0x80.
  *  - Unload drops the timers left, then calls cleanup; kv and cold stay, so
@@ -1383,8 +1387,9 @@ static char *dup_or_null(const char *s)
 	return s ? xstrdup(s) : NULL;
 }
 
-static int host_deliver(struct sp_plugin *self, struct sp_msg *m, const char *client_id,
-			const char *share_group, const char *share_filter)
+/* Records a deliver() or redeliver() call and answers fake_deliver_returns()'s value. */
+static int record_delivery(struct sp_plugin *self, struct sp_msg *m, const char *client_id,
+			   const char *share_group, const char *share_filter, bool redeliver)
 {
 	struct delivery *d;
 
@@ -1401,7 +1406,14 @@ static int host_deliver(struct sp_plugin *self, struct sp_msg *m, const char *cl
 	d->pub.share_group = d->names[1];
 	d->pub.share_filter = d->names[2];
 	d->pub.wall = wall;
+	d->pub.redeliver = redeliver;
 	return deliver_rc;
+}
+
+static int host_deliver(struct sp_plugin *self, struct sp_msg *m, const char *client_id,
+			const char *share_group, const char *share_filter)
+{
+	return record_delivery(self, m, client_id, share_group, share_filter, false);
 }
 
 void fake_deliver_returns(int rc)
@@ -1583,6 +1595,66 @@ static void subs_free(void)
 	cap_subs = 0;
 }
 
+/* --- appended after API 2: redeliver, durable, opt_where, listeners, msg_ids_after --- */
+
+static int durable_rc, listeners_rc;
+static uint64_t ids_after_max;
+static bool in_init;
+static char where_buf[64];
+
+/* As deliver (the DELIVER chain is not run again: the test fires it when it wants it). */
+static int host_redeliver(struct sp_plugin *self, struct sp_msg *m, const char *client_id,
+			  const char *share_group, const char *share_filter)
+{
+	return record_delivery(self, m, client_id, share_group, share_filter, true);
+}
+
+static int host_durable(const char *client_id, const char *share_group, const char *share_filter)
+{
+	if ((!client_id && !share_group) || (share_group && !share_filter))
+		return -1;
+	return durable_rc;
+}
+
+/* "test.conf:<10 + index>" while init runs, NULL after. */
+static const char *host_opt_where(struct sp_plugin *self, size_t index)
+{
+	if (bad_self(self) || !in_init)
+		return NULL;
+	snprintf(where_buf, sizeof(where_buf), "test.conf:%zu", 10 + index);
+	return where_buf;
+}
+
+static int host_listeners(struct sp_plugin *self, enum sp_event_type ev)
+{
+	if (bad_self(self) || (unsigned)ev >= SP_EV__COUNT)
+		return -1;
+	return listeners_rc;
+}
+
+static void host_msg_ids_after(uint64_t id)
+{
+	if (id > ids_after_max)
+		ids_after_max = id;
+	if (id > last_msg_id)
+		last_msg_id = id;
+}
+
+void fake_set_durable(int rc)
+{
+	durable_rc = rc;
+}
+
+void fake_set_listeners(int n)
+{
+	listeners_rc = n;
+}
+
+uint64_t fake_msg_ids_after(void)
+{
+	return ids_after_max;
+}
+
 /* --- the host table and the plugin slot ----------------------------------- */
 
 static int host_on(struct sp_plugin *self, enum sp_event_type ev, sp_callback cb)
@@ -1636,6 +1708,11 @@ static const struct sp_host host_template = {
 	.msg_add_user_props = host_msg_add_user_props,
 	.subscribed = host_subscribed,
 	.msg_with_retain = host_msg_with_retain,
+	.redeliver = host_redeliver,
+	.durable = host_durable,
+	.opt_where = host_opt_where,
+	.listeners = host_listeners,
+	.msg_ids_after = host_msg_ids_after,
 };
 
 static struct sp_host host_table;
@@ -1662,7 +1739,9 @@ int fake_load(fake_init_fn init, const struct sp_opt *opts, int n_opts)
 	int rc;
 
 	memset(&plugin, 0, sizeof(plugin));
+	in_init = true;
 	rc = init(&host_table, &plugin, opts, n_opts, &plugin.udata);
+	in_init = false;
 	plugin.loaded = rc == 0;
 	return rc;
 }
@@ -1788,6 +1867,9 @@ void fake_reset(void)
 	commit_status = 0;
 	live_msgs = live_blocks = 0;
 	last_msg_id = 0;
+	durable_rc = listeners_rc = 0;
+	ids_after_max = 0;
+	in_init = false;
 	fail_alloc = fail_timer = fail_read = fail_write[FAKE_KV] = fail_write[FAKE_COLD] =
 		(struct failer){ -1, 0, 0 };
 	exempt = 0;

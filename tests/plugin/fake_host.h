@@ -100,13 +100,28 @@ struct fake_delivery {
 	const char *client_id; /* NULL when to a group */
 	const char *share_group, *share_filter; /* NULL when to one client */
 	uint64_t wall; /* wall-clock ms of the call */
+	bool redeliver; /* a redeliver() call (its DELIVER chain is not run by the fake) */
 };
 
-/* What deliver() answers a well-formed call (1 after fake_reset()); bad calls (-1) are not kept. */
+/*
+ * What deliver() and redeliver() answer a well-formed call (1 after
+ * fake_reset()); bad calls (-1) are not kept. Both are recorded here, in
+ * call order, told apart by fake_delivery.redeliver.
+ */
 void fake_deliver_returns(int rc);
 size_t fake_delivered_count(void);
 const struct fake_delivery *fake_delivered(size_t i); /* NULL past the end */
 void fake_delivered_clear(void);
+
+/* --- durable, opt_where, listeners, msg_ids_after ------------------------ */
+
+/* What durable() answers for every well-formed target (0 after fake_reset()). */
+void fake_set_durable(int rc);
+/* What listeners() answers for every event (0 after fake_reset()). */
+void fake_set_listeners(int n);
+/* The largest id msg_ids_after() was given (0 after fake_reset()); later messages get larger ids. */
+uint64_t fake_msg_ids_after(void);
+/* opt_where(self, i) answers "test.conf:<10 + i>" while init runs, NULL otherwise. */
 
 /* --- after_commit (API 2) ------------------------------------------------- */
 

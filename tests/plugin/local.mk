@@ -42,3 +42,14 @@ tests_plugin_test_retry_plugin_CPPFLAGS = -I$(top_srcdir)/include -I$(top_srcdir
 	-I$(top_srcdir)/plugins/retry -I$(top_srcdir)/tests/plugin
 tests_plugin_test_retry_plugin_CFLAGS = $(UNIT_CFLAGS)
 tests_plugin_test_retry_plugin_LDADD = $(CMOCKA_LIBS)
+
+if HAVE_CMOCKA
+check_PROGRAMS += tests/plugin/test_ordered_plugin
+endif
+tests_plugin_test_ordered_plugin_SOURCES = $(PLUGIN_COMMON) tests/plugin/test_ordered_plugin.c \
+	$(FAKE_HOST_SOURCES) plugins/ordered/ordered.c plugins/ordered/keytab.c \
+	plugins/ordered/keytab.h plugins/retry/retryparse.c plugins/retry/retryparse.h
+tests_plugin_test_ordered_plugin_CPPFLAGS = -I$(top_srcdir)/include -I$(top_srcdir)/plugins/common \
+	-I$(top_srcdir)/plugins/ordered -I$(top_srcdir)/plugins/retry -I$(top_srcdir)/tests/plugin
+tests_plugin_test_ordered_plugin_CFLAGS = $(UNIT_CFLAGS)
+tests_plugin_test_ordered_plugin_LDADD = $(CMOCKA_LIBS)
