@@ -1764,3 +1764,45 @@ def test_ordered_restart_with_fewer_filters(t):
 	r.send(R.ack(R.PUBACK, d["pid"], 5))
 	d = next_pub(r, 3)
 	assert label(d) == "K|1", desc(d)
+
+
+# -- composition with delayed and transactional messages -----------------------------------------
+
+def composed_broker(t, tp):
+	"""txn, delayed, then ordered keying tp/#, as conf/sluice.conf orders them."""
+	need_plugin()
+	lines = []
+	for env in ("SLUICE_TXN_PLUGIN", "SLUICE_DELAYED_PLUGIN"):
+		path = os.environ.get(env)
+		if not path or not os.path.exists(path):
+			raise Skip("%s is not set or missing" % env)
+		lines.append("plugin %s" % path)
+	return t.fresh_broker(lines + plugin_lines([("keyed", tp + "/#")]))
+
+
+@param("how", ["delayed", "txn"])
+def test_ordered_delayed_and_txn_take_their_place_at_release(t, how):
+	"""A delayed message's (or a transaction's) place in its key's order is its
+	release (commit), not its publication: K|0 published first as delayed 0.3 s
+	(or as a half message), K|1 published plainly and held unacknowledged;
+	K|0, released (committed) meanwhile, waits behind K|1, and comes after its
+	PUBACK."""
+	tp = t.topic("dt")
+	b = composed_broker(t, tp)
+	r = sub(t, b, tp + "/#", 1, recv_max=10)
+	p = Pub(t, b, 5)
+	if how == "delayed":
+		assert p.one("$delayed/0.3/%s/x" % tp, body("K", 0), 1, "K") == 0
+	else:
+		assert p.one("$txn/half/t1/%s/x" % tp, body("K", 0), 1, "K") == 0
+	assert p.one(tp + "/x", body("K", 1), 1, "K") == 0
+	d1 = next_pub(r, 3)
+	assert label(d1) == "K|1", label(d1)
+	if how == "txn":
+		assert p.one("$txn/commit/t1", b"", 1) in (0, 0x10)
+	time.sleep(0.6)
+	assert r.recv_or_none(0.2) is None, "K|0 came while K|1 was unacknowledged"
+	ack(r, d1)
+	d0 = next_pub(r, 3)
+	assert label(d0) == "K|0" and d0["topic"] == tp + "/x", (label(d0), d0["topic"])
+	ack(r, d0)
