@@ -884,7 +884,7 @@ int router_discard_hold(struct sp_plugin *owner, uint64_t id)
 
 int router_target_durable(const char *client_id, const char *group, const char *filter)
 {
-	static struct buf key; /* kept: asked for at each new key of an ordered plugin */
+	static struct buf key; /* kept: plugins may ask at every delivery */
 	const struct session *s;
 	struct groupq *q;
 

@@ -101,6 +101,21 @@ def port_accepts(port, timeout=0.2):
 	return True
 
 
+def start_failure(b, what="the broker started although it should not have"):
+	"""Starts b, whose start-up must stop: the exit status (non-zero asserted
+	by the caller as it sees fit), with b's log closed and kept for reading."""
+	try:
+		b.start()
+	except BrokerError:
+		pass
+	else:
+		raise AssertionError(what)
+	b.proc.wait(10)
+	rc = b.proc.returncode
+	b._close_log()  # a start-up failure is the expected outcome, not a crash
+	return rc
+
+
 class Broker:
 	"""One broker process.  extra: list of config lines (shared directive names)."""
 
