@@ -332,22 +332,26 @@ static int host_route(struct sp_plugin *self, struct sp_msg *m)
 	return router_route_from(msg, NULL, plugin_index(self) + 1);
 }
 
-static int host_deliver(struct sp_plugin *self, struct sp_msg *m, const char *client_id,
-			const char *share_group, const char *share_filter)
+/* deliver and redeliver: the DELIVER chain starts after self, or at self. */
+static int deliver_from(struct sp_plugin *self, struct sp_msg *m, const char *client_id,
+			const char *share_group, const char *share_filter, bool with_self)
 {
 	if (!m)
 		return -1;
 	return router_deliver_to((struct msg *)m, client_id, share_group, share_filter,
-				 plugin_index(self) + 1);
+				 plugin_index(self) + !with_self);
+}
+
+static int host_deliver(struct sp_plugin *self, struct sp_msg *m, const char *client_id,
+			const char *share_group, const char *share_filter)
+{
+	return deliver_from(self, m, client_id, share_group, share_filter, false);
 }
 
 static int host_redeliver(struct sp_plugin *self, struct sp_msg *m, const char *client_id,
 			  const char *share_group, const char *share_filter)
 {
-	if (!m)
-		return -1;
-	return router_deliver_to((struct msg *)m, client_id, share_group, share_filter,
-				 plugin_index(self));
+	return deliver_from(self, m, client_id, share_group, share_filter, true);
 }
 
 static int host_listeners(struct sp_plugin *self, enum sp_event_type ev)

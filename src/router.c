@@ -1162,7 +1162,7 @@ static void on_dropped(struct session *s, struct msg *m, uint8_t qos, const char
 
 static void on_orphaned(struct session *s, struct msg *m, uint8_t qos, const char *share)
 {
-	plugin_dropped(s, m, qos, share, "session ended", 0, true);
+	plugin_dropped(s, m, qos, share, "the member left the group", 0, true);
 	router_reroute_shared(m, qos, share, s);
 }
 
