@@ -67,6 +67,7 @@ struct opts {
 	int time_limit; /* seconds; the process always exits by then */
 	double drain_timeout;
 	const char *label;
+	const char *username, *password; /* every client's credentials; NULL = none */
 	bool quiet;
 	/* delayed */
 	double delay_min, delay_max; /* seconds: each message's delay, uniform in between */

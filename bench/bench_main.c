@@ -86,6 +86,7 @@ static void usage(FILE *f)
 		"                        (default: 10x the fast members' time per message)\n"
 		"      --keys K          ordered: keys the messages are spread over (100)\n"
 		"      --require-order   ordered: exit 77 when the broker does not keep key order\n"
+		"      --username U, --password P   every client connects with them\n"
 		"      --label TEXT      copied into the RESULT line\n"
 		"      --quiet           only the RESULT line\n"
 		"      --selftest        short runs of every scenario at QoS 0/1/2, v3.1.1 and v5\n"
@@ -301,6 +302,8 @@ enum {
 	O_PID,
 	O_DRAIN,
 	O_LABEL,
+	O_USER,
+	O_PASS,
 	O_QUIET,
 	O_SELFTEST,
 	O_FREEPORT,
@@ -337,6 +340,8 @@ static const struct option longopts[] = {
 	{ "time-limit", 1, 0, 't' },
 	{ "drain-timeout", 1, 0, O_DRAIN },
 	{ "label", 1, 0, O_LABEL },
+	{ "username", 1, 0, O_USER },
+	{ "password", 1, 0, O_PASS },
 	{ "quiet", 0, 0, O_QUIET },
 	{ "selftest", 0, 0, O_SELFTEST },
 	{ "free-port", 0, 0, O_FREEPORT },
@@ -429,6 +434,12 @@ static int parse(int argc, char **argv, struct opts *o, int *mode)
 			break;
 		case O_LABEL:
 			o->label = optarg;
+			break;
+		case O_USER:
+			o->username = optarg;
+			break;
+		case O_PASS:
+			o->password = optarg;
 			break;
 		case O_QUIET:
 			o->quiet = true;

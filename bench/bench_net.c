@@ -296,6 +296,14 @@ static int send_connect(struct client *c)
 	cn.keep_alive = c->keepalive;
 	cn.client_id.p = c->id;
 	cn.client_id.len = (uint16_t)strlen(c->id);
+	if ((cn.has_username = O->username != NULL)) {
+		cn.username.p = O->username;
+		cn.username.len = (uint16_t)strlen(O->username);
+	}
+	if ((cn.has_password = O->password != NULL)) {
+		cn.password.p = (const uint8_t *)O->password;
+		cn.password.len = (uint16_t)strlen(O->password);
+	}
 	if (O->version >= MQTT_V5 && !c->clean)
 		props_put_u32(&props, MQTT_PROP_SESSION_EXPIRY, 3600);
 	cn.props.raw = props.data;

@@ -253,6 +253,7 @@ write_conf() { # kind port dir extra
 		case ";$extra" in *";persistence "*) ;; *) echo "persistence false" ;; esac
 		cat <<-EOF
 		listener $port 127.0.0.1
+		allow_anonymous true
 		max_queued_messages $QUEUE
 		max_inflight_messages $INFLIGHT
 		max_connections -1

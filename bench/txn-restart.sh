@@ -54,6 +54,7 @@ trap cleanup EXIT
 PORT=$("$BENCH" --free-port)
 cat > "$WORK/broker.conf" <<EOF
 listener $PORT 127.0.0.1
+allow_anonymous true
 max_connections -1
 sys_interval 0
 log_type error

@@ -17,7 +17,10 @@
  * store, STOP the plugins, end the sessions without publishing wills, then
  * free everything.
  *
- * Invariant: stop and reopen_log are the only state a signal handler
+ * SIGHUP (reload) reopens the log file and reads the password file again;
+ * a file that fails to load leaves the old one in force.
+ *
+ * Invariant: stop and reload are the only state a signal handler
  * touches; the loop looks at them after every turn.
  */
 #include "autoconfig.h"
@@ -25,6 +28,7 @@
 
 #include <string.h>
 
+#include "auth.h"
 #include "base.h"
 #include "clock.h"
 #include "conn.h"
@@ -44,7 +48,7 @@
 #include "sys_topics.h"
 #include "timers.h"
 
-static volatile sig_atomic_t stop, reopen_log;
+static volatile sig_atomic_t stop, reload;
 
 /* The store learns every second that the broker is alive (session expiry across a crash). */
 static struct timer heartbeat;
@@ -68,9 +72,9 @@ void broker_request_stop(void)
 	listener_wake();
 }
 
-void broker_request_log_reopen(void)
+void broker_request_reload(void)
 {
-	reopen_log = 1;
+	reload = 1;
 	listener_wake();
 }
 
@@ -115,8 +119,8 @@ int broker_init(const struct config *cfg)
 		log_err("out of memory at start-up");
 		return -1;
 	}
-	if (store_open(cfg) || plugin_load_all(cfg, plugin_host_table()) || restore() ||
-	    store_start(listener_wake))
+	if (auth_init(cfg) || store_open(cfg) || plugin_load_all(cfg, plugin_host_table()) ||
+	    restore() || store_start(listener_wake))
 		return -1;
 	plugin_start();
 	if (listener_start(cfg))
@@ -128,6 +132,17 @@ int broker_init(const struct config *cfg)
 	return 0;
 }
 
+/* SIGHUP: the log file, then the password file (each keeps its old self on failure). */
+static void reload_files(void)
+{
+	reload = 0;
+	if (log_reopen())
+		log_err("could not reopen the log file");
+	else
+		log_notice("log file reopened");
+	auth_reload();
+}
+
 int broker_run(void)
 {
 	while (!stop) {
@@ -136,13 +151,8 @@ int broker_run(void)
 		/* Redis's "before sleep": committed batches answer, the next one goes. */
 		store_poll();
 		store_kick();
-		if (reopen_log) {
-			reopen_log = 0;
-			if (log_reopen())
-				log_err("could not reopen the log file");
-			else
-				log_notice("log file reopened");
-		}
+		if (reload)
+			reload_files();
 	}
 	return 0;
 }
@@ -174,6 +184,7 @@ void broker_shutdown(void)
 	session_destroy_all();
 	groupq_free_all();
 	router_free();
+	auth_shutdown();
 	msg_drain_caches();
 	conn_drain_caches();
 	timers_loop_free();

@@ -17,6 +17,7 @@ int broker_run(void);
 void broker_shutdown(void);
 /* Async-signal-safe. */
 void broker_request_stop(void);
-void broker_request_log_reopen(void);
+/* SIGHUP: reopen the log file, reload the password file. */
+void broker_request_reload(void);
 
 #endif

@@ -164,6 +164,8 @@ static int set_log_dest(struct parser *p, const struct directive *d, char **argv
 static int set_log_type(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_plugin(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_plugin_opt(struct parser *p, const struct directive *d, char **argv, int argc);
+static int set_password_file(struct parser *p, const struct directive *d, char **argv, int argc);
+static int set_allow_anonymous(struct parser *p, const struct directive *d, char **argv, int argc);
 
 #define CFG(field) \
 	.off = offsetof(struct config, field), .width = sizeof(((struct config *)0)->field)
@@ -229,6 +231,8 @@ static const struct directive directives[] = {
 
 	/* plugins */
 	{ .name = "plugin", .kind = K_CALL, .set = set_plugin, .max_args = 1 },
+	{ .name = "allow_anonymous", .kind = K_CALL, .set = set_allow_anonymous, .max_args = 1 },
+	{ .name = "password_file", .kind = K_CALL, .set = set_password_file, .max_args = 1 },
 	{ .name = "plugin_opt_",
 	  .kind = K_CALL,
 	  .set = set_plugin_opt,
@@ -320,6 +324,8 @@ void config_free(struct config *c)
 	}
 	mem_free(c->plugins);
 	free_string(&c->plugin_dir);
+	free_string(&c->password_file);
+	free_string(&c->password_file_where);
 	free_string(&c->persistence_file);
 	free_string(&c->auto_id_prefix);
 	free_string(&c->log_dest);
@@ -609,6 +615,29 @@ static char *where_of(const struct parser *p)
 	if (w)
 		snprintf(w, n, "%s:%d", f, p->lineno);
 	return w;
+}
+
+/* allow_anonymous true|false: also remembered as given (local only mode keeps it then). */
+static int set_allow_anonymous(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	if (apply_bool(p, d, &p->c->allow_anonymous, argv[1]))
+		return -1;
+	p->c->allow_anonymous_set = true;
+	return 0;
+}
+
+/* password_file PATH: the path, and where it was given (start-up and reload errors name it). */
+static int set_password_file(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	struct config *c = p->c;
+
+	free_string(&c->password_file);
+	free_string(&c->password_file_where);
+	c->password_file = mem_strdup(argv[1]);
+	c->password_file_where = where_of(p);
+	if (!c->password_file || !c->password_file_where)
+		return fail(p, "%s: out of memory", d->name);
+	return 0;
 }
 
 /* plugin_opt_KEY VALUE: an option of the plugin loaded by the latest "plugin" line. */

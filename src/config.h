@@ -91,6 +91,12 @@ struct config {
 	size_t n_plugins;
 	char *plugin_dir; /* where "plugin NAME" looks for NAME.so */
 
+	/* security */
+	bool allow_anonymous; /* clients without a username may connect (default false) */
+	bool allow_anonymous_set; /* given in the file (else local only mode turns it on) */
+	char *password_file; /* mosquitto_passwd's format; NULL = none */
+	char *password_file_where; /* "FILE:LINE" of its directive, for errors */
+
 	/* operation */
 	uint32_t sys_interval; /* seconds; 0 = no $SYS */
 	enum log_level log_level;

@@ -18,19 +18,20 @@
 #include "broker.h"
 #include "config.h"
 #include "log.h"
+#include "mem.h"
 
 static void usage(FILE *f)
 {
-	fprintf(f,
-		"Usage: sluice [-c FILE] [-p PORT] [-v]\n"
-		"MQTT 3.1, 3.1.1 and 5.0 broker, durable by default, extended by plugins\n"
-		"(see the README).\n\n"
-		"  -c, --config FILE  read the configuration from FILE\n"
-		"  -p, --port PORT    listen for MQTT on PORT (instead of the default 1883\n"
-		"                     when the configuration has no listener, else in addition)\n"
-		"  -v, --verbose      log everything (log_type all)\n"
-		"  -h, --help         show this help\n"
-		"      --version      show the version\n");
+	fprintf(f, "Usage: sluice [-c FILE] [-p PORT] [-v]\n"
+		   "MQTT 3.1, 3.1.1 and 5.0 broker, durable by default, extended by plugins\n"
+		   "(see the README).\n\n"
+		   "  -c, --config FILE  read the configuration from FILE\n"
+		   "  -p, --port PORT    listen for MQTT on PORT of 127.0.0.1 and ::1 (instead of\n"
+		   "                     the default 1883 when the configuration has no listener,\n"
+		   "                     else in addition)\n"
+		   "  -v, --verbose      log everything (log_type all)\n"
+		   "  -h, --help         show this help\n"
+		   "      --version      show the version\n");
 }
 
 static void on_stop(int sig)
@@ -40,7 +41,7 @@ static void on_stop(int sig)
 
 static void on_hup(int sig)
 {
-	broker_request_log_reopen();
+	broker_request_reload();
 }
 
 static void set_signals(void)
@@ -133,6 +134,32 @@ static int parse_args(int argc, char **argv, struct options *o)
 	return 0;
 }
 
+/*
+ * No listener configured (or -p): mosquitto 2's local only mode, a listener
+ * on the loopback addresses that lets anonymous clients in unless the file
+ * said otherwise (-p beside configured listeners only adds the listener).
+ */
+static int local_only(struct config *cfg, int port)
+{
+	bool configured = cfg->n_listeners > 0; /* and -p adds one more */
+
+	static const struct {
+		const char *addr;
+		int domain; /* socket_domain */
+	} loopback[] = { { "127.0.0.1", 4 }, { "::1", 6 } };
+
+	for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+		struct listener_conf *l = config_add_listener(cfg, port);
+
+		if (!l || !(l->bind_address = mem_strdup(loopback[i].addr)))
+			return -1;
+		l->socket_domain = loopback[i].domain;
+	}
+	if (!configured && !cfg->allow_anonymous_set)
+		cfg->allow_anonymous = true;
+	return 0;
+}
+
 static int load_config(struct config *cfg, const struct options *o)
 {
 	char err[512];
@@ -142,7 +169,7 @@ static int load_config(struct config *cfg, const struct options *o)
 		fprintf(stderr, "sluice: %s\n", err);
 		return -1;
 	}
-	if ((o->port || !cfg->n_listeners) && !config_add_listener(cfg, o->port ? o->port : 1883)) {
+	if ((o->port || !cfg->n_listeners) && local_only(cfg, o->port ? o->port : 1883)) {
 		fprintf(stderr, "sluice: out of memory\n");
 		return -1;
 	}

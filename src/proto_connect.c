@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "auth.h"
 #include "base.h"
 #include "clock.h"
 #include "codec.h"
@@ -196,6 +197,23 @@ static void take_over(struct session *old)
 	session_detach(old, oc->graceful);
 }
 
+/* allow_anonymous and the password file [MQTT-3.1.4-2]: 0x87 / 5 for every refusal, as mosquitto. */
+static int check_credentials(struct conn *c, const struct mqtt_connect *p,
+			     const struct connect_plan *plan)
+{
+	const char *why = NULL;
+
+	if (auth_connect(p->has_username ? p->username.p : NULL, p->username.len,
+			 p->has_password ? p->password.p : NULL, p->password.len, &why))
+		return 0;
+	log_notice("client '%s' from %s%s not authorised: %s%s%.*s%s", plan->client_id, c->peer,
+		   c->websocket ? " (websocket)" : "", why, p->has_username ? " (username '" : "",
+		   p->has_username ? (int)p->username.len : 0, p->has_username ? p->username.p : "",
+		   p->has_username ? "')" : "");
+	msg_unref(plan->will);
+	return refuse(c, MQTT_RC_NOT_AUTHORIZED, MQTT3_CONNACK_NOT_AUTHORIZED, "not authorised");
+}
+
 static struct session *open_session(struct conn *c, const struct mqtt_connect *p, const char *id,
 				    bool *present)
 {
@@ -328,7 +346,7 @@ int proto_connect(struct conn *c, const struct mqtt_connect *p)
 		return refuse(c, MQTT_RC_BAD_AUTH_METHOD, MQTT3_CONNACK_NOT_AUTHORIZED,
 			      "unsupported authentication method");
 	if (check_client_id(c, p, &plan) || check_keep_alive(c, p, &plan) ||
-	    check_will(c, p, &plan))
+	    check_will(c, p, &plan) || check_credentials(c, p, &plan))
 		return -1;
 	plan.expiry = expiry_asked(c, p);
 	return accept_connect(c, p, &plan);

@@ -153,13 +153,17 @@ class Broker:
 			lines = lines[:1] + per + lines[1:] + per
 			# mosquitto's "log_type debug" would replace, not extend, the
 			# default set; "all" gives the same information on stderr.
-			lines += ["allow_anonymous true", "log_type all", "log_dest stderr"]
+			lines += ["log_type all", "log_dest stderr"]
 			if not any(l.split()[:1] == ["sys_interval"] for l in self.extra):
 				lines.append("sys_interval 1")
 		else:
 			if not any(l.split()[:1] == ["sys_interval"] for l in self.extra):
 				lines.append("sys_interval 1")
 			lines.append("log_type debug")
+		# Both default to allow_anonymous false (mosquitto 2): tests that
+		# do not say otherwise connect anonymously.
+		if not any(l.split()[:1] == ["allow_anonymous"] for l in self.extra):
+			lines.append("allow_anonymous true")
 		if self.kind == "mosquitto":
 			lines += [l for l in self.extra if l.split()[:1] and
 				  l.split()[0] not in MOSQUITTO_PER_LISTENER]

@@ -25,6 +25,9 @@ def run_sluice(args, timeout=10):
 
 
 def write_conf(text):
+	# allow_anonymous defaults to false (mosquitto 2): these clients have no username.
+	if "allow_anonymous" not in text:
+		text += "allow_anonymous true\n"
 	d = tempfile.mkdtemp(prefix="sluice-op-")
 	path = os.path.join(d, "test.conf")
 	with open(path, "w") as f:

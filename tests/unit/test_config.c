@@ -108,6 +108,9 @@ static void test_defaults(void **state)
 	assert_int_equal(c->log_level, LOG_NOTICE);
 	assert_string_equal(c->log_dest, "stderr");
 	assert_null(c->log_file);
+	assert_false(c->allow_anonymous); /* mosquitto 2 */
+	assert_false(c->allow_anonymous_set);
+	assert_null(c->password_file);
 }
 
 static void test_listener(void **state)
@@ -290,6 +293,26 @@ static void test_bools(void **state)
 	assert_true(c->queue_qos0_messages);
 }
 
+static void test_security(void **state)
+{
+	struct config *c = *state;
+
+	parse_ok(c, "allow_anonymous true");
+	assert_true(c->allow_anonymous);
+	assert_true(c->allow_anonymous_set);
+	parse_ok(c, "allow_anonymous false");
+	assert_false(c->allow_anonymous);
+	parse_bad(c, "allow_anonymous yes", "allow_anonymous: expected true or false, got 'yes'");
+	parse_bad(c, "allow_anonymous", "missing value");
+	parse_ok(c, "password_file /etc/sluice/passwd");
+	assert_string_equal(c->password_file, "/etc/sluice/passwd");
+	assert_string_equal(c->password_file_where, "t.conf:7");
+	parse_ok(c, "password_file other"); /* the later line wins, with its place */
+	assert_string_equal(c->password_file, "other");
+	parse_bad(c, "password_file a b", "unexpected 'b'");
+	parse_bad(c, "password_file", "missing value");
+}
+
 static void test_strings(void **state)
 {
 	struct config *c = *state;
@@ -314,15 +337,9 @@ static void test_durations(void **state)
 		const char *value;
 		uint32_t seconds;
 	} good[] = {
-		{ "0", 0 },
-		{ "3600", 3600 },
-		{ "90s", 90 },
-		{ "2h", 7200 },
-		{ "14d", 1209600 },
-		{ "1w", 604800 },
-		{ "1m", 2592000 },
-		{ "1y", 31536000 },
-		{ "136y", 4288896000u },
+		{ "0", 0 },	   { "3600", 3600 },   { "90s", 90 },
+		{ "2h", 7200 },	   { "14d", 1209600 }, { "1w", 604800 },
+		{ "1m", 2592000 }, { "1y", 31536000 }, { "136y", 4288896000u },
 	};
 	static const char *bad[] = { "2x", "h", "2hh", "2 h", "-1h", "1.5h", "137y", "2H" };
 	struct config *c = *state;
@@ -410,12 +427,8 @@ static void test_log_type(void **state)
 		const char *word;
 		enum log_level level;
 	} words[] = {
-		{ "error", LOG_ERR },
-		{ "warning", LOG_WARNING },
-		{ "notice", LOG_NOTICE },
-		{ "information", LOG_INFO },
-		{ "debug", LOG_DEBUG },
-		{ "all", LOG_DEBUG },
+		{ "error", LOG_ERR },	     { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
+		{ "information", LOG_INFO }, { "debug", LOG_DEBUG },	 { "all", LOG_DEBUG },
 	};
 	struct config *c = *state;
 	char line[64];
@@ -464,17 +477,16 @@ static void test_load_file(void **state)
 	struct config *c = *state;
 	char path[64];
 
-	write_temp(path,
-		   "# comment\r\n"
-		   "\r\n"
-		   "listener 1883   \r\n"
-		   "listener 9001\r\n"
-		   "protocol websockets\t\r\n"
-		   "max_qos 1\r\n"
-		   "log_type warning\n"
-		   "log_type debug\n"
-		   "log_type error\n" /* the most verbose given wins */
-		   "max_queued_bytes 1M"); /* no newline at the end */
+	write_temp(path, "# comment\r\n"
+			 "\r\n"
+			 "listener 1883   \r\n"
+			 "listener 9001\r\n"
+			 "protocol websockets\t\r\n"
+			 "max_qos 1\r\n"
+			 "log_type warning\n"
+			 "log_type debug\n"
+			 "log_type error\n" /* the most verbose given wins */
+			 "max_queued_bytes 1M"); /* no newline at the end */
 	assert_int_equal(config_load(c, path, err, sizeof(err)), 0);
 	unlink(path);
 	assert_int_equal(c->n_listeners, 2);
@@ -631,6 +643,10 @@ static void test_shipped_conf(void **state)
 		fail_msg("%s", err);
 	assert_int_equal(c->n_listeners, 2);
 	assert_int_equal(c->listeners[0].port, 1883);
+	assert_string_equal(c->listeners[0].bind_address, "127.0.0.1");
+	assert_string_equal(c->listeners[1].bind_address, "127.0.0.1");
+	assert_true(c->allow_anonymous); /* on this machine only (above) */
+	assert_null(c->password_file);
 	assert_int_equal(c->listeners[0].protocol, LISTENER_MQTT);
 	assert_null(c->listeners[0].http_dir);
 	assert_int_equal(c->listeners[1].port, 8080);
@@ -650,14 +666,37 @@ static void test_shipped_conf(void **state)
 static void test_shipped_conf_examples(void **state)
 {
 	static const char *names[] = {
-		"listener", "protocol", "bind_address", "socket_domain", "http_dir",
-		"max_queued_messages", "max_queued_bytes", "max_inflight_messages",
-		"queue_qos0_messages", "persistent_client_expiration", "max_packet_size",
-		"max_keepalive", "max_topic_alias", "max_qos", "retain_available",
-		"allow_zero_length_clientid", "auto_id_prefix", "connect_timeout",
-		"max_connections", "sys_interval", "log_dest", "log_type",
-		"persistence", "persistence_file", "persistence_sync", "persistence_max_bytes",
-		"max_queued_in_memory", "plugin_dir", "plugin_opt_max",
+		"listener",
+		"protocol",
+		"bind_address",
+		"socket_domain",
+		"http_dir",
+		"max_queued_messages",
+		"max_queued_bytes",
+		"max_inflight_messages",
+		"queue_qos0_messages",
+		"persistent_client_expiration",
+		"max_packet_size",
+		"max_keepalive",
+		"max_topic_alias",
+		"max_qos",
+		"retain_available",
+		"allow_zero_length_clientid",
+		"auto_id_prefix",
+		"connect_timeout",
+		"max_connections",
+		"sys_interval",
+		"log_dest",
+		"log_type",
+		"persistence",
+		"persistence_file",
+		"persistence_sync",
+		"persistence_max_bytes",
+		"max_queued_in_memory",
+		"plugin_dir",
+		"plugin_opt_max",
+		"allow_anonymous",
+		"password_file",
 	};
 	struct config *c = *state;
 	char path[4096], line[4200], want[80];
@@ -686,8 +725,8 @@ static void test_shipped_conf_examples(void **state)
 	}
 	fclose(f);
 	assert_true(examples >= 20);
-	/* "listener", "protocol" and "http_dir" are active lines, not examples */
-	seen |= 1u << 0 | 1u << 1 | 1u << 4;
+	/* "listener", "bind_address", "protocol", "http_dir" and "allow_anonymous" are active */
+	seen |= 1u << 0 | 1u << 1 | 1u << 2 | 1u << 4 | 1u << 29;
 	assert_int_equal(seen, (1u << (sizeof(names) / sizeof(names[0]))) - 1);
 }
 
@@ -899,6 +938,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_max_qos, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bools, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_strings, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_security, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_durations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sizes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_dest, setup, teardown),

@@ -1,0 +1,423 @@
+/*
+ * passwd.c - mosquitto's password file format (passwd.h): parsing, the two
+ * hashes mosquitto writes, constant-time checking, and writing $7$ lines.
+ *
+ * Owns: a table of entries read from one file, sorted by username so a
+ * CONNECT finds its user with a binary search. The table is immutable once
+ * loaded: a reload builds a new one and the caller swaps them, so a file
+ * that fails to load never leaves a half-read table in use. The crypto is
+ * mbedTLS's (PBKDF2-HMAC-SHA512, SHA-512, base64, CTR-DRBG).
+ *
+ * Runs on whatever thread calls it (the broker's loop; sluice-passwd's
+ * main); no globals but the lazily seeded random generator, which only the
+ * one-threaded sluice-passwd and start-up use.
+ *
+ * Invariants: every entry's hash is PW_HASH_LEN bytes and its salt at most
+ * PW_SALT_MAX; usernames are unique in a table; a verification always runs
+ * the entry's full hash (or a dummy's) and compares every byte, so its time
+ * does not tell a wrong password from an unknown user.
+ */
+#include "passwd.h"
+#include "mem.h"
+
+#include <errno.h>
+#include <mbedtls/base64.h>
+#include <mbedtls/ctr_drbg.h>
+#include <mbedtls/entropy.h>
+#include <mbedtls/md.h>
+#include <mbedtls/pkcs5.h>
+#include <mbedtls/platform_util.h>
+#include <mbedtls/sha512.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pw_table {
+	struct pw_entry *e;
+	size_t n, cap;
+};
+
+/* --- hashes ------------------------------------------------------------------- */
+
+int pw_pbkdf2_sha512(const void *password, size_t plen, const unsigned char *salt, size_t salt_len,
+		     uint32_t iterations, unsigned char *out)
+{
+	mbedtls_md_context_t md;
+	int rc;
+
+	mbedtls_md_init(&md);
+	rc = mbedtls_md_setup(&md, mbedtls_md_info_from_type(MBEDTLS_MD_SHA512), 1);
+	if (!rc)
+		rc = mbedtls_pkcs5_pbkdf2_hmac(&md, password, plen, salt, salt_len, iterations,
+					       PW_HASH_LEN, out);
+	mbedtls_md_free(&md);
+	return rc ? -1 : 0;
+}
+
+/* SHA-512 of password then salt: mosquitto 1.x's $6$. */
+static int sha512_salted(const void *password, size_t plen, const unsigned char *salt,
+			 size_t salt_len, unsigned char *out)
+{
+	mbedtls_sha512_context c;
+	int rc;
+
+	mbedtls_sha512_init(&c);
+	rc = mbedtls_sha512_starts_ret(&c, 0);
+	if (!rc)
+		rc = mbedtls_sha512_update_ret(&c, password, plen);
+	if (!rc)
+		rc = mbedtls_sha512_update_ret(&c, salt, salt_len);
+	if (!rc)
+		rc = mbedtls_sha512_finish_ret(&c, out);
+	mbedtls_sha512_free(&c);
+	return rc ? -1 : 0;
+}
+
+static int entry_hash(const struct pw_entry *e, const void *password, size_t plen,
+		      unsigned char *out)
+{
+	if (e->kind == PW_PBKDF2_SHA512)
+		return pw_pbkdf2_sha512(password, plen, e->salt, e->salt_len, e->iterations, out);
+	return sha512_salted(password, plen, e->salt, e->salt_len, out);
+}
+
+static bool equal_ct(const unsigned char *a, const unsigned char *b, size_t n)
+{
+	volatile unsigned char diff = 0;
+
+	for (size_t i = 0; i < n; i++)
+		diff |= a[i] ^ b[i];
+	return diff == 0;
+}
+
+bool pw_verify(const struct pw_entry *e, const void *password, size_t plen)
+{
+	static const struct pw_entry dummy = {
+		.kind = PW_PBKDF2_SHA512,
+		.iterations = PW_ITERATIONS,
+		.salt = "sluice-dummy",
+		.salt_len = PW_SALT_LEN,
+	};
+	unsigned char got[PW_HASH_LEN];
+	bool ok;
+
+	if (entry_hash(e ? e : &dummy, password, plen, got))
+		return false;
+	ok = equal_ct(got, e ? e->hash : dummy.hash, PW_HASH_LEN);
+	return ok && e != NULL;
+}
+
+/* --- parsing ------------------------------------------------------------------ */
+
+/*
+ * Decodes base64 s (n chars) into out (at most max bytes): its length, or -1.
+ * mbedTLS drops a last group of fewer than 4 chars: refuse it, so that a
+ * truncated salt is a load error and not a silently different salt.
+ */
+static long b64_decode(const char *s, size_t n, unsigned char *out, size_t max)
+{
+	size_t olen = 0;
+
+	if (!n || n % 4 || mbedtls_base64_decode(out, max, &olen, (const unsigned char *)s, n))
+		return -1;
+	return (long)olen;
+}
+
+/* The next '$'-separated field of *s (its length), moving *s past the '$'. */
+static size_t field(const char **s, bool last)
+{
+	const char *p = *s, *end = strchr(p, '$');
+	size_t n;
+
+	if (last)
+		return strlen(p);
+	if (!end)
+		return (size_t)-1;
+	n = (size_t)(end - p);
+	*s = end + 1;
+	return n;
+}
+
+static int parse_iterations(const char *s, size_t n, uint32_t *out)
+{
+	char buf[16];
+	char *end;
+	unsigned long v;
+
+	if (!n || n >= sizeof(buf) || strspn(s, "0123456789") < n)
+		return -1;
+	memcpy(buf, s, n);
+	buf[n] = '\0';
+	errno = 0;
+	v = strtoul(buf, &end, 10);
+	if (errno || *end || v < 1 || v > PW_ITERATIONS_MAX)
+		return -1;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+int pw_parse_hash(const char *s, struct pw_entry *e, const char **why)
+{
+	const char *salt, *hash;
+	size_t sn, n;
+	long got;
+
+	*why = "not a mosquitto_passwd hash ($7$... or $6$...)";
+	if (!strncmp(s, "$7$", 3)) {
+		const char *it = s + 3;
+
+		e->kind = PW_PBKDF2_SHA512;
+		n = field(&it, false);
+		if (n == (size_t)-1 || parse_iterations(s + 3, n, &e->iterations)) {
+			*why = "$7$: the iteration count is not a number from 1 to 10000000";
+			return -1;
+		}
+		salt = it;
+	} else if (!strncmp(s, "$6$", 3)) {
+		e->kind = PW_SHA512;
+		e->iterations = 0;
+		salt = s + 3;
+	} else {
+		return -1;
+	}
+	hash = salt;
+	sn = field(&hash, false);
+	if (sn == (size_t)-1) {
+		*why = "no '$' between salt and hash";
+		return -1;
+	}
+	got = b64_decode(salt, sn, e->salt, sizeof(e->salt));
+	if (got < 1) {
+		*why = "the salt is not base64 (of at most 64 bytes)";
+		return -1;
+	}
+	e->salt_len = (size_t)got;
+	n = field(&hash, true);
+	if (b64_decode(hash, n, e->hash, sizeof(e->hash)) != PW_HASH_LEN) {
+		*why = "the hash is not base64 of 64 bytes";
+		return -1;
+	}
+	return 0;
+}
+
+/* Strips blanks (and a line ending) from both ends of s in place. */
+static char *trim(char *s)
+{
+	size_t n;
+
+	s += strspn(s, " \t");
+	n = strlen(s);
+	while (n && strchr(" \t\r\n", s[n - 1]))
+		s[--n] = '\0';
+	return s;
+}
+
+static int by_name(const void *a, const void *b)
+{
+	const struct pw_entry *x = a, *y = b;
+
+	return strcmp(x->username, y->username);
+}
+
+static int add_entry(struct pw_table *t, const struct pw_entry *e)
+{
+	if (t->n == t->cap) {
+		size_t cap = t->cap ? t->cap * 2 : 16;
+		struct pw_entry *a = mem_realloc(t->e, cap * sizeof(*a));
+
+		if (!a)
+			return -1;
+		t->e = a;
+		t->cap = cap;
+	}
+	t->e[t->n++] = *e;
+	return 0;
+}
+
+/* One line (its ending stripped): 0, or -1 with *why. */
+static int parse_line(struct pw_table *t, char *line, const char **why)
+{
+	struct pw_entry e;
+	char *colon, *user, *hash;
+
+	if (line[0] == '#' || !(colon = strchr(line, ':')))
+		return 0;
+	*colon = '\0';
+	user = trim(line);
+	hash = trim(colon + 1);
+	if (!*user) {
+		*why = "empty username";
+		return -1;
+	}
+	memset(&e, 0, sizeof(e));
+	if (pw_parse_hash(hash, &e, why))
+		return -1;
+	if (!(e.username = mem_strdup(user)) || add_entry(t, &e)) {
+		mem_free(e.username);
+		*why = "out of memory";
+		return -1;
+	}
+	return 0;
+}
+
+/* Reads one line into buf (PW_LINE_MAX + 2): 1, 0 at the end, -1 too long, -2 a NUL byte. */
+static int read_line(FILE *f, char *buf)
+{
+	size_t n = 0;
+	int ch;
+
+	while ((ch = getc(f)) != EOF && ch != '\n') {
+		if (!ch)
+			return -2;
+		if (n > PW_LINE_MAX)
+			return -1;
+		buf[n++] = (char)ch;
+	}
+	if (ch == EOF && !n)
+		return 0;
+	buf[n] = '\0';
+	return 1;
+}
+
+static int load_lines(struct pw_table *t, FILE *f, const char *path, char *err, size_t errlen)
+{
+	char *buf = mem_alloc(PW_LINE_MAX + 2);
+	const char *why = NULL;
+	int lineno = 0, got;
+
+	if (!buf) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return -1;
+	}
+	while ((got = read_line(f, buf)) != 0) {
+		lineno++;
+		why = got == -1 ? "line too long" : got == -2 ? "NUL byte in line" : NULL;
+		if (why || parse_line(t, buf, &why))
+			break;
+		why = NULL; /* a line that parsed may have left a message behind */
+	}
+	mem_free(buf);
+	if (why)
+		snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+	else if (ferror(f))
+		snprintf(err, errlen, "%s: read error", path);
+	return why || ferror(f) ? -1 : 0;
+}
+
+/* The first username that appears twice in the sorted table, or NULL. */
+static const char *duplicate(const struct pw_table *t)
+{
+	for (size_t i = 1; i < t->n; i++)
+		if (!strcmp(t->e[i - 1].username, t->e[i].username))
+			return t->e[i].username;
+	return NULL;
+}
+
+struct pw_table *pw_load(const char *path, char *err, size_t errlen)
+{
+	struct pw_table *t = mem_calloc(1, sizeof(*t));
+	const char *dup;
+	FILE *f;
+
+	if (!t) {
+		snprintf(err, errlen, "%s: out of memory", path);
+		return NULL;
+	}
+	if (!(f = fopen(path, "r"))) {
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		pw_free(t);
+		return NULL;
+	}
+	if (load_lines(t, f, path, err, errlen)) {
+		fclose(f);
+		pw_free(t);
+		return NULL;
+	}
+	fclose(f);
+	if (t->n)
+		qsort(t->e, t->n, sizeof(*t->e), by_name);
+	if ((dup = duplicate(t))) {
+		snprintf(err, errlen, "%s: user '%s' is listed twice", path, dup);
+		pw_free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void pw_free(struct pw_table *t)
+{
+	if (!t)
+		return;
+	for (size_t i = 0; i < t->n; i++) {
+		mbedtls_platform_zeroize(t->e[i].hash, sizeof(t->e[i].hash));
+		mem_free(t->e[i].username);
+	}
+	mem_free(t->e);
+	mem_free(t);
+}
+
+size_t pw_count(const struct pw_table *t)
+{
+	return t ? t->n : 0;
+}
+
+const struct pw_entry *pw_find(const struct pw_table *t, const char *username, size_t ulen)
+{
+	size_t lo = 0, hi = t ? t->n : 0;
+
+	if (memchr(username, '\0', ulen))
+		return NULL; /* no NUL inside a name of the file */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		const char *name = t->e[mid].username;
+		int c = strncmp(name, username, ulen);
+
+		if (!c && name[ulen])
+			c = 1; /* name is longer */
+		if (!c)
+			return &t->e[mid];
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
+/* --- writing ------------------------------------------------------------------ */
+
+int pw_format_line(char *out, size_t outlen, const char *username, const void *password,
+		   size_t plen, uint32_t iterations, const unsigned char *salt, size_t salt_len)
+{
+	unsigned char hash[PW_HASH_LEN];
+	unsigned char s64[PW_SALT_MAX * 2], h64[PW_HASH_LEN * 2];
+	size_t sl = 0, hl = 0;
+	int n;
+
+	if (salt_len > PW_SALT_MAX || !salt_len ||
+	    pw_pbkdf2_sha512(password, plen, salt, salt_len, iterations, hash) ||
+	    mbedtls_base64_encode(s64, sizeof(s64), &sl, salt, salt_len) ||
+	    mbedtls_base64_encode(h64, sizeof(h64), &hl, hash, sizeof(hash)))
+		return -1;
+	mbedtls_platform_zeroize(hash, sizeof(hash));
+	n = snprintf(out, outlen, "%s:$7$%u$%.*s$%.*s", username, (unsigned)iterations, (int)sl,
+		     (const char *)s64, (int)hl, (const char *)h64);
+	return n < 0 || (size_t)n >= outlen ? -1 : n;
+}
+
+int pw_random(unsigned char *out, size_t n)
+{
+	static mbedtls_entropy_context entropy;
+	static mbedtls_ctr_drbg_context drbg;
+	static bool seeded;
+
+	if (!seeded) {
+		mbedtls_entropy_init(&entropy);
+		mbedtls_ctr_drbg_init(&drbg);
+		if (mbedtls_ctr_drbg_seed(&drbg, mbedtls_entropy_func, &entropy,
+					  (const unsigned char *)"sluice", 6))
+			return -1;
+		seeded = true;
+	}
+	return mbedtls_ctr_drbg_random(&drbg, out, n) ? -1 : 0;
+}
