@@ -554,8 +554,8 @@ static void test_load_out_of_memory(void **state)
 /* With mosquitto_passwd's salt, pw_format_line writes mosquitto_passwd's line. */
 static void test_format_line_matches_mosquitto(void **state)
 {
-	static const char *lines[] = { vectors[0].line, vectors[1].line, vectors[2].line,
-				       vectors[3].line, vectors[4].line };
+	const char *lines[] = { vectors[0].line, vectors[1].line, vectors[2].line, vectors[3].line,
+				vectors[4].line };
 	static const char *passwords[] = { "pass", "correct horse battery staple",
 					   "P\xc3\xa4ssw\xc3\xb6rd\xe2\x82\xac", "", "x" };
 
