@@ -337,9 +337,15 @@ static void test_durations(void **state)
 		const char *value;
 		uint32_t seconds;
 	} good[] = {
-		{ "0", 0 },	   { "3600", 3600 },   { "90s", 90 },
-		{ "2h", 7200 },	   { "14d", 1209600 }, { "1w", 604800 },
-		{ "1m", 2592000 }, { "1y", 31536000 }, { "136y", 4288896000u },
+		{ "0", 0 },
+		{ "3600", 3600 },
+		{ "90s", 90 },
+		{ "2h", 7200 },
+		{ "14d", 1209600 },
+		{ "1w", 604800 },
+		{ "1m", 2592000 },
+		{ "1y", 31536000 },
+		{ "136y", 4288896000u },
 	};
 	static const char *bad[] = { "2x", "h", "2hh", "2 h", "-1h", "1.5h", "137y", "2H" };
 	struct config *c = *state;
@@ -427,8 +433,12 @@ static void test_log_type(void **state)
 		const char *word;
 		enum log_level level;
 	} words[] = {
-		{ "error", LOG_ERR },	     { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
-		{ "information", LOG_INFO }, { "debug", LOG_DEBUG },	 { "all", LOG_DEBUG },
+		{ "error", LOG_ERR },
+		{ "warning", LOG_WARNING },
+		{ "notice", LOG_NOTICE },
+		{ "information", LOG_INFO },
+		{ "debug", LOG_DEBUG },
+		{ "all", LOG_DEBUG },
 	};
 	struct config *c = *state;
 	char line[64];
@@ -477,16 +487,17 @@ static void test_load_file(void **state)
 	struct config *c = *state;
 	char path[64];
 
-	write_temp(path, "# comment\r\n"
-			 "\r\n"
-			 "listener 1883   \r\n"
-			 "listener 9001\r\n"
-			 "protocol websockets\t\r\n"
-			 "max_qos 1\r\n"
-			 "log_type warning\n"
-			 "log_type debug\n"
-			 "log_type error\n" /* the most verbose given wins */
-			 "max_queued_bytes 1M"); /* no newline at the end */
+	write_temp(path,
+		   "# comment\r\n"
+		   "\r\n"
+		   "listener 1883   \r\n"
+		   "listener 9001\r\n"
+		   "protocol websockets\t\r\n"
+		   "max_qos 1\r\n"
+		   "log_type warning\n"
+		   "log_type debug\n"
+		   "log_type error\n" /* the most verbose given wins */
+		   "max_queued_bytes 1M"); /* no newline at the end */
 	assert_int_equal(config_load(c, path, err, sizeof(err)), 0);
 	unlink(path);
 	assert_int_equal(c->n_listeners, 2);
@@ -666,36 +677,14 @@ static void test_shipped_conf(void **state)
 static void test_shipped_conf_examples(void **state)
 {
 	static const char *names[] = {
-		"listener",
-		"protocol",
-		"bind_address",
-		"socket_domain",
-		"http_dir",
-		"max_queued_messages",
-		"max_queued_bytes",
-		"max_inflight_messages",
-		"queue_qos0_messages",
-		"persistent_client_expiration",
-		"max_packet_size",
-		"max_keepalive",
-		"max_topic_alias",
-		"max_qos",
-		"retain_available",
-		"allow_zero_length_clientid",
-		"auto_id_prefix",
-		"connect_timeout",
-		"max_connections",
-		"sys_interval",
-		"log_dest",
-		"log_type",
-		"persistence",
-		"persistence_file",
-		"persistence_sync",
-		"persistence_max_bytes",
-		"max_queued_in_memory",
-		"plugin_dir",
-		"plugin_opt_max",
-		"allow_anonymous",
+		"listener", "protocol", "bind_address", "socket_domain", "http_dir",
+		"max_queued_messages", "max_queued_bytes", "max_inflight_messages",
+		"queue_qos0_messages", "persistent_client_expiration", "max_packet_size",
+		"max_keepalive", "max_topic_alias", "max_qos", "retain_available",
+		"allow_zero_length_clientid", "auto_id_prefix", "connect_timeout",
+		"max_connections", "sys_interval", "log_dest", "log_type",
+		"persistence", "persistence_file", "persistence_sync", "persistence_max_bytes",
+		"max_queued_in_memory", "plugin_dir", "plugin_opt_max", "allow_anonymous",
 		"password_file",
 	};
 	struct config *c = *state;
