@@ -95,6 +95,16 @@ enum sp_event_type {
 	SP_EV_GROUP_END, /* a shared group ended with its last member, and its queue with it
 			  * (share_group, share_filter; client_id ""): no DROPPED follows for
 			  * the messages that waited in it */
+	/* Appended after API 2 (there when SP_HOST_HAS(host, acl_check)): */
+	SP_EV_AUTH, /* a CONNECT's credentials (client_id, username, password, address),
+		     * before the password file: ALLOW (connect, the file is not asked),
+		     * REJECT (CONNACK 0x87 / 5, or res->reason >= 0x80 for MQTT 5) or
+		     * PASS (the next plugin, then allow_anonymous and the password file) */
+	SP_EV_ACL_CHECK, /* may client_id / username have access (SP_ACL_READ: a delivery,
+			  * SP_ACL_WRITE: a PUBLISH or a will, SP_ACL_SUBSCRIBE: a
+			  * SUBSCRIBE's filter) to topic? ALLOW, REJECT (denied) or PASS
+			  * (the next plugin, then the acl_file); msg is the message for
+			  * READ and WRITE */
 	SP_EV__COUNT
 };
 
@@ -113,6 +123,8 @@ enum sp_verdict {
 	SP_KEEP, /* DELIVER: the plugin keeps this delivery itself (it took a reference
 		  * with msg_ref) and hands it on later with host->redeliver; for the
 		  * publisher it counts as delivered, not as "no matching subscribers" */
+	/* Appended after API 2 (there when SP_HOST_HAS(host, acl_check)): */
+	SP_ALLOW, /* AUTH, ACL_CHECK: allowed; the broker's own files are not asked */
 };
 
 struct sp_member {
@@ -145,6 +157,12 @@ struct sp_event {
 		      * for another member (its session ended before the client had it).
 		      * DROPPED with client_id "" and share_group set: the group's own queue
 		      * dropped it (expired, or no member left) */
+	/* Appended after API 2 (there when SP_HOST_HAS(host, acl_check)): */
+	const void *password; /* AUTH: as sent (not NUL-terminated), NULL when none */
+	size_t password_len; /* AUTH */
+	const char *address; /* AUTH: the client's address */
+	const char *topic; /* ACL_CHECK: the topic (READ, WRITE) or filter (SUBSCRIBE) */
+	int access; /* ACL_CHECK: SP_ACL_READ, SP_ACL_WRITE or SP_ACL_SUBSCRIBE */
 };
 
 struct sp_result {
@@ -360,7 +378,20 @@ struct sp_host {
 	 * own record of their order comparable with new messages.
 	 */
 	void (*msg_ids_after)(uint64_t id);
+	/*
+	 * May client_id (username NULL: none) read (SP_ACL_READ) or write
+	 * (SP_ACL_WRITE) topic under the broker's access rules (acl_file)? 1
+	 * yes, 0 no (1 when no rules are configured). A plugin that takes a
+	 * message to route it later on another topic ($delayed/..., $txn/...)
+	 * asks for that topic: the broker only checks what it routes itself.
+	 */
+	int (*acl_check)(const char *client_id, const char *username, const char *topic,
+			 int access);
 };
+
+#define SP_ACL_READ 1
+#define SP_ACL_WRITE 2
+#define SP_ACL_SUBSCRIBE 4 /* ACL_CHECK only */
 
 /* Log levels for host->log. */
 #define SP_LOG_ERR 0

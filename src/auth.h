@@ -1,6 +1,6 @@
 /*
- * auth.h - who may connect: allow_anonymous and the password file, as
- * mosquitto 2 decides it.
+ * auth.h - who may connect (allow_anonymous and the password file) and
+ * what a client may read and write (the ACL file), as mosquitto 2 decides.
  */
 #ifndef SLUICE_AUTH_H
 #define SLUICE_AUTH_H
@@ -8,11 +8,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "acl.h"
+
 struct config;
 
 /* Loads cfg's password file (if any): 0, or -1 after logging "FILE:LINE: password_file: ...". */
 int auth_init(const struct config *cfg);
-/* SIGHUP: reads the password file again; on failure the old one stays (logged). 0 or -1. */
+/* SIGHUP: reads the password and ACL files again; one that fails keeps its old self (logged). */
 int auth_reload(void);
 void auth_shutdown(void);
 
@@ -23,5 +25,14 @@ void auth_shutdown(void);
  */
 bool auth_connect(const char *username, size_t ulen, const void *password, size_t plen,
 		  const char **why);
+
+/* Is an ACL file in force (else every check below allows)? */
+bool auth_acl_active(void);
+/* May the client (username NULL: none) read or write topic? */
+bool auth_may(const char *client_id, const char *username, const char *topic, size_t tlen,
+	      enum acl_access access);
+/* May it read anything of filter (no "$share/" prefix)? */
+bool auth_may_subscribe(const char *client_id, const char *username, const char *filter,
+			size_t flen);
 
 #endif

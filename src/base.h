@@ -23,6 +23,7 @@ struct base_stats {
 	uint64_t pub_dropped; /* messages not delivered to a session: queue full, too big, ... */
 	uint64_t qos0_dropped; /* of those, QoS 0 */
 	uint64_t expired; /* messages expired before delivery */
+	uint64_t acl_denied; /* PUBLISHes, deliveries and wills the ACL did not allow */
 	uint64_t conns_total; /* connections accepted since start */
 	uint64_t clients_max; /* most clients connected at once */
 	uint64_t clients_connected; /* sessions with a live connection */

@@ -165,6 +165,7 @@ static int set_log_type(struct parser *p, const struct directive *d, char **argv
 static int set_plugin(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_plugin_opt(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_password_file(struct parser *p, const struct directive *d, char **argv, int argc);
+static int set_acl_file(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_allow_anonymous(struct parser *p, const struct directive *d, char **argv, int argc);
 
 #define CFG(field) \
@@ -233,6 +234,7 @@ static const struct directive directives[] = {
 	{ .name = "plugin", .kind = K_CALL, .set = set_plugin, .max_args = 1 },
 	{ .name = "allow_anonymous", .kind = K_CALL, .set = set_allow_anonymous, .max_args = 1 },
 	{ .name = "password_file", .kind = K_CALL, .set = set_password_file, .max_args = 1 },
+	{ .name = "acl_file", .kind = K_CALL, .set = set_acl_file, .max_args = 1 },
 	{ .name = "plugin_opt_",
 	  .kind = K_CALL,
 	  .set = set_plugin_opt,
@@ -326,6 +328,8 @@ void config_free(struct config *c)
 	free_string(&c->plugin_dir);
 	free_string(&c->password_file);
 	free_string(&c->password_file_where);
+	free_string(&c->acl_file);
+	free_string(&c->acl_file_where);
 	free_string(&c->persistence_file);
 	free_string(&c->auto_id_prefix);
 	free_string(&c->log_dest);
@@ -626,18 +630,27 @@ static int set_allow_anonymous(struct parser *p, const struct directive *d, char
 	return 0;
 }
 
-/* password_file PATH: the path, and where it was given (start-up and reload errors name it). */
-static int set_password_file(struct parser *p, const struct directive *d, char **argv, int argc)
+/* A file's path, and where it was given (start-up and reload errors name it). */
+static int set_path_where(struct parser *p, const struct directive *d, char **path, char **where,
+			  const char *value)
 {
-	struct config *c = p->c;
-
-	free_string(&c->password_file);
-	free_string(&c->password_file_where);
-	c->password_file = mem_strdup(argv[1]);
-	c->password_file_where = where_of(p);
-	if (!c->password_file || !c->password_file_where)
+	free_string(path);
+	free_string(where);
+	*path = mem_strdup(value);
+	*where = where_of(p);
+	if (!*path || !*where)
 		return fail(p, "%s: out of memory", d->name);
 	return 0;
+}
+
+static int set_password_file(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	return set_path_where(p, d, &p->c->password_file, &p->c->password_file_where, argv[1]);
+}
+
+static int set_acl_file(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	return set_path_where(p, d, &p->c->acl_file, &p->c->acl_file_where, argv[1]);
 }
 
 /* plugin_opt_KEY VALUE: an option of the plugin loaded by the latest "plugin" line. */

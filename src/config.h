@@ -96,6 +96,8 @@ struct config {
 	bool allow_anonymous_set; /* given in the file (else local only mode turns it on) */
 	char *password_file; /* mosquitto_passwd's format; NULL = none */
 	char *password_file_where; /* "FILE:LINE" of its directive, for errors */
+	char *acl_file; /* mosquitto's ACL format; NULL = none (everything allowed) */
+	char *acl_file_where;
 
 	/* operation */
 	uint32_t sys_interval; /* seconds; 0 = no $SYS */

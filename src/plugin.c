@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "auth.h"
 #include "buf.h"
 #include "config.h"
 #include "log.h"
@@ -653,4 +654,87 @@ void plugin_unload_all(void)
 	n_plugins = cap_plugins = 0;
 	memset(wants, 0, sizeof(wants));
 	buf_free(&ack_props);
+}
+
+/* --- access: AUTH and ACL_CHECK before the broker's own files ------------------- */
+
+bool plugin_authenticate(const char *client_id, const char *username, size_t ulen,
+			 const void *password, size_t plen, uint8_t protocol, const char *address,
+			 uint8_t *reason, const char **why)
+{
+	struct sp_event ev;
+	struct sp_result res;
+	char *user = NULL;
+
+	*reason = MQTT_RC_NOT_AUTHORIZED;
+	if (wants[SP_EV_AUTH]) {
+		if (username && !(user = mem_strndup(username, ulen))) {
+			*why = "out of memory";
+			return false;
+		}
+		memset(&ev, 0, sizeof(ev));
+		memset(&res, 0, sizeof(res));
+		ev.client_id = client_id;
+		ev.username = user;
+		ev.protocol = protocol;
+		ev.password = password;
+		ev.password_len = password ? plen : 0;
+		ev.address = address;
+		run_chain(SP_EV_AUTH, &ev, &res, 0);
+		mem_free(user);
+		if (res.verdict == SP_ALLOW)
+			return true;
+		if (res.verdict == SP_REJECT) {
+			if (res.reason >= 0x80)
+				*reason = res.reason;
+			*why = "refused by a plugin";
+			return false;
+		}
+	}
+	return auth_connect(username, ulen, password, plen, why);
+}
+
+bool plugin_acl_active(void)
+{
+	return wants[SP_EV_ACL_CHECK] || auth_acl_active();
+}
+
+/* 1 allowed, 0 denied, -1 no plugin decided. */
+static int acl_chain(const char *client_id, const char *username, const char *topic, size_t tlen,
+		     int access, const struct msg *m)
+{
+	static bool inside; /* a plugin asking host->acl_check from its own callback */
+	struct sp_event ev;
+	struct sp_result res;
+	char *t;
+
+	if (!wants[SP_EV_ACL_CHECK] || inside)
+		return -1;
+	if (!(t = mem_strndup(topic, tlen)))
+		return 0; /* out of memory: denied, never allowed by accident */
+	memset(&ev, 0, sizeof(ev));
+	memset(&res, 0, sizeof(res));
+	ev.client_id = client_id;
+	ev.username = username;
+	ev.topic = t;
+	ev.access = access;
+	ev.msg = (struct sp_msg *)m;
+	inside = true;
+	run_chain(SP_EV_ACL_CHECK, &ev, &res, 0);
+	inside = false;
+	mem_free(t);
+	return res.verdict == SP_ALLOW ? 1 : res.verdict == SP_REJECT ? 0 : -1;
+}
+
+bool plugin_acl(const char *client_id, const char *username, const char *topic, size_t tlen,
+		int access, const struct msg *m)
+{
+	int rc = acl_chain(client_id, username, topic, tlen, access, m);
+
+	if (rc >= 0)
+		return rc == 1;
+	if (access == SP_ACL_SUBSCRIBE)
+		return auth_may_subscribe(client_id, username, topic, tlen);
+	return auth_may(client_id, username, topic, tlen,
+			access == SP_ACL_READ ? ACL_READ : ACL_WRITE);
 }

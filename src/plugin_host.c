@@ -642,6 +642,14 @@ static int host_after_commit(struct sp_plugin *self, void (*fn)(void *arg, int s
 	return 0;
 }
 
+static int host_acl_check(const char *client_id, const char *username, const char *topic,
+			  int access)
+{
+	if (!client_id || !topic || (access != SP_ACL_READ && access != SP_ACL_WRITE))
+		return 0;
+	return plugin_acl(client_id, username, topic, strlen(topic), access, NULL);
+}
+
 static const struct sp_host host = {
 	.api = SLUICE_PLUGIN_API,
 	.size = sizeof(struct sp_host),
@@ -689,6 +697,7 @@ static const struct sp_host host = {
 	.opt_where = host_opt_where,
 	.listeners = host_listeners,
 	.msg_ids_after = msg_seen_id,
+	.acl_check = host_acl_check,
 };
 
 const struct sp_host *plugin_host_table(void)

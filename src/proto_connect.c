@@ -14,7 +14,6 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "auth.h"
 #include "base.h"
 #include "clock.h"
 #include "codec.h"
@@ -197,21 +196,26 @@ static void take_over(struct session *old)
 	session_detach(old, oc->graceful);
 }
 
-/* allow_anonymous and the password file [MQTT-3.1.4-2]: 0x87 / 5 for every refusal, as mosquitto. */
+/*
+ * AUTH plugins, then allow_anonymous and the password file [MQTT-3.1.4-2]:
+ * 0x87 / 5 for every refusal, as mosquitto (a plugin may pick the MQTT 5 code).
+ */
 static int check_credentials(struct conn *c, const struct mqtt_connect *p,
 			     const struct connect_plan *plan)
 {
 	const char *why = NULL;
+	uint8_t reason;
 
-	if (auth_connect(p->has_username ? p->username.p : NULL, p->username.len,
-			 p->has_password ? p->password.p : NULL, p->password.len, &why))
+	if (plugin_authenticate(plan->client_id, p->has_username ? p->username.p : NULL,
+				p->username.len, p->has_password ? p->password.p : NULL,
+				p->password.len, c->version, c->peer, &reason, &why))
 		return 0;
 	log_notice("client '%s' from %s%s not authorised: %s%s%.*s%s", plan->client_id, c->peer,
 		   c->websocket ? " (websocket)" : "", why, p->has_username ? " (username '" : "",
 		   p->has_username ? (int)p->username.len : 0, p->has_username ? p->username.p : "",
 		   p->has_username ? "')" : "");
 	msg_unref(plan->will);
-	return refuse(c, MQTT_RC_NOT_AUTHORIZED, MQTT3_CONNACK_NOT_AUTHORIZED, "not authorised");
+	return refuse(c, reason, MQTT3_CONNACK_NOT_AUTHORIZED, "not authorised");
 }
 
 static struct session *open_session(struct conn *c, const struct mqtt_connect *p, const char *id,

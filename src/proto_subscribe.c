@@ -69,6 +69,25 @@ static void reply_free(struct sub_reply *r)
 	mem_free(r);
 }
 
+/*
+ * Beyond mosquitto (which grants every SUBSCRIBE and filters deliveries): a
+ * filter the ACL lets the client read nothing of is refused. Deliveries
+ * are checked one by one anyway (router.c).
+ */
+static bool may_read_any(const struct session *s, const char *f, size_t len)
+{
+	const char *g, *sf;
+	size_t gl, sfl;
+
+	if (!plugin_acl_active())
+		return true;
+	if (topic_share_split(f, len, &g, &gl, &sf, &sfl)) {
+		f = sf;
+		len = sfl;
+	}
+	return plugin_acl(s->client_id, s->username, f, len, SP_ACL_SUBSCRIBE, NULL);
+}
+
 static uint8_t subscribe_one(struct session *s, const char *f, size_t len, uint8_t *options,
 			     uint32_t subid, bool *existed)
 {
@@ -78,6 +97,14 @@ static uint8_t subscribe_one(struct session *s, const char *f, size_t len, uint8
 		/* [MQTT-3.2.2-10] grant no more than our maximum QoS. */
 		qos = base.cfg->max_qos;
 		*options = (uint8_t)((*options & ~MQTT_SUBOPT_QOS_MASK) | qos);
+	}
+	if (!may_read_any(s, f, len)) {
+		log_notice(
+			"client '%s'%s%s%s: subscription to '%.*s' denied by the ACL (it may read "
+			"nothing of it)",
+			s->client_id, s->username ? " (username '" : "",
+			s->username ? s->username : "", s->username ? "')" : "", (int)len, f);
+		return MQTT_RC_NOT_AUTHORIZED;
 	}
 	refused = plugin_subscribe(s, f, len, qos);
 	if (refused) {

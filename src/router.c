@@ -181,6 +181,17 @@ static int deliver_now(struct session *s, struct msg *m, uint8_t qos, bool retai
 	return rc;
 }
 
+/* The ACL is asked at every delivery: a reload applies at once, retained messages included. */
+static bool may_read(const struct session *s, const struct msg *m)
+{
+	if (plugin_acl(s->client_id, s->username, m->topic, m->topic_len, SP_ACL_READ, m))
+		return true;
+	log_debug("client '%s': message on '%s' not delivered: the ACL denies reading it",
+		  s->client_id, m->topic);
+	base.stats.acl_denied++;
+	return false;
+}
+
 /*
  * One delivery to s, after the DELIVER chain from plugin `from`. Returns
  * what outq_deliver() does, OUTQ_DROPPED when a plugin skipped or held it,
@@ -194,6 +205,8 @@ static int deliver(struct session *s, struct msg *m, uint8_t qos, bool retain,
 	struct sp_result res;
 	int rc;
 
+	if (plugin_acl_active() && !may_read(s, m))
+		return OUTQ_DROPPED;
 	switch (plugin_deliver(s, m, qos, share, from, &res, &who)) {
 	case SP_SKIP:
 		return OUTQ_DROPPED;
@@ -1127,8 +1140,16 @@ static void on_detached(struct session *s, bool graceful)
 	plugin_disconnect(s, graceful);
 }
 
+/* A will is accepted at CONNECT and checked (write) when it is published, as in mosquitto. */
 static void on_will(struct session *s, struct msg *will)
 {
+	if (plugin_acl_active() && !plugin_acl(s->client_id, s->username, will->topic,
+					       will->topic_len, SP_ACL_WRITE, will)) {
+		log_notice("client '%s': will on '%s' not published: the ACL denies writing it",
+			   s->client_id, will->topic);
+		base.stats.acl_denied++;
+		return;
+	}
 	router_route_from(will, s->username, 0);
 }
 

@@ -58,9 +58,12 @@
  * skipped, because the chunk row is what says whether a message is still
  * pending (lazy deletion keeps the heap free of a position index).
  *
- * Who may cancel: the client whose client id published the message. There
- * are no usernames in sluice yet; once there are, this should compare the
- * authenticated identity instead, since a client id can be reused by anyone.
+ * Who may cancel: a message published with a username (authenticated with
+ * the password file) only by a client with that username; one published
+ * without a username by a client with the same client id. The sender rows
+ * name the publisher: "\x01" + username, or the client id (escaped with a
+ * "\x02" in front when it starts with '\x01' or '\x02', so the two kinds of
+ * name never meet; rows written before usernames are plain client ids).
  *
  * Start-up rebuilds the queue from the chunk rows (kv_scan); overdue
  * messages are staged first and go at once, in due order, as their payloads
@@ -603,6 +606,35 @@ static void collect_props(const struct dl *dl, const struct sp_msg *m, struct sc
 	}
 }
 
+#define WHO_MAX 65540 /* a prefix byte and a username or client id (at most 65535 bytes) */
+
+/* The publisher's (or canceller's) name for the sender rows (see the top of this file). */
+static const char *identity(const struct sp_event *ev, const char *client_id, char *buf)
+{
+	const char *name = ev->username && ev->username[0] ? ev->username : client_id;
+	char prefix = name == ev->username ? '\x01' : 0;
+	size_t n = strlen(name);
+
+	if (!prefix && (name[0] == '\x01' || name[0] == '\x02'))
+		prefix = '\x02';
+	if (!prefix || n > WHO_MAX - 2)
+		return name;
+	buf[0] = prefix;
+	memcpy(buf + 1, name, n + 1);
+	return buf;
+}
+
+/* May the client of ev cancel a message of sender row name? */
+static bool may_cancel(const struct sp_event *ev, const char *client_id, const char *name)
+{
+	static char buf[WHO_MAX];
+
+	if (!strcmp(name, identity(ev, client_id, buf)))
+		return true;
+	/* a message without a username is its client id's, whoever cancels it */
+	return name[0] != '\x01' && name[0] != '\x02' && !strcmp(name, client_id);
+}
+
 static int do_cancel(struct dl *dl, const struct sp_event *ev, uint64_t id, struct sp_result *res)
 {
 	static const char *const not_done =
@@ -620,10 +652,10 @@ static int do_cancel(struct dl *dl, const struct sp_event *ev, uint64_t id, stru
 		return reject(dl, ev, res, SCHED_RC_IMPL_ERROR,
 			      "no pending delayed message with that id");
 	s = sched_senders_by_id(&dl->senders, it.sender);
-	/* Client ids only: sluice has no usernames yet (see the top of this file). */
-	if (!s || strcmp(s->name, who))
+	if (!s || !may_cancel(ev, who, s->name))
 		return reject(dl, ev, res, SCHED_RC_NOT_AUTHORIZED,
-			      "only the client that published a delayed message may cancel it");
+			      "only the publisher of a delayed message (its username, or its "
+			      "client id when it had none) may cancel it");
 	if (entry_drop(dl, id, buf, len, &it))
 		return reject(dl, ev, res, SCHED_RC_UNSPECIFIED, not_done);
 	dl->cancelled++;
@@ -710,6 +742,7 @@ fail:
 static int do_delay(struct dl *dl, const struct sp_event *ev, const struct sched_req *rq,
 		    struct sp_result *res)
 {
+	static char who[WHO_MAX]; /* the loop thread's only */
 	struct sp_msg *m = dl->host->msg_rewrite(ev->msg, rq->target, drop_keys, 2, false);
 	struct sched_rec *r = NULL;
 	struct sched_ent e = { rq->due_ms, 0 };
@@ -718,7 +751,7 @@ static int do_delay(struct dl *dl, const struct sp_event *ev, const struct sched
 	/* Queued before it is stored: a stored message is never left out of the queue. */
 	if (!m || next_seq(dl, &e.seq) || sched_add(&dl->q, e, dl->host->now_ms(), &r))
 		goto fail;
-	if (store_new(dl, e.seq, e.due, dl->host->msg_sender(ev->msg), m)) {
+	if (store_new(dl, e.seq, e.due, identity(ev, dl->host->msg_sender(ev->msg), who), m)) {
 		if (r)
 			r->state = SCHED_MISSING; /* no index entry: skipped when due */
 		goto fail;
@@ -746,6 +779,18 @@ fail:
 	return reject(dl, ev, res, SCHED_RC_UNSPECIFIED, "delayed message could not be stored");
 }
 
+/*
+ * The broker's access rules (acl_file) for the topic a delayed message will
+ * be released on. A message the broker or a plugin routes (protocol 0: a
+ * will, a committed transaction) was checked by them on its own topic.
+ */
+static bool may_write(struct dl *dl, const struct sp_event *ev, const char *target)
+{
+	if (!SP_HOST_HAS(dl->host, acl_check) || !ev->client_id || !ev->protocol)
+		return true; /* an older broker, or a message routed by the broker */
+	return dl->host->acl_check(ev->client_id, ev->username, target, SP_ACL_WRITE) == 1;
+}
+
 static int on_publish(const struct sp_event *ev, struct sp_result *res, void *udata)
 {
 	struct dl *dl = udata;
@@ -758,6 +803,9 @@ static int on_publish(const struct sp_event *ev, struct sp_result *res, void *ud
 		return reject(dl, ev, res, rq.reason, rq.why);
 	if (rq.kind == SCHED_CANCEL)
 		return do_cancel(dl, ev, rq.cancel_id, res);
+	if (rq.kind == SCHED_DELAY && !may_write(dl, ev, rq.target))
+		return reject(dl, ev, res, SCHED_RC_NOT_AUTHORIZED,
+			      "not authorised to publish on the delayed message's topic");
 	if (rq.kind == SCHED_DELAY)
 		return do_delay(dl, ev, &rq, res);
 	return 0;

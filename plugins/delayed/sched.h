@@ -27,7 +27,7 @@ void sched_set_alloc(void *(*alloc)(size_t), void (*release)(void *));
 /* MQTT 5 reason codes the plugin answers with. */
 #define SCHED_RC_UNSPECIFIED 0x80 /* unspecified error: not stored or not cancelled (memory) */
 #define SCHED_RC_IMPL_ERROR 0x83 /* implementation specific error: a bad delay */
-#define SCHED_RC_NOT_AUTHORIZED 0x87 /* cancel of another client's message */
+#define SCHED_RC_NOT_AUTHORIZED 0x87 /* cancel of another client's message; a target the ACL denies */
 #define SCHED_RC_TOPIC_INVALID 0x90 /* bad topic after the prefix */
 
 enum sched_kind {

@@ -872,6 +872,19 @@ static int store_half(struct tx *tx, struct txn *t, const struct sp_event *ev, c
 	return rc;
 }
 
+/*
+ * The broker's access rules (acl_file) for a half message's topic, as it is
+ * written: a target that is another plugin's ($delayed/...) needs a grant
+ * on that topic ($delayed/+/orders/#, say), since the commit routes it as
+ * the broker's own message, which no later plugin checks again.
+ */
+static bool may_write(struct tx *tx, const struct sp_event *ev, const char *target)
+{
+	if (!SP_HOST_HAS(tx->host, acl_check) || !ev->client_id)
+		return true;
+	return tx->host->acl_check(ev->client_id, ev->username, target, SP_ACL_WRITE) == 1;
+}
+
 static int on_half(struct tx *tx, const struct sp_event *ev, const struct txn_topic *tp,
 		   struct sp_result *res)
 {
@@ -880,6 +893,9 @@ static int on_half(struct tx *tx, const struct sp_event *ev, const struct txn_to
 	bool fresh = !t;
 	uint32_t checked;
 
+	if (!may_write(tx, ev, tp->target))
+		return refuse(res, TXN_RC_NOT_AUTHORIZED,
+			      "not authorised to publish on the half message's topic");
 	if (t && t->state != TXN_OPEN)
 		return refuse(res, TXN_RC_IMPL, outcome_text(t));
 	if (t && !is_member(tx, t, client))

@@ -463,3 +463,81 @@ def test_auth_sighup_bad_file_keeps_old(t, how):
 	wait_until(lambda: attempt(t, b, version, "dave", DAVE_PW)[0] == 0, 5,
 		   "dave accepted after the file was fixed and SIGHUP")
 	assert_refused(t, b, version, "bob", BOB_PW, "after the good reload, bob is gone: ")
+
+
+# -- plugins: AUTH and ACL_CHECK before the broker's own files ---------------------------
+
+TEST_PLUGIN = os.environ.get("SLUICE_TEST_PLUGIN")
+
+
+def plugin_broker(t, acl_lines=None):
+	"""A broker with the test plugin first, then password_file (alice, bob) and,
+	with acl_lines, an acl_file; allow_anonymous false."""
+	if brokerlib.is_mosquitto():
+		raise Skip("the AUTH and ACL_CHECK events are sluice's plugin API")
+	if not TEST_PLUGIN or not os.path.isfile(TEST_PLUGIN):
+		raise Skip("SLUICE_TEST_PLUGIN is not set to the built test_plugin.so")
+	need_passwd()
+	b = new_broker(t)
+	path = os.path.join(b.dir, "passwd")
+	write_passwd(path, USERS + [("tp-deny", "tp-deny-pw")])
+	extra = ["plugin %s" % TEST_PLUGIN, "allow_anonymous false", "password_file %s" % path]
+	if acl_lines is not None:
+		acl = os.path.join(b.dir, "acl")
+		with open(acl, "w") as f:
+			f.write("".join(l + "\n" for l in acl_lines))
+		extra.append("acl_file %s" % acl)
+	b.extra = extra
+	b.start()
+	return b
+
+
+@param("version", [4, 5])
+def test_auth_plugin_allows_and_denies_before_the_password_file(t, version):
+	b = plugin_broker(t)
+	since = b.log_size()
+	assert attempt(t, b, version, "tp-allow", "anything at all")[0] == 0
+	assert attempt(t, b, version, "tp-allow", None)[0] == 0
+	rc, _, closed = attempt(t, b, version, "tp-deny", "tp-deny-pw")  # right password
+	assert rc == (0x86 if version == 5 else 5) and closed, rc
+	assert_accepted(t, b, version, "alice", ALICE_PW, "the plugin passes: ")
+	assert_refused(t, b, version, "alice", "wrong", "the plugin passes: ")
+	log = b.log_text(since)
+	assert re.search(r"tp: AUTH client=\S+ user=alice password=%d bytes address=\S*127\.0\.0\.1"
+			 % len(ALICE_PW), log), log
+	assert "tp-deny-pw" not in log and ALICE_PW not in log
+
+
+@param("version", [4, 5])
+def test_auth_plugin_acl_check_before_the_acl_file(t, version):
+	b = plugin_broker(t, ["user alice", "topic readwrite tp/#", "user bob", "topic read tp/#"])
+	reader = paho(t, b, 5, "bob", BOB_PW)
+	reader.subscribe("tp/#", 1)
+	allowed = paho(t, b, 5, "tp-allow", "x")  # no line of the file: only the plugin lets it
+	allowed.subscribe("tp/aclallow/#", 1)
+	alice = t.raw(b, version=version)
+	alice.send(R.connect(t.cid("alice"), version, username="alice", password=ALICE_PW))
+	assert alice.expect(R.CONNACK).connack()[1] == 0
+	rc = pub_rc(alice, "tp/acldeny/x", b"no", 1)  # the file grants it, the plugin denies
+	assert rc == (0x87 if version == 5 else 0), "0x%02x" % rc
+	rc = pub_rc(alice, "tp/plain", b"file", 2)  # the plugin passes, the file grants
+	assert rc in (0, 0x10), "0x%02x" % rc
+	assert reader.wait_message().payload == b"file"
+	reader.expect_no_message(0.5)
+	other = t.raw(b, version=version)
+	other.send(R.connect(t.cid("tpa"), version, username="tp-allow", password="x"))
+	assert other.expect(R.CONNACK).connack()[1] == 0
+	rc = pub_rc(other, "tp/aclallow/y", b"plugin", 3)  # the file has nothing for tp-allow
+	assert rc in (0, 0x10), "0x%02x" % rc
+	assert allowed.wait_message().payload == b"plugin"
+	assert reader.wait_message().payload == b"plugin"
+	rc = pub_rc(other, "tp/plain", b"nothing", 4)  # neither grants it
+	assert rc == (0x87 if version == 5 else 0), "0x%02x" % rc
+	reader.expect_no_message(0.5)
+	assert b.wait_log(r"tp: ACL_CHECK client=\S+ user=bob topic=tp/aclallow/y access=1 msg=1", 3)
+
+
+def pub_rc(r, topic, payload, pid):
+	"""A QoS 1 PUBLISH from raw client r: the PUBACK's reason code."""
+	r.send(R.publish(topic, payload, 1, False, pid=pid, version=r.version))
+	return r.expect(R.PUBACK).reason()

@@ -19,6 +19,9 @@ resolution. Timing is the subject here, so the restart tests sleep.
 """
 
 import os
+import shutil
+import subprocess
+import tempfile
 import sqlite3
 import struct
 import time
@@ -322,7 +325,7 @@ def test_delayed_cancel_by_other_refused(t, version):
 		assert rc == 0x87, "reason 0x%02x, expected 0x87 Not authorized" % rc
 		assert R.prop(props, R.REASON_STRING)
 	else:
-		assert b.wait_log(r"delayed: dropped from .*thief.*only the client", 3, since)
+		assert b.wait_log(r"delayed: dropped from .*thief.*only the publisher", 3, since)
 	m = sub.wait_message(0.8 + LATE + 1)
 	assert m.payload == b"still"
 
@@ -534,3 +537,56 @@ def test_delayed_sys_counters(t):
 	raw_pub(r, "$delayed/cancel/" + mid, pid=4)
 	wait_until(lambda: values({"pending": "0", "cancelled": "1", "next": "0"}), 5,
 		   "counters after the cancel (%r)" % seen)
+
+
+def user_connected(t, b, client_id, username, password, version=5):
+	"""A raw client connected with username and password (CONNACK 0 expected)."""
+	r = t.raw(b, version=version)
+	r.send(R.connect(client_id, version, username=username, password=password))
+	_, rc, _ = r.expect(R.CONNACK).connack()
+	assert rc == 0, "CONNACK 0x%02x for %s" % (rc, username)
+	return r
+
+
+@param("version", [4, 5])
+def test_delayed_cancel_by_username(t, version):
+	"""With usernames, the publisher's username decides who may cancel, not its client id."""
+	passwd = shutil.which("mosquitto_passwd")
+	if not passwd:
+		raise Skip("mosquitto_passwd is not installed (package mosquitto)")
+	d = tempfile.mkdtemp(prefix="sluice-dl-users-")
+	try:
+		path = os.path.join(d, "passwd")
+		for i, (u, p) in enumerate((("alice", "pa"), ("bob", "pb"))):
+			subprocess.run([passwd] + (["-c"] if i == 0 else []) + ["-b", path, u, p],
+				       check=True, timeout=10, stdout=subprocess.DEVNULL)
+		b = delayed_broker(t, ["password_file %s" % path])
+		tp = t.topic("byuser")
+		sub = t.client(b, version=5)
+		sub.subscribe(tp, 1)
+		cid = t.cid("pub")
+		alice = user_connected(t, b, cid, "alice", "pa")
+		_, props = raw_pub(alice, "$delayed/1.5/" + tp, b"first")
+		first = message_id(props)
+		_, props = raw_pub(alice, "$delayed/1.5/" + tp, b"second", pid=2)
+		second = message_id(props)
+		alice.close()
+		# bob, under alice's client id, may not cancel her message
+		bob = user_connected(t, b, cid, "bob", "pb", version)
+		since = b.log_size()
+		rc, _ = raw_pub(bob, "$delayed/cancel/" + first)
+		if version == 5:
+			assert rc == 0x87, "bob's cancel: 0x%02x, expected 0x87" % rc
+		else:
+			assert b.wait_log(r"only the publisher", 3, since)
+		bob.close()
+		# alice, under another client id, may
+		alice2 = user_connected(t, b, t.cid("other"), "alice", "pa", version)
+		rc, _ = raw_pub(alice2, "$delayed/cancel/" + second)
+		if version == 5:
+			assert rc == 0, "alice's cancel: 0x%02x, expected 0" % rc
+		got = [sub.wait_message(1.5 + LATE + 1).payload]
+		assert got == [b"first"], got
+		sub.expect_no_message(1.0)
+	finally:
+		shutil.rmtree(d, ignore_errors=True)

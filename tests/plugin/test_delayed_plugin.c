@@ -361,7 +361,8 @@ static void test_cancel_by_another_client(void **state)
 	id = last_id();
 	fake_set_client("mallory", 5);
 	assert_int_equal(cancel(id), SP_REJECT);
-	check_refused(0x87, "only the client that published a delayed message may cancel it");
+	check_refused(0x87, "only the publisher of a delayed message (its username, or its "
+			    "client id when it had none) may cancel it");
 	fake_advance(2000);
 	check_delivered(0, "c", "p", FAKE_WALL0 + 2000);
 	finish();
@@ -490,7 +491,8 @@ static void test_restart_then_cancel(void **state)
 	assert_int_equal(up(), 0);
 	fake_set_client("mallory", 5);
 	assert_int_equal(cancel(id1), SP_REJECT);
-	check_refused(0x87, "only the client that published a delayed message may cancel it");
+	check_refused(0x87, "only the publisher of a delayed message (its username, or its "
+			    "client id when it had none) may cancel it");
 	fake_set_client("client", 5);
 	assert_int_equal(cancel(id1), SP_TAKE);
 	assert_int_equal(fake_publish("$delayed/30/q", "3", 1, NULL), SP_TAKE);

@@ -57,6 +57,15 @@
  *   ACKED      logged as "tp: ACKED client=C topic=T reason=0xNN"
  *   NACKED     counted, logged as "tp: NACKED client=C topic=T ... reason=0xNN"
  *   SESSION_END counted, logged as "tp: SESSION_END client=C user=U proto=N"
+ *
+ * Access (there when SP_HOST_HAS(host, acl_check)):
+ *
+ *   AUTH       username "tp-allow": ALLOW, whatever the password;
+ *              "tp-deny": REJECT (0x86 for MQTT 5); the rest PASS. Logged as
+ *              "tp: AUTH client=C user=U password=N bytes address=A"
+ *   ACL_CHECK  topics (or filters) under P/aclallow/: ALLOW; under
+ *              P/acldeny/: REJECT; the rest PASS. Logged as
+ *              "tp: ACL_CHECK client=C user=U topic=T access=N msg=0|1"
  *   CONNECT and PUBLISH also log "tp: CONNECT client=C user=U proto=N" and
  *   "tp: PUBLISH client=C user=U topic=T" (user "-" when none).
  *
@@ -105,6 +114,7 @@ static const char *const counter_names[C__COUNT] = {
 static const char *const event_names[SP_EV__COUNT] = {
 	"start", "stop", "connect", "disconnect", "subscribe", "unsubscribe",
 	"publish", "deliver", "choose", "acked", "dropped", "nacked", "session_end",
+	"received", "group_end", "auth", "acl_check",
 };
 
 /* A timer the plugin has armed: a taken message, a held delivery or a late deliver(). */
@@ -990,6 +1000,39 @@ static int on_session_end(const struct sp_event *ev, struct sp_result *res, void
 	return 0;
 }
 
+static int on_auth(const struct sp_event *ev, struct sp_result *res, void *udata)
+{
+	struct tp *tp = udata;
+	const char *u = ev->username;
+
+	tp->host->log(tp->self, SP_LOG_INFO,
+		      "tp: AUTH client=%s user=%s password=%zu bytes address=%s",
+		      ev->client_id ? ev->client_id : "-", u ? u : "-", ev->password_len,
+		      ev->address ? ev->address : "-");
+	if (u && !strcmp(u, "tp-allow")) {
+		res->verdict = SP_ALLOW;
+	} else if (u && !strcmp(u, "tp-deny")) {
+		res->verdict = SP_REJECT;
+		res->reason = 0x86;
+	}
+	return 0;
+}
+
+static int on_acl_check(const struct sp_event *ev, struct sp_result *res, void *udata)
+{
+	struct tp *tp = udata;
+
+	tp->host->log(tp->self, SP_LOG_INFO,
+		      "tp: ACL_CHECK client=%s user=%s topic=%s access=%d msg=%d",
+		      ev->client_id ? ev->client_id : "-", ev->username ? ev->username : "-",
+		      ev->topic, ev->access, ev->msg != NULL);
+	if (under(tp, ev->topic, "aclallow"))
+		res->verdict = SP_ALLOW;
+	else if (under(tp, ev->topic, "acldeny"))
+		res->verdict = SP_REJECT;
+	return 0;
+}
+
 static int on_dropped(const struct sp_event *ev, struct sp_result *res, void *udata)
 {
 	struct tp *tp = udata;
@@ -1116,6 +1159,8 @@ static const sp_callback callbacks[SP_EV__COUNT] = {
 	[SP_EV_CHOOSE] = on_choose,	  [SP_EV_ACKED] = on_acked,
 	[SP_EV_DROPPED] = on_dropped,	  [SP_EV_NACKED] = on_nacked,
 	[SP_EV_SESSION_END] = on_session_end,
+	[SP_EV_AUTH] = on_auth,
+	[SP_EV_ACL_CHECK] = on_acl_check,
 };
 
 int sluice_plugin_version(void)

@@ -311,6 +311,10 @@ static void test_security(void **state)
 	assert_string_equal(c->password_file, "other");
 	parse_bad(c, "password_file a b", "unexpected 'b'");
 	parse_bad(c, "password_file", "missing value");
+	parse_ok(c, "acl_file /etc/sluice/acl");
+	assert_string_equal(c->acl_file, "/etc/sluice/acl");
+	assert_string_equal(c->acl_file_where, "t.conf:7");
+	parse_bad(c, "acl_file", "missing value");
 }
 
 static void test_strings(void **state)
@@ -685,13 +689,13 @@ static void test_shipped_conf_examples(void **state)
 		"max_connections", "sys_interval", "log_dest", "log_type",
 		"persistence", "persistence_file", "persistence_sync", "persistence_max_bytes",
 		"max_queued_in_memory", "plugin_dir", "plugin_opt_max", "allow_anonymous",
-		"password_file",
+		"password_file", "acl_file",
 	};
 	struct config *c = *state;
 	char path[4096], line[4200], want[80];
 	int examples = 0;
 	FILE *f;
-	unsigned seen = 0;
+	unsigned long long seen = 0;
 
 	shipped_conf_path(path, sizeof(path));
 	f = fopen(path, "r");
@@ -705,7 +709,7 @@ static void test_shipped_conf_examples(void **state)
 		for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 			snprintf(want, sizeof(want), "#%s ", names[i]);
 			if (strncmp(line, want, strlen(want)) == 0)
-				seen |= 1u << i;
+				seen |= 1ull << i;
 		}
 		if (line[0] != '#' || line[1] < 'a' || line[1] > 'z')
 			continue;
@@ -715,8 +719,8 @@ static void test_shipped_conf_examples(void **state)
 	fclose(f);
 	assert_true(examples >= 20);
 	/* "listener", "bind_address", "protocol", "http_dir" and "allow_anonymous" are active */
-	seen |= 1u << 0 | 1u << 1 | 1u << 2 | 1u << 4 | 1u << 29;
-	assert_int_equal(seen, (1u << (sizeof(names) / sizeof(names[0]))) - 1);
+	seen |= 1ull << 0 | 1ull << 1 | 1ull << 2 | 1ull << 4 | 1ull << 29;
+	assert_int_equal(seen, (1ull << (sizeof(names) / sizeof(names[0]))) - 1);
 }
 
 /* Out of memory part-way through a load fails cleanly and leaks nothing. */
