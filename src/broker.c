@@ -17,8 +17,9 @@
  * store, STOP the plugins, end the sessions without publishing wills, then
  * free everything.
  *
- * SIGHUP (reload) reopens the log file and reads the password file again;
- * a file that fails to load leaves the old one in force.
+ * SIGHUP (reload) reopens the log file and reads the password and ACL files
+ * and the TLS certificates again; a file that fails to load leaves the old
+ * one in force.
  *
  * Invariant: stop and reload are the only state a signal handler
  * touches; the loop looks at them after every turn.
@@ -132,7 +133,7 @@ int broker_init(const struct config *cfg)
 	return 0;
 }
 
-/* SIGHUP: the log file, then the password file (each keeps its old self on failure). */
+/* SIGHUP: the log file, the password and ACL files, certificates (each keeps its old self on failure). */
 static void reload_files(void)
 {
 	reload = 0;
@@ -141,6 +142,7 @@ static void reload_files(void)
 	else
 		log_notice("log file reopened");
 	auth_reload();
+	listener_reload();
 }
 
 int broker_run(void)

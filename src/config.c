@@ -33,6 +33,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define LINE_MAX_BYTES 4096 /* content, not counting the line ending */
 #define MAX_WORDS 4 /* name + the most values any directive takes + one extra */
@@ -130,6 +132,14 @@ static const struct word protocol_words[] = {
 	{ NULL, 0 },
 };
 
+/* mosquitto's tls_version: the lowest version the listener accepts. */
+static const struct word tls_words[] = {
+	{ "tlsv1.1", 11 },
+	{ "tlsv1.2", 12 },
+	{ "tlsv1.3", 13 },
+	{ NULL, 0 },
+};
+
 static const struct word domain_words[] = {
 	{ "ipv4", 4 },
 	{ "ipv6", 6 },
@@ -167,6 +177,8 @@ static int set_plugin_opt(struct parser *p, const struct directive *d, char **ar
 static int set_password_file(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_acl_file(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_allow_anonymous(struct parser *p, const struct directive *d, char **argv, int argc);
+static int set_tls_file(struct parser *p, const struct directive *d, char **argv, int argc);
+static int set_tls_str(struct parser *p, const struct directive *d, char **argv, int argc);
 
 #define CFG(field) \
 	.off = offsetof(struct config, field), .width = sizeof(((struct config *)0)->field)
@@ -182,6 +194,17 @@ static const struct directive directives[] = {
 	{ .name = "bind_address", .kind = K_STRING, LST(bind_address), .min = 1, .max = 255 },
 	{ .name = "socket_domain", .kind = K_ENUM, LST(socket_domain), .words = domain_words },
 	{ .name = "http_dir", .kind = K_STRING, LST(http_dir), .min = 1, .max = PATH_MAX - 1 },
+	{ .name = "certfile", .kind = K_CALL, LST(certfile), .set = set_tls_file, .max_args = 1 },
+	{ .name = "keyfile", .kind = K_CALL, LST(keyfile), .set = set_tls_file, .max_args = 1 },
+	{ .name = "cafile", .kind = K_CALL, LST(cafile), .set = set_tls_file, .max_args = 1 },
+	{ .name = "capath", .kind = K_CALL, LST(capath), .set = set_tls_file, .max_args = 1 },
+	{ .name = "crlfile", .kind = K_CALL, LST(crlfile), .set = set_tls_file, .max_args = 1 },
+	{ .name = "ciphers", .kind = K_CALL, LST(ciphers), .set = set_tls_str, .max_args = 1 },
+	{ .name = "ciphers_tls1.3", .kind = K_CALL, LST(ciphers_tls13), .set = set_tls_str,
+	  .max_args = 1 },
+	{ .name = "require_certificate", .kind = K_BOOL, LST(require_certificate) },
+	{ .name = "use_identity_as_username", .kind = K_BOOL, LST(use_identity_as_username) },
+	{ .name = "tls_version", .kind = K_ENUM, LST(tls_version), .words = tls_words },
 
 	/* sessions and queues */
 	{ .name = "max_queued_messages", NUM(max_queued_messages, 0, UINT32_MAX) },
@@ -308,11 +331,25 @@ static void free_string(char **s)
 	*s = NULL;
 }
 
+static void free_conf_str(struct conf_str *cs)
+{
+	free_string(&cs->s);
+	free_string(&cs->where);
+}
+
 void config_free(struct config *c)
 {
 	for (size_t i = 0; i < c->n_listeners; i++) {
 		free_string(&c->listeners[i].bind_address);
 		free_string(&c->listeners[i].http_dir);
+		free_string(&c->listeners[i].where);
+		free_conf_str(&c->listeners[i].certfile);
+		free_conf_str(&c->listeners[i].keyfile);
+		free_conf_str(&c->listeners[i].cafile);
+		free_conf_str(&c->listeners[i].capath);
+		free_conf_str(&c->listeners[i].crlfile);
+		free_conf_str(&c->listeners[i].ciphers);
+		free_conf_str(&c->listeners[i].ciphers_tls13);
 	}
 	mem_free(c->listeners);
 	for (size_t i = 0; i < c->n_plugins; i++) {
@@ -350,6 +387,7 @@ struct listener_conf *config_add_listener(struct config *c, int port)
 	l->port = port;
 	l->protocol = LISTENER_MQTT;
 	l->socket_domain = 0;
+	l->tls_version = 12;
 	return l;
 }
 
@@ -512,6 +550,18 @@ static int apply_enum(struct parser *p, const struct directive *d, void *field, 
 }
 
 /* A websockets listener may serve files; an MQTT one has nothing to serve them with. */
+/* "FILE:LINE" of the line being read (allocated), as fail() begins its messages. */
+static char *where_of(const struct parser *p)
+{
+	const char *f = p->file ? p->file : "-";
+	size_t n = strlen(f) + 16;
+	char *w = mem_alloc(n);
+
+	if (w)
+		snprintf(w, n, "%s:%d", f, p->lineno);
+	return w;
+}
+
 static int check_listener(struct parser *p, const struct directive *d, struct listener_conf *l)
 {
 	if (l->http_dir && l->protocol != LISTENER_WEBSOCKETS)
@@ -537,7 +587,57 @@ static int set_listener(struct parser *p, const struct directive *d, char **argv
 		return fail(p, "%s: out of memory", d->name);
 	if (argc > 2 && !(l->bind_address = mem_strdup(argv[2])))
 		return fail(p, "%s: out of memory", d->name);
+	if (!(l->where = where_of(p)))
+		return fail(p, "%s: out of memory", d->name);
 	return 0;
+}
+
+/* The listener a listener-scoped K_CALL row applies to, and its field; NULL after fail(). */
+static struct conf_str *listener_str(struct parser *p, const struct directive *d)
+{
+	struct listener_conf *l;
+
+	if (!p->c->n_listeners) {
+		fail(p, "%s: no listener yet; put it after a listener line", d->name);
+		return NULL;
+	}
+	l = &p->c->listeners[p->c->n_listeners - 1];
+	return (struct conf_str *)((char *)l + d->off);
+}
+
+static int set_conf_str(struct parser *p, const struct directive *d, struct conf_str *cs,
+			const char *v)
+{
+	free_conf_str(cs);
+	cs->s = mem_strdup(v);
+	cs->where = where_of(p);
+	if (!cs->s || !cs->where)
+		return fail(p, "%s: out of memory", d->name);
+	return 0;
+}
+
+/* certfile, keyfile, cafile, crlfile (files) and capath (a directory): readable now. */
+static int set_tls_file(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	struct conf_str *cs = listener_str(p, d);
+	bool dir = !strcmp(d->name, "capath");
+	struct stat st;
+
+	if (!cs)
+		return -1;
+	if (access(argv[1], R_OK) || stat(argv[1], &st))
+		return fail(p, "%s: cannot read '%s': %s", d->name, argv[1], strerror(errno));
+	if (dir ? !S_ISDIR(st.st_mode) : !S_ISREG(st.st_mode))
+		return fail(p, "%s: '%s' is not a %s", d->name, argv[1],
+			    dir ? "directory" : "regular file");
+	return set_conf_str(p, d, cs, argv[1]);
+}
+
+static int set_tls_str(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	struct conf_str *cs = listener_str(p, d);
+
+	return cs ? set_conf_str(p, d, cs, argv[1]) : -1;
 }
 
 static int set_log_dest(struct parser *p, const struct directive *d, char **argv, int argc)
@@ -609,17 +709,6 @@ static int set_plugin(struct parser *p, const struct directive *d, char **argv, 
 	return 0;
 }
 
-/* "FILE:LINE" of the line being read (allocated), as fail() begins its messages. */
-static char *where_of(const struct parser *p)
-{
-	const char *f = p->file ? p->file : "-";
-	size_t n = strlen(f) + 16;
-	char *w = mem_alloc(n);
-
-	if (w)
-		snprintf(w, n, "%s:%d", f, p->lineno);
-	return w;
-}
 
 /* allow_anonymous true|false: also remembered as given (local only mode keeps it then). */
 static int set_allow_anonymous(struct parser *p, const struct directive *d, char **argv, int argc)

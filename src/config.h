@@ -21,12 +21,24 @@ enum listener_proto {
 	LISTENER_WEBSOCKETS,
 };
 
+/* A value and where it was set ("FILE:LINE"), for errors found after parsing. */
+struct conf_str {
+	char *s; /* NULL = not set */
+	char *where;
+};
+
 struct listener_conf {
 	int port; /* 1..65535 */
 	char *bind_address; /* NULL = every address */
 	enum listener_proto protocol;
 	int socket_domain; /* 0 = both, 4 = ipv4 only, 6 = ipv6 only */
 	char *http_dir; /* websockets only: directory served over plain HTTP, or NULL */
+	char *where; /* "FILE:LINE" of its listener line, or NULL (added without a file) */
+	/* TLS (mosquitto's names): the listener speaks TLS when certfile is set */
+	struct conf_str certfile, keyfile, cafile, capath, crlfile, ciphers, ciphers_tls13;
+	bool require_certificate; /* a client certificate signed by cafile / capath */
+	bool use_identity_as_username; /* its CN is the username (no password file) */
+	int tls_version; /* the lowest version allowed: 11, 12 (default) or 13 */
 };
 
 struct plugin_opt_conf {

@@ -275,6 +275,11 @@ void conn_close(struct conn *c, int reason, const char *why)
 	c->ops->close(c->tctx);
 }
 
+int conn_peer_cn(struct conn *c, char *buf, size_t len)
+{
+	return c->ops->peer_cn && !c->gone ? c->ops->peer_cn(c->tctx, buf, len) : -1;
+}
+
 static void free_aliases(struct conn *c)
 {
 	uint32_t i;
@@ -311,6 +316,17 @@ static void free_conn(struct conn *c)
 	framer_free(&c->framer);
 	out_give_back(c);
 	mem_free(c);
+}
+
+void conn_linger(struct conn *c)
+{
+	if (c->lingering)
+		return;
+	c->lingering = true;
+	timer_disarm(&c->timer);
+	/* The MQTT connection is over: the session goes offline now, not when the peer closes. */
+	if (handler && handler->closed)
+		handler->closed(c);
 }
 
 void conn_on_closed(struct conn *c)

@@ -37,6 +37,8 @@ struct conn_ops {
 	void (*want_write)(void *tctx); /* call conn_pending when writable */
 	void (*close)(void *tctx); /* flush what is pending (bounded in time), then close */
 	void (*pause_rx)(void *tctx, bool pause); /* stop / resume reading from the socket */
+	/* The CN of the TLS client certificate into buf: 0, or -1 (none; NULL: no TLS here). */
+	int (*peer_cn)(void *tctx, char *buf, size_t len);
 };
 
 /* What a connection hands up; set once at start-up with conn_set_handler(). */
@@ -99,11 +101,21 @@ struct conn {
 	bool request_problem_info;
 	bool gone; /* the transport closed; freed when the last reference goes */
 	bool own_client_id; /* client_id is this conn's copy (conn_part_session) */
+	bool identity_as_username; /* TLS use_identity_as_username: the certificate's CN */
+	bool lingering; /* half-closed, dropping input until the peer closes (conn_linger) */
 	char peer[]; /* address:port, for log lines; in the same allocation */
 };
 
 struct conn *conn_new(const struct conn_ops *ops, void *tctx, bool websocket, const char *peer,
 		      size_t headroom);
+/*
+ * The transport sent everything of a closing connection and now only drains
+ * what the peer still sends: the session goes offline now (the closed
+ * handler runs; it runs again, harmlessly, at conn_on_closed).
+ */
+void conn_linger(struct conn *c);
+/* The CN of the connection's TLS client certificate into buf: 0, or -1 when it has none. */
+int conn_peer_cn(struct conn *c, char *buf, size_t len);
 /* Bytes read. Returns 0, or -1 when the connection must close now (nothing to flush). */
 int conn_on_data(struct conn *c, const uint8_t *p, size_t n);
 /* Pending output: *p has c->headroom writable bytes before it. Returns the byte count. */

@@ -18,5 +18,7 @@ void listener_wake(void);
 /* The earliest timer moved to due_ms (monotonic ms, UINT64_MAX = none). */
 void listener_timer_changed(uint64_t due_ms);
 void listener_stop(void);
+/* SIGHUP: TLS listeners read their certificates again (the old stay if the new fail). */
+void listener_reload(void);
 
 #endif

@@ -23,10 +23,12 @@
  * broker rides on one lws_sul scheduled for the earliest due time.
  */
 #include "listener.h"
+#include "listener_tls.h"
 
 #include <libwebsockets.h>
 #include <uv.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "base.h"
 #include "timers.h"
@@ -39,6 +41,8 @@
 #define WRITE_BUDGET (256 * 1024)
 /* Seconds a closing connection may take to flush before it is cut. */
 #define CLOSE_FLUSH_SECS 3
+/* Seconds a closed connection keeps reading (and dropping) what the client still sends. */
+#define LINGER_SECS 2
 
 static struct lws_context *ctx;
 static uv_loop_t loop;
@@ -65,16 +69,37 @@ static void pause_rx(void *tctx, bool pause)
 	lws_rx_flow_control(tctx, pause ? 0 : 1);
 }
 
+static int peer_cn(void *tctx, char *buf, size_t len)
+{
+	return tls_peer_cn(tctx, buf, len);
+}
+
 static const struct conn_ops lws_conn_ops = {
 	.want_write = want_write,
 	.close = close_soon,
 	.pause_rx = pause_rx,
+	.peer_cn = peer_cn,
 };
 
 /* A connection's struct conn rides on its wsi (no per-session data: one allocation less). */
 static struct conn *conn_of(struct lws *wsi)
 {
 	return wsi ? lws_get_opaque_user_data(wsi) : NULL;
+}
+
+/* use_identity_as_username: CONNECT takes the client certificate's CN (peer_cn). */
+static int take_identity(struct lws *wsi, struct conn *c)
+{
+	const struct listener_conf *l = lws_get_vhost_user(lws_get_vhost(wsi));
+
+	c->identity_as_username = l && l->use_identity_as_username;
+	return 0;
+}
+
+/* lws asks for extra verify certificates once per TLS vhost: its SSL_CTX (user). */
+static int tls_ready(void *ssl_ctx, void *vhost)
+{
+	return tls_vhost_ready(lws_get_vhost_user(vhost), ssl_ctx) ? 1 : 0;
 }
 
 static int open_conn(struct lws *wsi, bool websocket)
@@ -95,7 +120,7 @@ static int open_conn(struct lws *wsi, bool websocket)
 		return -1;
 	}
 	log_info("new connection from %s%s", peer, websocket ? " (websocket)" : "");
-	return 0;
+	return take_identity(wsi, c);
 }
 
 static void close_conn(struct lws *wsi)
@@ -106,6 +131,28 @@ static void close_conn(struct lws *wsi)
 		return;
 	lws_set_opaque_user_data(wsi, NULL);
 	conn_on_closed(c);
+}
+
+/*
+ * Everything is sent: half-close (FIN after our last packet) and keep
+ * reading, dropping what comes (conn_on_data ignores a closing
+ * connection), until the client closes or LINGER_SECS pass. Closing with
+ * unread input would make the kernel answer with a reset, and a client
+ * still writing would get a broken pipe instead of our DISCONNECT or
+ * CONNACK. Returns what the writable callback returns.
+ */
+static int linger(struct lws *wsi, struct conn *c)
+{
+	lws_sockfd_type fd = lws_get_socket_fd(wsi);
+
+	if (c->lingering)
+		return 0;
+	if (fd == LWS_SOCK_INVALID || shutdown(fd, SHUT_WR))
+		return -1;
+	conn_linger(c);
+	lws_rx_flow_control(wsi, 1);
+	lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LINGER_SECS);
+	return 0;
 }
 
 static int write_out(struct lws *wsi, struct conn *c, enum lws_write_protocol proto)
@@ -129,7 +176,7 @@ static int write_out(struct lws *wsi, struct conn *c, enum lws_write_protocol pr
 	}
 	/* Close once our buffer and lws's own are both flushed. */
 	if (conn_done(c) && !lws_send_pipe_choked(wsi))
-		return -1;
+		return linger(wsi, c);
 	if (conn_done(c)) {
 		lws_callback_on_writable(wsi);
 		return 0;
@@ -146,8 +193,9 @@ static int cb_raw(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 {
 	struct conn *c = conn_of(wsi);
 
-	(void)user;
 	switch (reason) {
+	case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
+		return tls_ready(user, in);
 	case LWS_CALLBACK_RAW_ADOPT:
 		return open_conn(wsi, false);
 	case LWS_CALLBACK_RAW_RX:
@@ -201,6 +249,8 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		   size_t len)
 {
+	if (reason == LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS)
+		return tls_ready(user, in);
 	if (reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION ||
 	    reason == LWS_CALLBACK_ESTABLISHED) {
 		log_info("websocket upgrade without the 'mqtt' subprotocol refused");
@@ -268,6 +318,8 @@ static int add_vhost(const struct listener_conf *l, size_t i)
 	if (l->socket_domain == 6)
 		info.options |= LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY |
 				LWS_SERVER_OPTION_IPV6_V6ONLY_VALUE;
+	info.user = (void *)l; /* the config outlives the vhosts */
+	tls_vhost_info(l, &info);
 	if (l->protocol == LISTENER_MQTT) {
 		info.options |= LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG;
 		info.listen_accept_role = "raw-skt";
@@ -291,9 +343,15 @@ static int add_vhost(const struct listener_conf *l, size_t i)
 			l->protocol == LISTENER_MQTT ? "mqtt" : "websockets");
 		return -1;
 	}
-	log_notice("listening on %s port %d (%s)", l->bind_address ? l->bind_address : "*", l->port,
-		   l->protocol == LISTENER_MQTT ? "mqtt" : "websockets");
+	log_notice("listening on %s port %d (%s%s)", l->bind_address ? l->bind_address : "*",
+		   l->port, l->protocol == LISTENER_MQTT ? "mqtt" : "websockets",
+		   tls_listener(l) ? " over TLS" : "");
 	return 0;
+}
+
+void listener_reload(void)
+{
+	tls_reload();
 }
 
 int listener_start(const struct config *cfg)
@@ -310,7 +368,8 @@ int listener_start(const struct config *cfg)
 	}
 	loop_ready = true;
 	memset(&info, 0, sizeof(info));
-	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_LIBUV;
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_LIBUV |
+		       LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
 	info.foreign_loops = foreign;
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.pt_serv_buf_size = 64 * 1024;
@@ -324,7 +383,7 @@ int listener_start(const struct config *cfg)
 	if (!mounts)
 		goto fail;
 	for (i = 0; i < cfg->n_listeners; i++)
-		if (add_vhost(&cfg->listeners[i], i))
+		if (tls_check(&cfg->listeners[i]) || add_vhost(&cfg->listeners[i], i))
 			goto fail;
 	return 0;
 fail:
@@ -348,6 +407,7 @@ void listener_wake(void)
 
 void listener_stop(void)
 {
+	tls_forget(); /* the contexts go with the vhosts */
 	if (ctx) {
 		lws_sul_cancel(&sul_timer);
 		lws_context_destroy(ctx);

@@ -102,7 +102,7 @@ int proto_handle(struct conn *c, const uint8_t *pkt, size_t len)
 	return decode_failed(c, type, rc);
 }
 
-/* The transport is gone: the session (if any) goes offline. */
+/* The transport is gone, or lingers (conn_linger): the session (if any) goes offline, once. */
 static void on_closed(struct conn *c)
 {
 	struct session *s = c->session;

@@ -34,6 +34,9 @@ struct connect_plan {
 	uint32_t expiry;
 	struct msg *will;
 	uint32_t will_delay;
+	const char *username; /* the session's: the CONNECT's, or the certificate's CN */
+	size_t username_len;
+	char cert_cn[256];
 	char client_id[65536 + 128]; /* last: only the other fields are reset */
 };
 
@@ -201,15 +204,26 @@ static void take_over(struct session *old)
  * 0x87 / 5 for every refusal, as mosquitto (a plugin may pick the MQTT 5 code).
  */
 static int check_credentials(struct conn *c, const struct mqtt_connect *p,
-			     const struct connect_plan *plan)
+			     struct connect_plan *plan)
 {
 	const char *why = NULL;
-	uint8_t reason;
+	uint8_t reason = MQTT_RC_NOT_AUTHORIZED;
 
-	if (plugin_authenticate(plan->client_id, p->has_username ? p->username.p : NULL,
+	plan->username = p->has_username ? p->username.p : NULL;
+	plan->username_len = p->username.len;
+	if (c->identity_as_username) {
+		/* use_identity_as_username: the certificate's CN, no password file (mosquitto) */
+		if (!conn_peer_cn(c, plan->cert_cn, sizeof(plan->cert_cn))) {
+			plan->username = plan->cert_cn;
+			plan->username_len = strlen(plan->cert_cn);
+			return 0;
+		}
+		why = "the client certificate has no CN (use_identity_as_username)";
+	} else if (plugin_authenticate(plan->client_id, p->has_username ? p->username.p : NULL,
 				p->username.len, p->has_password ? p->password.p : NULL,
-				p->password.len, c->version, c->peer, &reason, &why))
+				p->password.len, c->version, c->peer, &reason, &why)) {
 		return 0;
+	}
 	log_notice("client '%s' from %s%s not authorised: %s%s%.*s%s", plan->client_id, c->peer,
 		   c->websocket ? " (websocket)" : "", why, p->has_username ? " (username '" : "",
 		   p->has_username ? (int)p->username.len : 0, p->has_username ? p->username.p : "",
@@ -302,7 +316,7 @@ static int accept_connect(struct conn *c, const struct mqtt_connect *p, struct c
 			      "out of memory for the session");
 	}
 	/* Before the session changes: a refusal here leaves it as it was. */
-	if (session_set_username(s, p->has_username ? p->username.p : NULL, p->username.len)) {
+	if (session_set_username(s, plan->username, plan->username_len)) {
 		msg_unref(plan->will);
 		if (!present)
 			session_destroy(s);

@@ -26,6 +26,31 @@ def test_mqtt_3_3_4_7_receive_maximum_exceeded_disconnect_0x93(t, transport):
 	t.check_alive(b)
 
 
+@mosquitto_differs("mosquitto 2.0.11 answers the excess PUBLISH with PUBREC 0x97 "
+		   "instead of DISCONNECT 0x93")
+@param("transport", ["tcp", "ws"])
+def test_disconnect_readable_by_a_client_still_sending(t, transport):
+	"""A client that keeps sending after the broker disconnected it (Paho's
+	test_flow_control2: Receive Maximum + 1 QoS 2 PUBLISHes, then more) can
+	finish its writes and read the DISCONNECT 0x93: the broker half-closes
+	and drops the rest of the input before closing, instead of closing with
+	unread input (which the kernel answers with a reset: a broken pipe for
+	the client, and the DISCONNECT lost)."""
+	b = t.broker(["max_inflight_messages 2"])
+	r = t.raw(b, transport=transport)
+	r.handshake(t.cid())
+	tp = t.topic("linger")
+	pkts = [R.publish(tp, b"x" * 1000, qos=2, pid=i) for i in range(1, 3 + 300)]
+	for i in range(0, len(pkts), 50):
+		r.send(b"".join(pkts[i:i + 50]))
+		time.sleep(0.02)  # the broker has disconnected us by now: still writing
+	assert not r.send_failed, "broken pipe or reset while the client was still sending"
+	time.sleep(0.3)
+	got = r.wait_closed(5)
+	assert got and got[-1].type == R.DISCONNECT and got[-1].reason() == 0x93, got
+	t.check_alive(b)
+
+
 def test_mqtt_v311_has_no_receive_maximum_for_qos2_publishers(t):
 	"""3.1.1 has no Receive Maximum: a publisher with many QoS 2 messages
 	awaiting PUBREL is not disconnected, whatever max_inflight_messages says."""

@@ -317,6 +317,44 @@ static void test_security(void **state)
 	parse_bad(c, "acl_file", "missing value");
 }
 
+static void test_tls_directives(void **state)
+{
+	struct config *c = *state;
+	struct listener_conf *l;
+	char path[64], line[128];
+
+	write_temp(path, "not really a certificate\n");
+	snprintf(line, sizeof(line), "certfile %s", path);
+	parse_bad(c, line, "certfile: no listener yet");
+	parse_ok(c, "listener 8883");
+	l = &c->listeners[0];
+	assert_int_equal(l->tls_version, 12); /* TLS 1.2 and 1.3 by default */
+	parse_ok(c, line); /* readable now; what it holds is checked at start (listener_tls.c) */
+	assert_string_equal(l->certfile.s, path);
+	assert_string_equal(l->certfile.where, "t.conf:7");
+	parse_bad(c, "keyfile /nonexistent/key.pem",
+		  "keyfile: cannot read '/nonexistent/key.pem': No such file or directory");
+	assert_null(l->keyfile.s);
+	parse_bad(c, "capath /nonexistent", "capath: cannot read");
+	parse_bad(c, "capath /etc/hostname", "is not a directory");
+	parse_ok(c, "capath /tmp");
+	parse_bad(c, "cafile /tmp", "cafile: '/tmp' is not a regular file");
+	parse_ok(c, "require_certificate true");
+	parse_ok(c, "use_identity_as_username true");
+	assert_true(l->require_certificate && l->use_identity_as_username);
+	parse_ok(c, "tls_version tlsv1.3");
+	assert_int_equal(l->tls_version, 13);
+	parse_ok(c, "tls_version tlsv1.1");
+	assert_int_equal(l->tls_version, 11);
+	parse_bad(c, "tls_version tlsv1.0", "tls_version");
+	parse_ok(c, "ciphers ECDHE-RSA-AES128-GCM-SHA256");
+	parse_ok(c, "ciphers_tls1.3 TLS_AES_128_GCM_SHA256");
+	assert_string_equal(l->ciphers.s, "ECDHE-RSA-AES128-GCM-SHA256");
+	assert_string_equal(l->ciphers_tls13.s, "TLS_AES_128_GCM_SHA256");
+	assert_string_equal(l->where, "t.conf:7");
+	unlink(path);
+}
+
 static void test_strings(void **state)
 {
 	struct config *c = *state;
@@ -932,6 +970,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_bools, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_strings, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_security, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_tls_directives, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_durations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sizes, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_dest, setup, teardown),
