@@ -179,6 +179,7 @@ static int set_acl_file(struct parser *p, const struct directive *d, char **argv
 static int set_allow_anonymous(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_tls_file(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_tls_str(struct parser *p, const struct directive *d, char **argv, int argc);
+static int set_tls_bool(struct parser *p, const struct directive *d, char **argv, int argc);
 
 #define CFG(field) \
 	.off = offsetof(struct config, field), .width = sizeof(((struct config *)0)->field)
@@ -200,10 +201,21 @@ static const struct directive directives[] = {
 	{ .name = "capath", .kind = K_CALL, LST(capath), .set = set_tls_file, .max_args = 1 },
 	{ .name = "crlfile", .kind = K_CALL, LST(crlfile), .set = set_tls_file, .max_args = 1 },
 	{ .name = "ciphers", .kind = K_CALL, LST(ciphers), .set = set_tls_str, .max_args = 1 },
-	{ .name = "ciphers_tls1.3", .kind = K_CALL, LST(ciphers_tls13), .set = set_tls_str,
+	{ .name = "ciphers_tls1.3",
+	  .kind = K_CALL,
+	  LST(ciphers_tls13),
+	  .set = set_tls_str,
 	  .max_args = 1 },
-	{ .name = "require_certificate", .kind = K_BOOL, LST(require_certificate) },
-	{ .name = "use_identity_as_username", .kind = K_BOOL, LST(use_identity_as_username) },
+	{ .name = "require_certificate",
+	  .kind = K_CALL,
+	  LST(require_certificate),
+	  .set = set_tls_bool,
+	  .max_args = 1 },
+	{ .name = "use_identity_as_username",
+	  .kind = K_CALL,
+	  LST(use_identity_as_username),
+	  .set = set_tls_bool,
+	  .max_args = 1 },
 	{ .name = "tls_version", .kind = K_ENUM, LST(tls_version), .words = tls_words },
 
 	/* sessions and queues */
@@ -343,6 +355,8 @@ void config_free(struct config *c)
 		free_string(&c->listeners[i].bind_address);
 		free_string(&c->listeners[i].http_dir);
 		free_string(&c->listeners[i].where);
+		free_string(&c->listeners[i].require_where);
+		free_string(&c->listeners[i].identity_where);
 		free_conf_str(&c->listeners[i].certfile);
 		free_conf_str(&c->listeners[i].keyfile);
 		free_conf_str(&c->listeners[i].cafile);
@@ -633,6 +647,25 @@ static int set_tls_file(struct parser *p, const struct directive *d, char **argv
 	return set_conf_str(p, d, cs, argv[1]);
 }
 
+/* require_certificate, use_identity_as_username: a boolean and where it was set. */
+static int set_tls_bool(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	struct listener_conf *l;
+	char **where;
+
+	if (!p->c->n_listeners)
+		return fail(p, "%s: no listener yet; put it after a listener line", d->name);
+	l = &p->c->listeners[p->c->n_listeners - 1];
+	if (apply_bool(p, d, (char *)l + d->off, argv[1]))
+		return -1;
+	where = d->off == offsetof(struct listener_conf, require_certificate) ? &l->require_where
+									      : &l->identity_where;
+	free_string(where);
+	if (!(*where = where_of(p)))
+		return fail(p, "%s: out of memory", d->name);
+	return 0;
+}
+
 static int set_tls_str(struct parser *p, const struct directive *d, char **argv, int argc)
 {
 	struct conf_str *cs = listener_str(p, d);
@@ -708,7 +741,6 @@ static int set_plugin(struct parser *p, const struct directive *d, char **argv, 
 	c->n_plugins++;
 	return 0;
 }
-
 
 /* allow_anonymous true|false: also remembered as given (local only mode keeps it then). */
 static int set_allow_anonymous(struct parser *p, const struct directive *d, char **argv, int argc)

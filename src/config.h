@@ -38,6 +38,7 @@ struct listener_conf {
 	struct conf_str certfile, keyfile, cafile, capath, crlfile, ciphers, ciphers_tls13;
 	bool require_certificate; /* a client certificate signed by cafile / capath */
 	bool use_identity_as_username; /* its CN is the username (no password file) */
+	char *require_where, *identity_where; /* "FILE:LINE" of those two, when given */
 	int tls_version; /* the lowest version allowed: 11, 12 (default) or 13 */
 };
 

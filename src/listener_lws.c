@@ -102,6 +102,19 @@ static int tls_ready(void *ssl_ctx, void *vhost)
 	return tls_vhost_ready(lws_get_vhost_user(vhost), ssl_ctx) ? 1 : 0;
 }
 
+/*
+ * require_certificate: lws asks protocol 0 of the context about each
+ * certificate of the client's chain, with OpenSSL's verdict (preverify_ok)
+ * in len; 0 from us accepts, whatever OpenSSL said. Keep OpenSSL's verdict.
+ */
+static int cert_verdict(size_t preverify_ok)
+{
+	if (!preverify_ok)
+		log_info("TLS client certificate refused: not signed by cafile / capath, or "
+			 "revoked, or expired");
+	return preverify_ok ? 0 : 1;
+}
+
 static int open_conn(struct lws *wsi, bool websocket)
 {
 	struct conn *c;
@@ -196,6 +209,8 @@ static int cb_raw(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 	switch (reason) {
 	case LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS:
 		return tls_ready(user, in);
+	case LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION:
+		return cert_verdict(len);
 	case LWS_CALLBACK_RAW_ADOPT:
 		return open_conn(wsi, false);
 	case LWS_CALLBACK_RAW_RX:
@@ -251,6 +266,8 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
 {
 	if (reason == LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS)
 		return tls_ready(user, in);
+	if (reason == LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION)
+		return cert_verdict(len);
 	if (reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION ||
 	    reason == LWS_CALLBACK_ESTABLISHED) {
 		log_info("websocket upgrade without the 'mqtt' subprotocol refused");
@@ -319,6 +336,9 @@ static int add_vhost(const struct listener_conf *l, size_t i)
 		info.options |= LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY |
 				LWS_SERVER_OPTION_IPV6_V6ONLY_VALUE;
 	info.user = (void *)l; /* the config outlives the vhosts */
+	/* A TLS handshake or a WebSocket upgrade has connect_timeout, as a CONNECT has (slow-loris). */
+	info.timeout_secs = base.cfg->connect_timeout ? base.cfg->connect_timeout : 10;
+	info.timeout_secs_ah_idle = info.timeout_secs;
 	tls_vhost_info(l, &info);
 	if (l->protocol == LISTENER_MQTT) {
 		info.options |= LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG;
@@ -373,6 +393,7 @@ int listener_start(const struct config *cfg)
 	info.foreign_loops = foreign;
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.pt_serv_buf_size = 64 * 1024;
+	info.timeout_secs = cfg->connect_timeout ? cfg->connect_timeout : 10; /* and per vhost */
 	info.fd_limit_per_thread = 0;
 	ctx = lws_create_context(&info);
 	if (!ctx) {

@@ -82,13 +82,13 @@ static int check_consistent(const struct listener_conf *l)
 			       l->port),
 		       -1;
 	if (l->require_certificate && !l->cafile.s && !l->capath.s)
-		return log_err("%s: listener %d: require_certificate needs cafile or capath", w,
-			       l->port),
+		return log_err("%s: listener %d: require_certificate needs cafile or capath",
+			       l->require_where ? l->require_where : w, l->port),
 		       -1;
 	if (l->use_identity_as_username && !l->require_certificate)
 		return log_err("%s: listener %d: use_identity_as_username needs "
 			       "require_certificate true",
-			       w, l->port),
+			       l->identity_where ? l->identity_where : w, l->port),
 		       -1;
 	return 0;
 }

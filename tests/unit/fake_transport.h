@@ -33,6 +33,6 @@ static void fake_pause(void *t, bool pause)
 		((struct fake_transport *)t)->resume++;
 }
 
-static const struct conn_ops fake_ops = { fake_want_write, fake_close, fake_pause };
+static const struct conn_ops fake_ops = { fake_want_write, fake_close, fake_pause, NULL };
 
 #endif
