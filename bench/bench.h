@@ -68,6 +68,8 @@ struct opts {
 	double drain_timeout;
 	const char *label;
 	const char *username, *password; /* every client's credentials; NULL = none */
+	bool tls; /* connect over TLS */
+	const char *cafile; /* --tls: check the server's certificate against it */
 	bool quiet;
 	/* delayed */
 	double delay_min, delay_max; /* seconds: each message's delay, uniform in between */
@@ -116,7 +118,15 @@ struct sink {
 };
 
 enum role { ROLE_PUB, ROLE_SUB, ROLE_IDLE };
-enum cstate { C_CONNECTING, C_WAIT_CONNACK, C_WAIT_SUBACK, C_READY, C_CLOSING, C_CLOSED };
+enum cstate {
+	C_CONNECTING,
+	C_WAIT_CONNACK,
+	C_WAIT_SUBACK,
+	C_READY,
+	C_CLOSING,
+	C_CLOSED,
+	C_HANDSHAKE, /* --tls: TCP is up, the TLS handshake is under way */
+};
 
 struct client {
 	int fd;
@@ -135,7 +145,17 @@ struct client {
 	char id[64];
 	struct client *next_dirty;
 	struct held *held; /* backlog-group's slow member: acks it has not sent yet */
+	void *tls; /* --tls: the connection's OpenSSL SSL, or NULL */
 };
+
+/* bench_tls.c: TLS in the shape of read()/write() (-1 with errno EAGAIN: wait). */
+int btls_init(const char *cafile);
+void *btls_new(int fd);
+void btls_free(void *tls);
+int btls_handshake(void *tls); /* 1 done, else -1 (EAGAIN: in progress) */
+ssize_t btls_read(void *tls, void *buf, size_t n);
+ssize_t btls_write(void *tls, const void *buf, size_t n);
+bool btls_pending(void *tls);
 
 /*
  * A txn publisher sends units of `size` messages, one unit at a time: a

@@ -87,6 +87,8 @@ static void usage(FILE *f)
 		"      --keys K          ordered: keys the messages are spread over (100)\n"
 		"      --require-order   ordered: exit 77 when the broker does not keep key order\n"
 		"      --username U, --password P   every client connects with them\n"
+		"      --tls             connect over TLS (--cafile F: check the server's\n"
+		"                        certificate against F; else it is not checked)\n"
 		"      --label TEXT      copied into the RESULT line\n"
 		"      --quiet           only the RESULT line\n"
 		"      --selftest        short runs of every scenario at QoS 0/1/2, v3.1.1 and v5\n"
@@ -304,6 +306,8 @@ enum {
 	O_LABEL,
 	O_USER,
 	O_PASS,
+	O_TLS,
+	O_CAFILE,
 	O_QUIET,
 	O_SELFTEST,
 	O_FREEPORT,
@@ -342,6 +346,8 @@ static const struct option longopts[] = {
 	{ "label", 1, 0, O_LABEL },
 	{ "username", 1, 0, O_USER },
 	{ "password", 1, 0, O_PASS },
+	{ "tls", 0, 0, O_TLS },
+	{ "cafile", 1, 0, O_CAFILE },
 	{ "quiet", 0, 0, O_QUIET },
 	{ "selftest", 0, 0, O_SELFTEST },
 	{ "free-port", 0, 0, O_FREEPORT },
@@ -440,6 +446,12 @@ static int parse(int argc, char **argv, struct opts *o, int *mode)
 			break;
 		case O_PASS:
 			o->password = optarg;
+			break;
+		case O_TLS:
+			o->tls = true;
+			break;
+		case O_CAFILE:
+			o->cafile = optarg;
 			break;
 		case O_QUIET:
 			o->quiet = true;

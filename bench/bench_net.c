@@ -141,6 +141,10 @@ int net_init(const struct opts *o)
 			o->host);
 		return -1;
 	}
+	if (o->tls && btls_init(o->cafile)) {
+		fprintf(stderr, "sluice-bench: cannot make a TLS context\n");
+		return -1;
+	}
 	if (ep < 0)
 		ep = epoll_create1(EPOLL_CLOEXEC);
 	return ep < 0 ? -1 : 0;
@@ -229,6 +233,8 @@ void net_close(struct client *c)
 		epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
 		close(c->fd);
 	}
+	btls_free(c->tls);
+	c->tls = NULL;
 	c->fd = -1;
 	c->epollout = false;
 	c->state = C_CLOSED;
@@ -1268,17 +1274,23 @@ static int on_packet(void *arg, const uint8_t *pkt, size_t len)
 	}
 }
 
+static ssize_t sock_read(struct client *c)
+{
+	return c->tls ? btls_read(c->tls, rbuf, sizeof(rbuf)) : read(c->fd, rbuf, sizeof(rbuf));
+}
+
 static void on_readable(struct client *c)
 {
 	int i;
 
-	for (i = 0; i < 4 && c->fd >= 0; i++) {
-		ssize_t n = read(c->fd, rbuf, sizeof(rbuf));
+	/* TLS: OpenSSL may hold decrypted bytes the socket no longer signals: drain them */
+	for (i = 0; (i < 4 || (c->tls && btls_pending(c->tls))) && c->fd >= 0; i++) {
+		ssize_t n = sock_read(c);
 
 		if (n > 0) {
 			if (framer_feed(&c->fr, rbuf, (size_t)n, on_packet, c) < 0 && c->fd >= 0)
 				fail(c, "framing error in the broker's byte stream", 0);
-			if ((size_t)n < sizeof(rbuf))
+			if ((size_t)n < sizeof(rbuf) && !(c->tls && btls_pending(c->tls)))
 				return;
 			continue;
 		}
@@ -1303,7 +1315,8 @@ static void on_readable(struct client *c)
 static void flush(struct client *c)
 {
 	while (c->out.len && c->fd >= 0) {
-		ssize_t n = write(c->fd, c->out.data, c->out.len);
+		ssize_t n = c->tls ? btls_write(c->tls, c->out.data, c->out.len)
+				   : write(c->fd, c->out.data, c->out.len);
 
 		if (n < 0) {
 			if (errno == EINTR)
@@ -1335,6 +1348,25 @@ static void flush_dirty(void)
 	}
 }
 
+/* TCP (and TLS) is up: CONNECT goes. */
+static void connected(struct client *c)
+{
+	send_connect(c);
+	c->last_send_ns = now_ns();
+	flush(c);
+}
+
+/* One step of the TLS handshake, on any event of the socket. */
+static void handshake(struct client *c)
+{
+	if (btls_handshake(c->tls) == 1) {
+		connected(c);
+		return;
+	}
+	if (errno != EAGAIN)
+		fail(c, "TLS handshake failed", 0);
+}
+
 static void on_writable(struct client *c)
 {
 	int err = 0;
@@ -1348,9 +1380,16 @@ static void on_writable(struct client *c)
 		fail(c, "connect", err ? err : errno);
 		return;
 	}
-	send_connect(c);
-	c->last_send_ns = now_ns();
-	flush(c);
+	if (O->tls) {
+		if (!(c->tls = btls_new(c->fd))) {
+			fail(c, "TLS", 0);
+			return;
+		}
+		c->state = C_HANDSHAKE;
+		handshake(c);
+		return;
+	}
+	connected(c);
 }
 
 /* Keep alive: a PINGREQ when a client has been silent for half its keep alive. */
@@ -1392,6 +1431,10 @@ int net_poll(int timeout_ms)
 
 		if (c->fd < 0)
 			continue;
+		if (c->state == C_HANDSHAKE) {
+			handshake(c);
+			continue;
+		}
 		if (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
 			on_writable(c);
 		if (c->fd >= 0 && (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) &&
