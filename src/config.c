@@ -249,6 +249,9 @@ static const struct directive directives[] = {
 	{ .name = "max_connections",
 	  NUM(max_connections, -1, INT_MAX),
 	  .range = "-1 (unlimited) or 0..2147483647" },
+	{ .name = "max_connections_per_address",
+	  NUM(max_connections_per_address, -1, INT_MAX),
+	  .range = "-1 (unlimited) or 0..2147483647" },
 
 	/* persistence */
 	{ .name = "persistence", .kind = K_BOOL, CFG(persistence) },
@@ -302,6 +305,7 @@ void config_defaults(struct config *c)
 	c->auto_id_prefix = default_auto_id_prefix;
 	c->connect_timeout = 10;
 	c->max_connections = -1;
+	c->max_connections_per_address = -1;
 	c->sys_interval = 10;
 	c->persistence = true;
 	c->persistence_file = default_persistence_file;

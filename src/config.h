@@ -90,6 +90,7 @@ struct config {
 	char *auto_id_prefix;
 	uint32_t connect_timeout; /* seconds a new connection may take to send CONNECT */
 	int max_connections; /* -1 = unlimited */
+	int max_connections_per_address; /* connections at once from one address; -1 = unlimited */
 
 	/* persistence */
 	bool persistence; /* store sessions, queues, retained and plugin state in SQLite */

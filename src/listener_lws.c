@@ -115,6 +115,67 @@ static int cert_verdict(size_t preverify_ok)
 	return preverify_ok ? 0 : 1;
 }
 
+/* --- connections per client address (max_connections_per_address) --------- */
+
+#define ADDR_BUCKETS 4096
+
+struct addr_count {
+	struct addr_count *next;
+	unsigned n;
+	char addr[];
+};
+
+static struct addr_count *by_addr[ADDR_BUCKETS];
+
+static struct addr_count **addr_slot(const char *a)
+{
+	uint32_t h = 2166136261u;
+	struct addr_count **pp;
+
+	for (const char *p = a; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	for (pp = &by_addr[h % ADDR_BUCKETS]; *pp && strcmp((*pp)->addr, a); pp = &(*pp)->next)
+		;
+	return pp;
+}
+
+/* One more connection from a: false (nothing counted) at the limit or out of memory. */
+static bool addr_take(const char *a)
+{
+	struct addr_count **pp = addr_slot(a), *e = *pp;
+	size_t n = strlen(a) + 1;
+
+	if (base.cfg->max_connections_per_address < 0)
+		return true;
+	if (e && e->n >= (unsigned)base.cfg->max_connections_per_address)
+		return false;
+	if (!e) {
+		if (!(e = mem_alloc(sizeof(*e) + n)))
+			return false;
+		e->next = NULL;
+		e->n = 0;
+		memcpy(e->addr, a, n);
+		*pp = e;
+	}
+	e->n++;
+	return true;
+}
+
+static void addr_give(const char *a)
+{
+	struct addr_count **pp, *e;
+
+	if (base.cfg->max_connections_per_address < 0)
+		return;
+	pp = addr_slot(a);
+	if (!(e = *pp))
+		return;
+	if (--e->n == 0) {
+		*pp = e->next;
+		mem_free(e);
+	}
+}
+
 static int open_conn(struct lws *wsi, bool websocket)
 {
 	struct conn *c;
@@ -126,9 +187,15 @@ static int open_conn(struct lws *wsi, bool websocket)
 		log_notice("connection from %s refused: max_connections reached", peer);
 		return -1;
 	}
+	if (!addr_take(peer)) {
+		log_notice("connection from %s refused: max_connections_per_address (%d) reached",
+			   peer, cfg->max_connections_per_address);
+		return -1;
+	}
 	c = conn_new(&lws_conn_ops, wsi, websocket, peer, LWS_PRE);
 	lws_set_opaque_user_data(wsi, c);
 	if (!c) {
+		addr_give(peer);
 		log_err("connection from %s refused: out of memory", peer);
 		return -1;
 	}
@@ -143,6 +210,7 @@ static void close_conn(struct lws *wsi)
 	if (!c)
 		return;
 	lws_set_opaque_user_data(wsi, NULL);
+	addr_give(c->peer);
 	conn_on_closed(c);
 }
 
