@@ -249,6 +249,10 @@ static const struct directive directives[] = {
 	{ .name = "max_connections",
 	  NUM(max_connections, -1, INT_MAX),
 	  .range = "-1 (unlimited) or 0..2147483647" },
+	{ .name = "max_qos0_backlog",
+	  NUM(max_qos0_backlog, 1024, 1024LL * 1024 * 1024),
+	  .range = "1k..1G",
+	  .units = &size_units },
 	{ .name = "max_connections_per_address",
 	  NUM(max_connections_per_address, -1, INT_MAX),
 	  .range = "-1 (unlimited) or 0..2147483647" },
@@ -306,6 +310,7 @@ void config_defaults(struct config *c)
 	c->connect_timeout = 10;
 	c->max_connections = -1;
 	c->max_connections_per_address = -1;
+	c->max_qos0_backlog = 8 * 1024 * 1024;
 	c->sys_interval = 10;
 	c->persistence = true;
 	c->persistence_file = default_persistence_file;

@@ -73,8 +73,6 @@ struct tail_load {
 	struct outq *q;
 };
 
-/* QoS 0 for a live client is dropped while this much output waits for it. */
-#define QOS0_BACKLOG_LIMIT (8u * 1024 * 1024)
 
 void outq_set_events(const struct outq_events *ev)
 {
@@ -632,7 +630,8 @@ static int deliver_qos0(struct outq *q, struct msg *m, bool retain, const uint32
 				  n_subids ? subids[0] : 0,
 				  n_subids > 1 ? subids + 1 : NULL };
 
-	if (!q->conn || conn_backlog(q->conn) > QOS0_BACKLOG_LIMIT) {
+	/* max_qos0_backlog: QoS 0 for a live client is dropped while this much output waits */
+	if (!q->conn || conn_backlog(q->conn) > base.cfg->max_qos0_backlog) {
 		count_drop(q, m, 0, NULL, "client not keeping up");
 		return OUTQ_DROPPED;
 	}

@@ -1,11 +1,18 @@
 """Limits that bound what one misbehaving client or host can hold.
 
+max_qos0_backlog SIZE: QoS 0 for a connected client is dropped (and counted)
+while more than SIZE of output waits to be written to it.
+
 max_connections_per_address N: at most N connections open at once from one
 client address, over every listener (MQTT over TCP and WebSocket alike); a
 further one is closed before its CONNECT is answered, and logged. A closed
 connection frees its place at once. (mosquitto has no such directive.)
 """
 
+import socket
+import time
+
+import mqttpkt as P
 import rawmqtt as R
 from harness import skip_on_mosquitto, wait_until
 
@@ -58,3 +65,41 @@ def test_limits_connections_per_address_unlimited_by_default(t):
 	conns = [connected(t, b) for _ in range(20)]
 	for r in conns:
 		r.close()
+
+
+def test_limits_qos0_backlog_of_a_client_that_never_reads(t):
+	"""max_qos0_backlog: QoS 0 for a connected client that does not read is
+	dropped (and counted) once that much output waits for it, instead of
+	piling up in the broker: it gets what fits, the rest is gone."""
+	skip_on_mosquitto("max_qos0_backlog is sluice's")
+	b = t.broker(["max_qos0_backlog 64k", "sys_interval 1"])
+	tp = t.topic("firehose")
+	lazy = socket.socket()
+	lazy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+	lazy.settimeout(5)
+	lazy.connect(("127.0.0.1", b.port))
+	lazy.sendall(P.connect(t.cid("lazy"), 5) + P.subscribe(1, [(tp, 0)], version=5))
+	time.sleep(0.3)
+	pub = t.raw_connected(b)
+	n, size = 4000, 1000
+	for i in range(0, n, 200):
+		pub.send(b"".join(P.publish(tp, b"x" * size, 0, False, version=5)
+				  for _ in range(200)))
+	watch = t.client(b, version=5)
+	watch.subscribe("$SYS/broker/messages/dropped/qos0", 0)
+	wait_until(lambda: any(int(m.payload) > 0 for m in watch.drain()), 5,
+		   "$SYS/broker/messages/dropped/qos0 above 0")
+	# now read what the broker kept for the lazy client: far less than was sent
+	data = b""
+	lazy.settimeout(1.0)
+	try:
+		while True:
+			d = lazy.recv(65536)
+			if not d:
+				break
+			data += d
+	except socket.timeout:
+		pass
+	got = data.count(b"x" * size)
+	lazy.close()
+	assert 0 < got < n, "the lazy client got %d of %d messages" % (got, n)

@@ -727,7 +727,7 @@ static void test_shipped_conf_examples(void **state)
 		"max_connections", "sys_interval", "log_dest", "log_type",
 		"persistence", "persistence_file", "persistence_sync", "persistence_max_bytes",
 		"max_queued_in_memory", "plugin_dir", "plugin_opt_max", "allow_anonymous",
-		"password_file", "acl_file", "max_connections_per_address",
+		"password_file", "acl_file", "max_connections_per_address", "max_qos0_backlog",
 	};
 	struct config *c = *state;
 	char path[4096], line[4200], want[80];
