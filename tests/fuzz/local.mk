@@ -12,7 +12,8 @@ FUZZ_TARGETS = \
 	tests/fuzz/fuzz_framer \
 	tests/fuzz/fuzz_props \
 	tests/fuzz/fuzz_topic \
-	tests/fuzz/fuzz_config
+	tests/fuzz/fuzz_config \
+	tests/fuzz/fuzz_access
 
 FUZZ_CORE = tests/fuzz/fuzz.h src/mem.c src/mem.h src/buf.c src/buf.h src/mqtt.h src/topic.c src/topic.h \
 	src/utf8.c src/utf8.h
@@ -52,3 +53,9 @@ tests_fuzz_fuzz_config_SOURCES = tests/fuzz/fuzz_config.c $(FUZZ_CORE) \
 	src/config.c src/config.h src/log.c src/log.h
 tests_fuzz_fuzz_config_CFLAGS = $(FUZZ_COMPILE)
 tests_fuzz_fuzz_config_LDFLAGS = $(FUZZ_LINK)
+
+tests_fuzz_fuzz_access_SOURCES = tests/fuzz/fuzz_access.c $(FUZZ_CORE) \
+	src/passwd.c src/passwd.h src/acl.c src/acl.h
+tests_fuzz_fuzz_access_CFLAGS = $(FUZZ_COMPILE)
+tests_fuzz_fuzz_access_LDFLAGS = $(FUZZ_LINK)
+tests_fuzz_fuzz_access_LDADD = $(MBEDTLS_LIBS)
