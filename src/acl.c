@@ -22,10 +22,10 @@
  * deny rule, else ACL_READ and/or ACL_WRITE.
  */
 #include "acl.h"
+#include "linefile.h"
 #include "mem.h"
 #include "topic.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,22 +64,6 @@ static bool rule_matches(const char *f, size_t fl, const char *topic, size_t tle
 	if (tlen && topic[0] == '$' && (!fl || f[0] != '$'))
 		return false;
 	return topic_matches(f, fl, topic, tlen);
-}
-
-/* 1 allowed, 0 denied, -1 no rule of the list matched. */
-static int check_list(const struct rules *l, const char *topic, size_t tlen, unsigned access)
-{
-	for (size_t i = 0; i < l->n; i++) {
-		const struct rule *r = &l->r[i];
-
-		if (!rule_matches(r->filter, r->flen, topic, tlen))
-			continue;
-		if (!r->access)
-			return 0;
-		if (r->access & access)
-			return 1;
-	}
-	return -1;
 }
 
 /* The pattern's filter with %c and %u put in, into out (cap bytes): its length, or -1. */
@@ -152,9 +136,12 @@ static bool pattern_matches(const struct rule *r, const char *cid, const char *u
 	return m;
 }
 
-/* As check_list, for the patterns of a client. */
-static int check_patterns(const struct rules *l, const char *cid, const char *user,
-			  const char *topic, size_t tlen, unsigned access)
+/*
+ * The rules of l for this client (a topic rule matches as it is, a pattern
+ * with %c and %u put in): 1 allowed, 0 denied, -1 no rule matched.
+ */
+static int check_rules(const struct rules *l, const char *cid, const char *user, const char *topic,
+		       size_t tlen, unsigned access)
 {
 	for (size_t i = 0; i < l->n; i++) {
 		const struct rule *r = &l->r[i];
@@ -204,7 +191,7 @@ bool acl_check(const struct acl_table *t, const char *client_id, const char *use
 	       const char *topic, size_t tlen, enum acl_access access)
 {
 	const struct rules *own = own_rules(t, username);
-	int rc = own ? check_list(own, topic, tlen, access) : -1;
+	int rc = own ? check_rules(own, client_id, username, topic, tlen, access) : -1;
 
 	if (rc >= 0)
 		return rc == 1;
@@ -212,7 +199,7 @@ bool acl_check(const struct acl_table *t, const char *client_id, const char *use
 		return false;
 	if (strpbrk(client_id, "+#") || (username && strpbrk(username, "+#")))
 		return false;
-	return check_patterns(&t->patterns, client_id, username, topic, tlen, access) == 1;
+	return check_rules(&t->patterns, client_id, username, topic, tlen, access) == 1;
 }
 
 /* --- filters: may a SUBSCRIBE read anything? --------------------------------- */
@@ -281,23 +268,7 @@ static bool filter_covered(const char *d, size_t dl, const char *f, size_t fl)
 	}
 }
 
-/* 0: a deny of l covers all of f; 1: a read grant of l overlaps f; -1 neither. */
-static int filter_list(const struct rules *l, const char *f, size_t fl)
-{
-	int rc = -1;
-
-	for (size_t i = 0; i < l->n; i++) {
-		const struct rule *r = &l->r[i];
-
-		if (!r->access && filter_covered(r->filter, r->flen, f, fl))
-			return 0;
-		if ((r->access & ACL_READ) && filters_overlap(r->filter, r->flen, f, fl))
-			rc = 1;
-	}
-	return rc;
-}
-
-/* As filter_list's answer, for one pattern put in for the client. */
+/* One rule (a pattern put in for the client): 0 a deny covering all of f, 1 a read grant overlapping f, -1 neither. */
 static int filter_pattern(const struct rule *r, const char *cid, const char *user, const char *f,
 			  size_t fl)
 {
@@ -318,8 +289,9 @@ static int filter_pattern(const struct rule *r, const char *cid, const char *use
 	return rc;
 }
 
-static int filter_patterns(const struct rules *l, const char *cid, const char *user, const char *f,
-			   size_t fl)
+/* The answer of the rules of l for filter f: 0 denied, 1 something readable, -1 no rule says. */
+static int filter_rules(const struct rules *l, const char *cid, const char *user, const char *f,
+			size_t fl)
 {
 	int rc = -1;
 
@@ -341,7 +313,7 @@ bool acl_check_filter(const struct acl_table *t, const char *client_id, const ch
 		      const char *filter, size_t flen)
 {
 	const struct rules *own = own_rules(t, username);
-	int rc = own ? filter_list(own, filter, flen) : -1;
+	int rc = own ? filter_rules(own, client_id, username, filter, flen) : -1;
 
 	if (rc == 0)
 		return false;
@@ -349,7 +321,7 @@ bool acl_check_filter(const struct acl_table *t, const char *client_id, const ch
 		return true;
 	if (!t->patterns.n || strpbrk(client_id, "+#") || (username && strpbrk(username, "+#")))
 		return false;
-	return filter_patterns(&t->patterns, client_id, username, filter, flen) == 1;
+	return filter_rules(&t->patterns, client_id, username, filter, flen) == 1;
 }
 
 /* --- parsing ------------------------------------------------------------------ */
@@ -524,77 +496,37 @@ static int parse_line(struct parse *p, char *line)
 	return 0;
 }
 
-/* One line into buf (ACL_LINE_MAX + 2): 1, 0 at the end, -1 too long, -2 a NUL byte. */
-static int read_line(FILE *f, char *buf)
-{
-	size_t n = 0;
-	int ch;
-
-	while ((ch = getc(f)) != EOF && ch != '\n') {
-		if (!ch)
-			return -2;
-		if (n > ACL_LINE_MAX)
-			return -1;
-		buf[n++] = (char)ch;
-	}
-	if (ch == EOF && !n)
-		return 0;
-	buf[n] = '\0';
-	return 1;
-}
-
 static int by_name(const void *a, const void *b)
 {
 	return strcmp(((const struct acl_user *)a)->name, ((const struct acl_user *)b)->name);
 }
 
-static int load_lines(struct acl_table *t, FILE *f, const char *path, char *err, size_t errlen)
+/* One line of the file (linefile_fn): 0, or -1 with *why. */
+static int line_of(void *arg, char *line, const char **why)
 {
-	struct parse p = { .t = t };
-	char *buf = mem_alloc(ACL_LINE_MAX + 2);
-	int lineno = 0, got;
+	struct parse *p = arg;
 
-	if (!buf) {
-		snprintf(err, errlen, "%s: out of memory", path);
-		return -1;
-	}
-	while ((got = read_line(f, buf)) != 0) {
-		lineno++;
-		p.why = got == -1 ? "line too long" : got == -2 ? "NUL byte in line" : NULL;
-		if (p.why || parse_line(&p, buf))
-			break;
-	}
-	mem_free(buf);
-	if (!p.why && ferror(f))
-		p.why = "read error";
-	if (!p.why && t->n_users)
-		qsort(t->users, t->n_users, sizeof(*t->users), by_name);
-	if (p.why)
-		snprintf(err, errlen, "%s:%d: %s", path, lineno, p.why);
-	return p.why ? -1 : 0;
+	if (!parse_line(p, line))
+		return 0;
+	*why = p->why;
+	return -1;
 }
 
 struct acl_table *acl_load(const char *path, char *err, size_t errlen)
 {
 	struct acl_table *t = mem_calloc(1, sizeof(*t));
-	FILE *f;
-	int rc;
+	struct parse p = { .t = t };
 
 	if (!t) {
 		snprintf(err, errlen, "%s: out of memory", path);
 		return NULL;
 	}
-	if (!(f = fopen(path, "r"))) {
-		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+	if (linefile_each(path, ACL_LINE_MAX, line_of, &p, err, errlen)) {
 		acl_free(t);
 		return NULL;
 	}
-	rc = load_lines(t, f, path, err, errlen);
-	fclose(f);
-	if (rc) {
-		acl_free(t);
-		return NULL;
-	}
+	if (t->n_users)
+		qsort(t->users, t->n_users, sizeof(*t->users), by_name);
 	return t;
 }
 

@@ -21,11 +21,12 @@
  * On an error the config holds whatever was applied before the bad line; the
  * caller still owns it and releases it with config_free().
  *
- * config_load() reads with getc() into a fixed buffer rather than getline()
- * so that all memory goes through mem.h and a runaway line is refused at the
+ * config_load() reads its lines with linefile_read() (linefile.c), bounded
+ * as the password and ACL files are, so a runaway line is refused at the
  * limit instead of being read whole.
  */
 #include "config.h"
+#include "linefile.h"
 #include "mem.h"
 
 #include <errno.h>
@@ -897,32 +898,6 @@ int config_parse_line(struct config *c, const char *line, const char *file, int 
 	return parse_line(&p, line);
 }
 
-/*
- * Reads one line without its "\n" or "\r\n" into buf (LINE_MAX_BYTES + 1).
- * Returns 1 for a line, 0 at end of file, -1 if too long, -2 for a NUL byte.
- */
-static int read_line(FILE *f, char *buf)
-{
-	size_t n = 0;
-	int ch;
-
-	while ((ch = getc(f)) != EOF && ch != '\n') {
-		if (ch == '\0')
-			return -2;
-		if (n == LINE_MAX_BYTES + 1)
-			return -1; /* room for a '\r' we may strip */
-		buf[n++] = (char)ch;
-	}
-	if (ch == EOF && n == 0)
-		return 0;
-	if (n && buf[n - 1] == '\r')
-		n--;
-	if (n > LINE_MAX_BYTES)
-		return -1;
-	buf[n] = '\0';
-	return 1;
-}
-
 int config_load(struct config *c, const char *path, char *err, size_t errlen)
 {
 	struct parser p = { .c = c, .file = path, .err = err, .errlen = errlen };
@@ -937,7 +912,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	}
 	while (rc == 0) {
 		p.lineno++;
-		got = read_line(f, line);
+		got = linefile_read(f, line, LINE_MAX_BYTES);
 		if (got == 0)
 			break;
 		if (got == -1)

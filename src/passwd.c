@@ -18,6 +18,7 @@
  * does not tell a wrong password from an unknown user.
  */
 #include "passwd.h"
+#include "linefile.h"
 #include "mem.h"
 
 #include <errno.h>
@@ -234,9 +235,10 @@ static int add_entry(struct pw_table *t, const struct pw_entry *e)
 	return 0;
 }
 
-/* One line (its ending stripped): 0, or -1 with *why. */
-static int parse_line(struct pw_table *t, char *line, const char **why)
+/* One line (its ending stripped) of the table arg: 0, or -1 with *why (linefile_fn). */
+static int parse_line(void *arg, char *line, const char **why)
 {
+	struct pw_table *t = arg;
 	struct pw_entry e;
 	char *colon, *user, *hash;
 
@@ -260,50 +262,6 @@ static int parse_line(struct pw_table *t, char *line, const char **why)
 	return 0;
 }
 
-/* Reads one line into buf (PW_LINE_MAX + 2): 1, 0 at the end, -1 too long, -2 a NUL byte. */
-static int read_line(FILE *f, char *buf)
-{
-	size_t n = 0;
-	int ch;
-
-	while ((ch = getc(f)) != EOF && ch != '\n') {
-		if (!ch)
-			return -2;
-		if (n > PW_LINE_MAX)
-			return -1;
-		buf[n++] = (char)ch;
-	}
-	if (ch == EOF && !n)
-		return 0;
-	buf[n] = '\0';
-	return 1;
-}
-
-static int load_lines(struct pw_table *t, FILE *f, const char *path, char *err, size_t errlen)
-{
-	char *buf = mem_alloc(PW_LINE_MAX + 2);
-	const char *why = NULL;
-	int lineno = 0, got;
-
-	if (!buf) {
-		snprintf(err, errlen, "%s: out of memory", path);
-		return -1;
-	}
-	while ((got = read_line(f, buf)) != 0) {
-		lineno++;
-		why = got == -1 ? "line too long" : got == -2 ? "NUL byte in line" : NULL;
-		if (why || parse_line(t, buf, &why))
-			break;
-		why = NULL; /* a line that parsed may have left a message behind */
-	}
-	mem_free(buf);
-	if (why)
-		snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
-	else if (ferror(f))
-		snprintf(err, errlen, "%s: read error", path);
-	return why || ferror(f) ? -1 : 0;
-}
-
 /* The first username that appears twice in the sorted table, or NULL. */
 static const char *duplicate(const struct pw_table *t)
 {
@@ -317,23 +275,15 @@ struct pw_table *pw_load(const char *path, char *err, size_t errlen)
 {
 	struct pw_table *t = mem_calloc(1, sizeof(*t));
 	const char *dup;
-	FILE *f;
 
 	if (!t) {
 		snprintf(err, errlen, "%s: out of memory", path);
 		return NULL;
 	}
-	if (!(f = fopen(path, "r"))) {
-		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+	if (linefile_each(path, PW_LINE_MAX, parse_line, t, err, errlen)) {
 		pw_free(t);
 		return NULL;
 	}
-	if (load_lines(t, f, path, err, errlen)) {
-		fclose(f);
-		pw_free(t);
-		return NULL;
-	}
-	fclose(f);
 	if (t->n)
 		qsort(t->e, t->n, sizeof(*t->e), by_name);
 	if ((dup = duplicate(t))) {

@@ -263,7 +263,7 @@ static int route(struct conn *c, const struct mqtt_publish *p, const char *topic
 	enum sp_verdict v;
 	int rc;
 
-	/* '$' topics may be a plugin's ($delayed/..., $txn/...): it checks the topic it routes to. */
+	/* A '$' topic may be a plugin's to take: it checks the topic it routes to (acl_check). */
 	if (len && topic[0] != '$' && !may_write(c, topic, len, m)) {
 		msg_unref(m);
 		return denied(c, p, topic, len);

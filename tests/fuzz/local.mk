@@ -50,12 +50,12 @@ tests_fuzz_fuzz_topic_CFLAGS = $(FUZZ_COMPILE)
 tests_fuzz_fuzz_topic_LDFLAGS = $(FUZZ_LINK)
 
 tests_fuzz_fuzz_config_SOURCES = tests/fuzz/fuzz_config.c $(FUZZ_CORE) \
-	src/config.c src/config.h src/log.c src/log.h
+	src/config.c src/config.h src/linefile.c src/linefile.h src/log.c src/log.h
 tests_fuzz_fuzz_config_CFLAGS = $(FUZZ_COMPILE)
 tests_fuzz_fuzz_config_LDFLAGS = $(FUZZ_LINK)
 
 tests_fuzz_fuzz_access_SOURCES = tests/fuzz/fuzz_access.c $(FUZZ_CORE) \
-	src/passwd.c src/passwd.h src/acl.c src/acl.h
+	src/passwd.c src/passwd.h src/acl.c src/acl.h src/linefile.c src/linefile.h
 tests_fuzz_fuzz_access_CFLAGS = $(FUZZ_COMPILE)
 tests_fuzz_fuzz_access_LDFLAGS = $(FUZZ_LINK)
 tests_fuzz_fuzz_access_LDADD = $(MBEDTLS_LIBS)

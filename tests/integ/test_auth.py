@@ -239,6 +239,15 @@ def wait_complaint(b, path, since, timeout=5.0):
 		return None
 
 
+def hup_expecting_complaint(b, path):
+	"""SIGHUP, then a log line that names path and says it failed to load."""
+	off = b.log_size()
+	hup(b)
+	line = wait_complaint(b, path, off)
+	assert line, "no log line names %s with an error after the SIGHUP:\n%s" % (
+		path, b.log_text(off))
+
+
 # -- CONNACK codes -----------------------------------------------------------------------
 
 @param("config", list(CONFIGS))
@@ -439,17 +448,13 @@ def test_auth_sighup_bad_file_keeps_old(t, how):
 	tp = t.topic("badhup")
 	kept = paho(t, b, version, "alice", ALICE_PW)
 	assert kept.subscribe(tp, 1) == [1]
-	off = b.log_size()
 	if how == "malformed":
 		new = os.path.join(b.dir, "passwd.new")
 		write_passwd(new, [("dave", DAVE_PW)], ["bob:$7$notanumber$x$y"])
 		os.replace(new, path)
 	else:
 		os.remove(path)
-	hup(b)
-	line = wait_complaint(b, path, off)
-	assert line, "no log line names %s with an error after the SIGHUP:\n%s" % (
-		path, b.log_text(off))
+	hup_expecting_complaint(b, path)
 	assert_accepted(t, b, version, "alice", ALICE_PW, "old file's user: ")
 	assert_accepted(t, b, version, "bob", BOB_PW, "old file's user: ")
 	assert_refused(t, b, version, "dave", DAVE_PW, "the bad file's user: ")

@@ -25,6 +25,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "temp_file.h"
+
 #include "acl.h"
 #include "mem.h"
 
@@ -41,13 +43,7 @@ static char err[512];
 /* Writes len bytes of text to a new temporary file (its name in path). */
 static void write_file(const char *text, size_t len)
 {
-	int fd;
-
-	strcpy(path, "/tmp/test_acl.XXXXXX");
-	fd = mkstemp(path);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, text, len), (ssize_t)len);
-	close(fd);
+	temp_file_write(path, sizeof(path), text, len);
 }
 
 /* The text must load; the caller frees the table. */

@@ -23,6 +23,7 @@
 /* log.h brings src/config.h; a bare "config.h" here would find autoconf's. */
 #include "log.h"
 #include "mem.h"
+#include "temp_file.h"
 
 static char err[512];
 
@@ -71,13 +72,7 @@ static int teardown(void **state)
 /* Writes len bytes to a fresh temporary file; returns its path in path (size 64). */
 static void write_temp_n(char *path, const char *text, size_t len)
 {
-	int fd;
-
-	strcpy(path, "/tmp/sluice-test-conf-XXXXXX");
-	fd = mkstemp(path);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, text, len), (ssize_t)len);
-	close(fd);
+	temp_file_write(path, 64, text, len);
 }
 
 static void write_temp(char *path, const char *text)

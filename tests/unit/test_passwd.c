@@ -22,6 +22,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "temp_file.h"
+
 #include "mem.h"
 #include "passwd.h"
 
@@ -76,13 +78,7 @@ static char err[512];
 /* Writes len bytes of text to a new temporary file (its name in path). */
 static void write_file(const char *text, size_t len)
 {
-	int fd;
-
-	strcpy(path, "/tmp/test_passwd.XXXXXX");
-	fd = mkstemp(path);
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, text, len), (ssize_t)len);
-	close(fd);
+	temp_file_write(path, sizeof(path), text, len);
 }
 
 static struct pw_table *load_text(const char *text)
