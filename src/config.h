@@ -32,7 +32,7 @@ struct listener_conf {
 	char *bind_address; /* NULL = every address */
 	enum listener_proto protocol;
 	int socket_domain; /* 0 = both, 4 = ipv4 only, 6 = ipv6 only */
-	char *http_dir; /* websockets only: directory served over plain HTTP, or NULL */
+	char *http_dir; /* websockets only: directory served over HTTP (or https), or NULL */
 	char *where; /* "FILE:LINE" of its listener line, or NULL (added without a file) */
 	/* TLS (mosquitto's names): the listener speaks TLS when certfile is set */
 	struct conf_str certfile, keyfile, cafile, capath, crlfile, ciphers, ciphers_tls13;

@@ -3,6 +3,8 @@
  * WebSocket port that served this page. A minimal client written for this
  * page only: CONNECT, SUBSCRIBE $SYS/broker/#, PINGREQ, and PUBLISH
  * (QoS 0) decoding. No library, nothing fetched from elsewhere.
+ * Secure WebSocket when the page came over https: a browser blocks ws://
+ * from an https page (mixed content), and the listener speaks TLS anyway.
  */
 "use strict";
 
@@ -85,7 +87,8 @@ function show(name, value) {
 }
 
 function connect() {
-	const ws = new WebSocket("ws://" + location.host + "/mqtt", "mqtt");
+	const scheme = location.protocol === "https:" ? "wss://" : "ws://";
+	const ws = new WebSocket(scheme + location.host + "/mqtt", "mqtt");
 	let ping;
 	ws.binaryType = "arraybuffer";
 	ws.onopen = () => {
