@@ -7,7 +7,7 @@ pkgs=(
 	gcc make autoconf automake libtool pkg-config
 	libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libsqlite3-dev libmbedtls-dev libssl-dev openssl
 	libcmocka-dev clang libclang-rt-14-dev
-	mosquitto mosquitto-clients python3 python3-paho-mqtt chromium
+	mosquitto mosquitto-clients python3 python3-paho-mqtt chromium libnss3-tools
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -59,8 +59,10 @@ subjectAltName IP:127.0.0.1 and DNS:localhost), server2 (serial 1002, CN
 sluice-server-2, the same names: the certificate a SIGHUP loads), alice,
 bob and revoked (CN=alice, CN=bob, CN=revoked); "openssl ca -revoke" and
 "-gencrl" make crl.pem revoking "revoked"; ca2, trusted nowhere, signs evil
-(CN=alice); capath/ holds ca.pem, hashed by "openssl rehash".  A test that
-replaces files (SIGHUP) copies them into its broker's directory first.
+(CN=alice) and impostor (serial 3002, CN localhost, the server's names: the
+untrusted server of test_web's browser); capath/ holds ca.pem, hashed by
+"openssl rehash".  A test that replaces files (SIGHUP) copies them into its
+broker's directory first.
 
 brokerlib writes one plain and one WebSocket listener and repeats only
 MOSQUITTO_PER_LISTENER directives under both; TLSBroker here puts the TLS
@@ -143,6 +145,7 @@ LEAVES = {
 	"bob": ("bob", 0x2002, "v3_client", "ca"),
 	"revoked": ("revoked", 0x2003, "v3_client", "ca"),
 	"evil": ("alice", 0x3001, "v3_client", "ca2"),
+	"impostor": ("localhost", 0x3002, "v3_server", "ca2"),
 }
 
 # Named by the process that imports the module (the runner), made by the first forked
