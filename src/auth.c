@@ -36,6 +36,7 @@ static struct {
 	struct pw_table *table;
 	char *acl_file, *acl_where; /* acl_file, likewise */
 	struct acl_table *acl;
+	unsigned char scram_secret[32]; /* salts the made-up SCRAM credentials of unknown users */
 } auth;
 
 static struct pw_table *load(void)
@@ -70,6 +71,10 @@ int auth_init(const struct config *cfg)
 {
 	auth_shutdown();
 	auth.allow_anonymous = cfg->allow_anonymous;
+	if (pw_random(auth.scram_secret, sizeof(auth.scram_secret))) {
+		log_err("no random numbers for SCRAM");
+		return -1;
+	}
 	if (cfg->password_file) {
 		if (copy_path(&auth.file, &auth.where, cfg->password_file,
 			      cfg->password_file_where)) {
@@ -189,4 +194,35 @@ bool auth_connect(const char *username, size_t ulen, const void *password, size_
 		return false;
 	}
 	return true;
+}
+
+/* The reason e cannot serve m (NULL: it can). */
+static const char *no_scram(const struct pw_entry *e, enum scram_mech m)
+{
+	if (!auth.table)
+		return "no password file";
+	if (!e)
+		return "unknown username";
+	if (e->kind == scram_pw_kind(m))
+		return NULL;
+	if (e->kind == PW_SHA512)
+		return "the user's hash is $6$ (mosquitto 1.x), which serves no SCRAM";
+	return m == SCRAM_SHA256
+		       ? "the user's hash is $7$, which serves SCRAM-SHA-512, not -256"
+		       : "the user's hash is $pbkdf2-sha256$, which serves SCRAM-SHA-256, "
+			 "not -512";
+}
+
+const char *auth_scram_cred(enum scram_mech m, const char *username, size_t ulen,
+			    struct scram_cred *out)
+{
+	const struct pw_entry *e = auth.table ? pw_find(auth.table, username, ulen) : NULL;
+	const char *why = no_scram(e, m);
+
+	if (!why && !scram_cred_from_salted(m, e->hash, e->salt, e->salt_len, e->iterations, out))
+		return NULL;
+	if (scram_cred_fake(m, auth.scram_secret, sizeof(auth.scram_secret), username, ulen,
+			    m == SCRAM_SHA256 ? PW_ITERATIONS_SHA256 : PW_ITERATIONS, out))
+		memset(out, 0, sizeof(*out)); /* not real either: no proof matches */
+	return why ? why : "out of memory";
 }

@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "acl.h"
+#include "scram.h"
 
 struct config;
 
@@ -25,6 +26,16 @@ void auth_shutdown(void);
  */
 bool auth_connect(const char *username, size_t ulen, const void *password, size_t plen,
 		  const char **why);
+
+/*
+ * The SCRAM credential of username (ulen bytes) for m: from its password
+ * file entry when that holds m's salted password ($7$ for SCRAM-SHA-512,
+ * $pbkdf2-sha256$ for SCRAM-SHA-256); else a made-up one, with which the
+ * exchange fails as with a wrong password. Returns NULL for a real one, or
+ * why there is none (for the log).
+ */
+const char *auth_scram_cred(enum scram_mech m, const char *username, size_t ulen,
+			    struct scram_cred *out);
 
 /* Is an ACL file in force (else every check below allows)? */
 bool auth_acl_active(void);

@@ -29,6 +29,7 @@
 #include "mem.h"
 #include "msg.h"
 #include "props.h"
+#include "scram.h"
 
 static struct conn *all_conns;
 static size_t n_conns;
@@ -139,8 +140,10 @@ static void on_timer(struct timer *t, void *arg)
 	struct conn *c = arg;
 	uint64_t now = clock_now_ms(), limit;
 
-	if (c->state == CONN_NEW) {
-		conn_close(c, -1, "no CONNECT within connect_timeout");
+	if (c->state == CONN_NEW || c->state == CONN_AUTH) {
+		conn_close(c, -1,
+			   c->state == CONN_NEW ? "no CONNECT within connect_timeout"
+						: "authentication unfinished at connect_timeout");
 		return;
 	}
 	if (c->state != CONN_ACTIVE || !c->keep_alive)
@@ -313,6 +316,8 @@ static void free_conn(struct conn *c)
 	if (c->own_client_id)
 		mem_free((char *)c->client_id);
 	free_aliases(c);
+	scram_free(c->scram);
+	mem_free(c->auth_connect);
 	framer_free(&c->framer);
 	out_give_back(c);
 	mem_free(c);

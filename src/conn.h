@@ -55,6 +55,7 @@ enum conn_state {
 	CONN_NEW, /* waiting for CONNECT */
 	CONN_ACTIVE, /* CONNACK sent */
 	CONN_CLOSING, /* no more input handled */
+	CONN_AUTH, /* CONNECT received, an enhanced authentication under way (proto_auth.c) */
 };
 
 struct alias_slot {
@@ -62,6 +63,8 @@ struct alias_slot {
 	uint32_t hash;
 	uint16_t alias;
 };
+
+struct scram;
 
 struct conn {
 	struct conn *next, *prev; /* all connections */
@@ -103,6 +106,11 @@ struct conn {
 	bool own_client_id; /* client_id is this conn's copy (conn_part_session) */
 	bool identity_as_username; /* TLS use_identity_as_username: the certificate's CN */
 	bool lingering; /* half-closed, dropping input until the peer closes (conn_linger) */
+	uint8_t auth_mech; /* enum scram_mech of the CONNECT (SCRAM_NONE), for re-authentication */
+	struct scram *scram; /* the SCRAM exchange under way, or NULL (proto_auth.c) */
+	uint8_t *auth_connect; /* in CONN_AUTH: a copy of the CONNECT being authenticated */
+	size_t auth_connect_len;
+	const char *auth_cred_why; /* why the user has no SCRAM credential (for the log), or NULL */
 	char peer[]; /* address:port, for log lines; in the same allocation */
 };
 

@@ -1,18 +1,19 @@
 /*
  * passwd.c - mosquitto's password file format (passwd.h): parsing, the two
- * hashes mosquitto writes, constant-time checking, and writing $7$ lines.
+ * hashes mosquitto writes and sluice's $pbkdf2-sha256$ (for SCRAM-SHA-256),
+ * constant-time checking, and writing $7$ and $pbkdf2-sha256$ lines.
  *
  * Owns: a table of entries read from one file, sorted by username so a
  * CONNECT finds its user with a binary search. The table is immutable once
  * loaded: a reload builds a new one and the caller swaps them, so a file
  * that fails to load never leaves a half-read table in use. The crypto is
- * mbedTLS's (PBKDF2-HMAC-SHA512, SHA-512, base64, CTR-DRBG).
+ * mbedTLS's (PBKDF2-HMAC-SHA512/256, SHA-512, base64, CTR-DRBG).
  *
  * Runs on whatever thread calls it (the broker's loop; sluice-passwd's
- * main); no globals but the lazily seeded random generator, which only the
- * one-threaded sluice-passwd and start-up use.
+ * main); no globals but the lazily seeded random generator, which only
+ * one thread uses (sluice-passwd's, or the broker's loop for SCRAM nonces).
  *
- * Invariants: every entry's hash is PW_HASH_LEN bytes and its salt at most
+ * Invariants: every entry's hash is pw_hash_len(kind) bytes and its salt at most
  * PW_SALT_MAX; usernames are unique in a table; a verification always runs
  * the entry's full hash (or a dummy's) and compares every byte, so its time
  * does not tell a wrong password from an unknown user.
@@ -40,17 +41,23 @@ struct pw_table {
 
 /* --- hashes ------------------------------------------------------------------- */
 
-int pw_pbkdf2_sha512(const void *password, size_t plen, const unsigned char *salt, size_t salt_len,
-		     uint32_t iterations, unsigned char *out)
+size_t pw_hash_len(enum pw_kind kind)
 {
+	return kind == PW_PBKDF2_SHA256 ? PW_HASH256_LEN : PW_HASH_LEN;
+}
+
+int pw_pbkdf2(enum pw_kind kind, const void *password, size_t plen, const unsigned char *salt,
+	      size_t salt_len, uint32_t iterations, unsigned char *out)
+{
+	mbedtls_md_type_t type = kind == PW_PBKDF2_SHA256 ? MBEDTLS_MD_SHA256 : MBEDTLS_MD_SHA512;
 	mbedtls_md_context_t md;
 	int rc;
 
 	mbedtls_md_init(&md);
-	rc = mbedtls_md_setup(&md, mbedtls_md_info_from_type(MBEDTLS_MD_SHA512), 1);
+	rc = mbedtls_md_setup(&md, mbedtls_md_info_from_type(type), 1);
 	if (!rc)
 		rc = mbedtls_pkcs5_pbkdf2_hmac(&md, password, plen, salt, salt_len, iterations,
-					       PW_HASH_LEN, out);
+					       (uint32_t)pw_hash_len(kind), out);
 	mbedtls_md_free(&md);
 	return rc ? -1 : 0;
 }
@@ -77,12 +84,12 @@ static int sha512_salted(const void *password, size_t plen, const unsigned char 
 static int entry_hash(const struct pw_entry *e, const void *password, size_t plen,
 		      unsigned char *out)
 {
-	if (e->kind == PW_PBKDF2_SHA512)
-		return pw_pbkdf2_sha512(password, plen, e->salt, e->salt_len, e->iterations, out);
+	if (e->kind != PW_SHA512)
+		return pw_pbkdf2(e->kind, password, plen, e->salt, e->salt_len, e->iterations, out);
 	return sha512_salted(password, plen, e->salt, e->salt_len, out);
 }
 
-static bool equal_ct(const unsigned char *a, const unsigned char *b, size_t n)
+bool pw_equal_ct(const unsigned char *a, const unsigned char *b, size_t n)
 {
 	volatile unsigned char diff = 0;
 
@@ -104,7 +111,7 @@ bool pw_verify(const struct pw_entry *e, const void *password, size_t plen)
 
 	if (entry_hash(e ? e : &dummy, password, plen, got))
 		return false;
-	ok = equal_ct(got, e ? e->hash : dummy.hash, PW_HASH_LEN);
+	ok = pw_equal_ct(got, e ? e->hash : dummy.hash, pw_hash_len(e ? e->kind : dummy.kind));
 	return ok && e != NULL;
 }
 
@@ -157,29 +164,64 @@ static int parse_iterations(const char *s, size_t n, uint32_t *out)
 	return 0;
 }
 
+/*
+ * Decodes a salt or hash field: standard base64, or with adapted (passlib's
+ * form) '.' for '+' and no padding. Its length, or -1.
+ */
+static long b64_field(const char *s, size_t n, bool adapted, unsigned char *out, size_t max)
+{
+	char buf[(PW_SALT_MAX + PW_HASH_LEN) * 2];
+
+	if (!adapted)
+		return b64_decode(s, n, out, max);
+	if (n + 3 > sizeof(buf) || n % 4 == 1 || memchr(s, '+', n) || memchr(s, '=', n))
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		buf[i] = s[i] == '.' ? '+' : s[i];
+	while (n % 4)
+		buf[n++] = '=';
+	return b64_decode(buf, n, out, max);
+}
+
+static const struct hash_form {
+	const char *prefix;
+	enum pw_kind kind;
+	bool iterations, adapted;
+} forms[] = {
+	{ "$7$", PW_PBKDF2_SHA512, true, false },
+	{ "$6$", PW_SHA512, false, false },
+	{ "$pbkdf2-sha256$", PW_PBKDF2_SHA256, true, true },
+};
+
+static const struct hash_form *form_of(const char *s)
+{
+	for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++)
+		if (!strncmp(s, forms[i].prefix, strlen(forms[i].prefix)))
+			return &forms[i];
+	return NULL;
+}
+
 int pw_parse_hash(const char *s, struct pw_entry *e, const char **why)
 {
+	const struct hash_form *f = form_of(s);
 	const char *salt, *hash;
 	size_t sn, n;
 	long got;
 
-	*why = "not a mosquitto_passwd hash ($7$... or $6$...)";
-	if (!strncmp(s, "$7$", 3)) {
-		const char *it = s + 3;
+	*why = "not a mosquitto_passwd hash ($7$... or $6$...) nor $pbkdf2-sha256$...";
+	if (!f)
+		return -1;
+	e->kind = f->kind;
+	e->iterations = 0;
+	salt = s + strlen(f->prefix);
+	if (f->iterations) {
+		const char *it = salt;
 
-		e->kind = PW_PBKDF2_SHA512;
-		n = field(&it, false);
-		if (n == (size_t)-1 || parse_iterations(s + 3, n, &e->iterations)) {
-			*why = "$7$: the iteration count is not a number from 1 to 10000000";
+		n = field(&salt, false);
+		if (n == (size_t)-1 || parse_iterations(it, n, &e->iterations)) {
+			*why = "the iteration count is not a number from 1 to 10000000";
 			return -1;
 		}
-		salt = it;
-	} else if (!strncmp(s, "$6$", 3)) {
-		e->kind = PW_SHA512;
-		e->iterations = 0;
-		salt = s + 3;
-	} else {
-		return -1;
 	}
 	hash = salt;
 	sn = field(&hash, false);
@@ -187,15 +229,17 @@ int pw_parse_hash(const char *s, struct pw_entry *e, const char **why)
 		*why = "no '$' between salt and hash";
 		return -1;
 	}
-	got = b64_decode(salt, sn, e->salt, sizeof(e->salt));
+	got = b64_field(salt, sn, f->adapted, e->salt, sizeof(e->salt));
 	if (got < 1) {
 		*why = "the salt is not base64 (of at most 64 bytes)";
 		return -1;
 	}
 	e->salt_len = (size_t)got;
 	n = field(&hash, true);
-	if (b64_decode(hash, n, e->hash, sizeof(e->hash)) != PW_HASH_LEN) {
-		*why = "the hash is not base64 of 64 bytes";
+	if (b64_field(hash, n, f->adapted, e->hash, sizeof(e->hash)) !=
+	    (long)pw_hash_len(e->kind)) {
+		*why = e->kind == PW_PBKDF2_SHA256 ? "the hash is not base64 of 32 bytes"
+						   : "the hash is not base64 of 64 bytes";
 		return -1;
 	}
 	return 0;
@@ -336,22 +380,44 @@ const struct pw_entry *pw_find(const struct pw_table *t, const char *username, s
 
 /* --- writing ------------------------------------------------------------------ */
 
-int pw_format_line(char *out, size_t outlen, const char *username, const void *password,
-		   size_t plen, uint32_t iterations, const unsigned char *salt, size_t salt_len)
+/* Base64 of n bytes into out (NUL-terminated); adapted: passlib's form. Its length, or 0. */
+static size_t b64_encode(const unsigned char *in, size_t n, bool adapted, char *out, size_t max)
 {
+	size_t len = 0;
+
+	if (mbedtls_base64_encode((unsigned char *)out, max, &len, in, n))
+		return 0;
+	if (!adapted)
+		return len;
+	while (len && out[len - 1] == '=')
+		out[--len] = '\0';
+	for (size_t i = 0; i < len; i++)
+		if (out[i] == '+')
+			out[i] = '.';
+	return len;
+}
+
+int pw_format_line(char *out, size_t outlen, enum pw_kind kind, const char *username,
+		   const void *password, size_t plen, uint32_t iterations,
+		   const unsigned char *salt, size_t salt_len)
+{
+	bool sha256 = kind == PW_PBKDF2_SHA256;
 	unsigned char hash[PW_HASH_LEN];
-	unsigned char s64[PW_SALT_MAX * 2], h64[PW_HASH_LEN * 2];
-	size_t sl = 0, hl = 0;
+	char s64[PW_SALT_MAX * 2], h64[PW_HASH_LEN * 2];
+	size_t sl, hl = 0;
 	int n;
 
-	if (salt_len > PW_SALT_MAX || !salt_len ||
-	    pw_pbkdf2_sha512(password, plen, salt, salt_len, iterations, hash) ||
-	    mbedtls_base64_encode(s64, sizeof(s64), &sl, salt, salt_len) ||
-	    mbedtls_base64_encode(h64, sizeof(h64), &hl, hash, sizeof(hash)))
+	if (salt_len > PW_SALT_MAX || !salt_len || (kind != PW_PBKDF2_SHA512 && !sha256) ||
+	    pw_pbkdf2(kind, password, plen, salt, salt_len, iterations, hash))
 		return -1;
+	sl = b64_encode(salt, salt_len, sha256, s64, sizeof(s64));
+	if (sl)
+		hl = b64_encode(hash, pw_hash_len(kind), sha256, h64, sizeof(h64));
 	mbedtls_platform_zeroize(hash, sizeof(hash));
-	n = snprintf(out, outlen, "%s:$7$%u$%.*s$%.*s", username, (unsigned)iterations, (int)sl,
-		     (const char *)s64, (int)hl, (const char *)h64);
+	if (!hl)
+		return -1;
+	n = snprintf(out, outlen, "%s:%s%u$%.*s$%.*s", username, sha256 ? "$pbkdf2-sha256$" : "$7$",
+		     (unsigned)iterations, (int)sl, s64, (int)hl, h64);
 	return n < 0 || (size_t)n >= outlen ? -1 : n;
 }
 

@@ -44,11 +44,11 @@ static int decode_failed(struct conn *c, uint8_t type, int rc)
 	return -1;
 }
 
-static int dispatch(struct conn *c, const struct mqtt_packet *p)
+static int dispatch(struct conn *c, const struct mqtt_packet *p, const uint8_t *pkt, size_t len)
 {
 	switch (p->type) {
 	case MQTT_CONNECT:
-		return proto_connect(c, &p->u.connect);
+		return proto_connect(c, &p->u.connect, pkt, len);
 	case MQTT_PUBLISH:
 		return proto_publish(c, &p->u.publish);
 	case MQTT_PUBACK:
@@ -89,6 +89,11 @@ int proto_handle(struct conn *c, const uint8_t *pkt, size_t len)
 		conn_close(c, MQTT_RC_PROTOCOL_ERROR, "second CONNECT");
 		return -1;
 	}
+	if (c->state == CONN_AUTH && type != MQTT_AUTH && type != MQTT_DISCONNECT) {
+		/* the client waits for CONNACK: only AUTH or DISCONNECT [MQTT-3.1.2-30] */
+		return proto_connect_refuse(c, MQTT_RC_PROTOCOL_ERROR, MQTT3_CONNACK_NOT_AUTHORIZED,
+					    "packet other than AUTH during authentication", NULL);
+	}
 	if (type == MQTT_AUTH && c->version != MQTT_V5) {
 		conn_close(c, -1, "AUTH is not an MQTT 3.1.1 packet");
 		return -1;
@@ -96,7 +101,7 @@ int proto_handle(struct conn *c, const uint8_t *pkt, size_t len)
 	memset(&p, 0, sizeof(p));
 	rc = codec_decode(pkt, len, c->version, &p);
 	if (rc == CODEC_OK)
-		return dispatch(c, &p);
+		return dispatch(c, &p, pkt, len);
 	if (type == MQTT_CONNECT)
 		return proto_connect_failed(c, &p.u.connect, rc);
 	return decode_failed(c, type, rc);

@@ -23,7 +23,24 @@ extern const struct conn_handler proto_conn_handler;
 
 int proto_handle(struct conn *c, const uint8_t *pkt, size_t len);
 
-int proto_connect(struct conn *c, const struct mqtt_connect *p);
+/* CONNECT (pkt, len: the whole packet, kept when an enhanced authentication begins). */
+int proto_connect(struct conn *c, const struct mqtt_connect *p, const uint8_t *pkt, size_t len);
+
+/* What an enhanced authentication established (proto_auth.c), for the CONNACK. */
+struct proto_authed {
+	const char *username;
+	size_t username_len;
+	int mech; /* enum scram_mech */
+	const struct buf *data; /* the server-final-message */
+};
+/* Accepts or refuses a CONNECT; ok (else NULL) when an enhanced authentication passed. */
+int proto_connect_accept(struct conn *c, const struct mqtt_connect *p,
+			 const struct proto_authed *ok);
+/* CONNACK with v5_reason (MQTT 5, with props) or v3_code, then close; returns -1. */
+int proto_connect_refuse(struct conn *c, uint8_t v5_reason, uint8_t v3_code, const char *why,
+			 const struct buf *props);
+/* A CONNECT with an Authentication Method (MQTT 5): the exchange begins, or it is refused. */
+int proto_auth_begin(struct conn *c, const struct mqtt_connect *p, const uint8_t *pkt, size_t len);
 /* A CONNECT that did not decode: refuse it the way its version expects. */
 int proto_connect_failed(struct conn *c, const struct mqtt_connect *p, int codec_err);
 int proto_publish(struct conn *c, const struct mqtt_publish *p);
@@ -34,12 +51,12 @@ int proto_pingreq(struct conn *c);
 int proto_disconnect(struct conn *c, const struct mqtt_disconnect *p);
 int proto_auth(struct conn *c, const struct mqtt_auth *p);
 
+struct buf;
 /*
  * Sends an acknowledgement (PUBACK, PUBREC, PUBCOMP) once everything queued
  * for the store before it is committed, or at once when nothing is; extra
  * is a raw MQTT 5 property block (copied). 0, or -1 after conn_close().
  */
-struct buf;
 int proto_ack(struct conn *c, uint8_t type, uint16_t packet_id, uint8_t reason, const char *why,
 	      const struct buf *extra);
 

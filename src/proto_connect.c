@@ -23,6 +23,7 @@
 #include "mqtt.h"
 #include "plugin.h"
 #include "proto.h"
+#include "scram.h"
 #include "session.h"
 #include "utf8.h"
 
@@ -57,15 +58,22 @@ static int send_connack(struct conn *c, bool present, uint8_t reason, const stru
 	return 0;
 }
 
-/* Refuses the CONNECT: v5 reason code or the closest 3.1.1 return code. */
-static int refuse(struct conn *c, uint8_t v5_reason, uint8_t v3_code, const char *why)
+int proto_connect_refuse(struct conn *c, uint8_t v5_reason, uint8_t v3_code, const char *why,
+			 const struct buf *props)
 {
 	char line[160];
 
-	send_connack(c, false, c->version == MQTT_V5 ? v5_reason : v3_code, NULL);
+	send_connack(c, false, c->version == MQTT_V5 ? v5_reason : v3_code,
+		     c->version == MQTT_V5 ? props : NULL);
 	snprintf(line, sizeof(line), "CONNECT refused: %s", why);
 	conn_close(c, -1, line);
 	return -1;
+}
+
+/* Refuses the CONNECT: v5 reason code or the closest 3.1.1 return code. */
+static int refuse(struct conn *c, uint8_t v5_reason, uint8_t v3_code, const char *why)
+{
+	return proto_connect_refuse(c, v5_reason, v3_code, why, NULL);
 }
 
 int proto_connect_failed(struct conn *c, const struct mqtt_connect *p, int codec_err)
@@ -249,13 +257,20 @@ static struct session *open_session(struct conn *c, const struct mqtt_connect *p
 }
 
 static void build_connack_props(struct conn *c, const struct mqtt_connect *p,
-				const struct connect_plan *plan, struct buf *b)
+				const struct connect_plan *plan, const struct proto_authed *ok,
+				struct buf *b)
 {
 	const struct config *cfg = base.cfg;
 
 	buf_reset(b);
 	if (c->version != MQTT_V5)
 		return;
+	if (ok) {
+		const char *method = scram_mech_name(ok->mech);
+
+		props_put_str(b, MQTT_PROP_AUTH_METHOD, method, strlen(method));
+		props_put_str(b, MQTT_PROP_AUTH_DATA, ok->data->data, ok->data->len);
+	}
 	if (cfg->max_inflight_messages != 65535)
 		props_put_u16(b, MQTT_PROP_RECEIVE_MAX, cfg->max_inflight_messages);
 	if (cfg->max_qos < 2)
@@ -304,7 +319,8 @@ static void apply_client_limits(struct conn *c, const struct mqtt_connect *p)
 	c->alias_in_max = base.cfg->max_topic_alias;
 }
 
-static int accept_connect(struct conn *c, const struct mqtt_connect *p, struct connect_plan *plan)
+static int accept_connect(struct conn *c, const struct mqtt_connect *p, struct connect_plan *plan,
+			  const struct proto_authed *ok)
 {
 	struct session *s;
 	bool present;
@@ -334,38 +350,52 @@ static int accept_connect(struct conn *c, const struct mqtt_connect *p, struct c
 	session_save(s);
 	apply_client_limits(c, p);
 	c->keep_alive = plan->keep_alive;
-	build_connack_props(c, p, plan, &base.scratch);
+	build_connack_props(c, p, plan, ok, &base.scratch);
 	send_connack(c, present, MQTT_RC_SUCCESS, &base.scratch);
 	c->state = CONN_ACTIVE;
 	if (c->keep_alive)
 		timer_arm(&c->timer, clock_now_ms() + (uint64_t)c->keep_alive * 1500);
 	else
 		timer_disarm(&c->timer);
-	log_notice("client '%s' connected from %s%s: MQTT %s, %s, keep alive %u", s->client_id,
+	log_notice("client '%s' connected from %s%s: MQTT %s, %s, keep alive %u%s%s", s->client_id,
 		   c->peer, c->websocket ? " (websocket)" : "",
 		   c->version == MQTT_V5     ? "5.0"
 		   : c->version == MQTT_V311 ? "3.1.1"
 					     : "3.1",
-		   present ? "session resumed" : "new session", c->keep_alive);
+		   present ? "session resumed" : "new session", c->keep_alive, ok ? ", " : "",
+		   ok ? scram_mech_name(ok->mech) : "");
 	plugin_connect(s);
 	session_resume(s);
 	return 0;
 }
 
-int proto_connect(struct conn *c, const struct mqtt_connect *p)
+/* An enhanced authentication's user is the session's; no password check then. */
+static void take_authed(const struct proto_authed *ok, struct connect_plan *plan)
+{
+	plan->username = ok->username;
+	plan->username_len = ok->username_len;
+}
+
+int proto_connect_accept(struct conn *c, const struct mqtt_connect *p,
+			 const struct proto_authed *ok)
 {
 	static struct connect_plan plan; /* static: the id buffer is too big for the stack */
 
-	c->version = p->version;
 	memset(&plan, 0, offsetof(struct connect_plan, client_id));
 	plan.client_id[0] = '\0';
-	if (c->version == MQTT_V5 && (p->props.present & PROP_BIT(MQTT_PROP_AUTH_METHOD)))
-		/* [MQTT-4.12.0-1] no authentication method is supported. */
-		return refuse(c, MQTT_RC_BAD_AUTH_METHOD, MQTT3_CONNACK_NOT_AUTHORIZED,
-			      "unsupported authentication method");
+	if (ok)
+		take_authed(ok, &plan);
 	if (check_client_id(c, p, &plan) || check_keep_alive(c, p, &plan) ||
-	    check_will(c, p, &plan) || check_credentials(c, p, &plan))
+	    check_will(c, p, &plan) || (!ok && check_credentials(c, p, &plan)))
 		return -1;
 	plan.expiry = expiry_asked(c, p);
-	return accept_connect(c, p, &plan);
+	return accept_connect(c, p, &plan, ok);
+}
+
+int proto_connect(struct conn *c, const struct mqtt_connect *p, const uint8_t *pkt, size_t len)
+{
+	c->version = p->version;
+	if (c->version == MQTT_V5 && (p->props.present & PROP_BIT(MQTT_PROP_AUTH_METHOD)))
+		return proto_auth_begin(c, p, pkt, len); /* proto_auth.c, then back here */
+	return proto_connect_accept(c, p, NULL);
 }

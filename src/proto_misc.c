@@ -58,10 +58,3 @@ int proto_disconnect(struct conn *c, const struct mqtt_disconnect *p)
 	conn_close(c, -1, c->graceful ? "disconnected" : "disconnected with will message");
 	return -1;
 }
-
-int proto_auth(struct conn *c, const struct mqtt_auth *p)
-{
-	/* No authentication method is offered, so AUTH can only be refused. */
-	conn_close(c, MQTT_RC_BAD_AUTH_METHOD, "AUTH without an authentication method");
-	return -1;
-}

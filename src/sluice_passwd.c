@@ -22,7 +22,8 @@
  * blank lines are kept (it stops at them: "Corrupt password file"); -U
  * leaves a line whose password already is a valid hash alone (it hashes the
  * hash); -I applies to -U too; -H sha512 ($6$, one round of SHA-512) is
- * refused; an unknown option, an extra argument, and a username that sluice
+ * refused; -H sha256-pbkdf2 writes $pbkdf2-sha256$ lines (SCRAM-SHA-256),
+ * which mosquitto does not read; an unknown option, an extra argument, and a username that sluice
  * would read back as another (empty, '#' first, a space at an end) are
  * errors; a new file is 0600 whatever the umask (it gives 0666 & ~umask);
  * line editing works at the prompt (it turns off ICANON as well as ECHO).
@@ -51,7 +52,8 @@
 
 struct opts {
 	bool batch, create, del, plain; /* -b -c -D -U */
-	uint32_t iterations;
+	enum pw_kind kind; /* -H */
+	uint32_t iterations; /* -I; 0: the kind's default */
 	const char *file, *username, *password;
 };
 
@@ -183,22 +185,26 @@ static void usage(void)
 {
 	printf("sluice-passwd: adds, changes and deletes users of a password file (the format\n"
 	       "mosquitto_passwd writes, read by sluice and mosquitto).\n\n"
-	       "Usage: sluice-passwd [-H sha512-pbkdf2] [-I iterations] [-c | -D] passwordfile username\n"
-	       "       sluice-passwd [-H sha512-pbkdf2] [-I iterations] [-c] -b passwordfile username password\n"
-	       "       sluice-passwd [-I iterations] -U passwordfile\n"
+	       "Usage: sluice-passwd [-H hash] [-I iterations] [-c | -D] passwordfile username\n"
+	       "       sluice-passwd [-H hash] [-I iterations] [-c] -b passwordfile username password\n"
+	       "       sluice-passwd [-H hash] [-I iterations] -U passwordfile\n"
 	       " -b : the password is the last argument (no prompt).\n"
 	       " -c : start a new file, replacing any file of that name.\n"
 	       " -D : remove the user.\n"
-	       " -H : the hash to write: sha512-pbkdf2 ($7$), the only one.\n"
-	       " -I : PBKDF2 iterations, 1 to %d (default %d).\n"
+	       " -H : the hash to write: sha512-pbkdf2 ($7$, the default; also serves\n"
+	       "      SCRAM-SHA-512) or sha256-pbkdf2 ($pbkdf2-sha256$, for SCRAM-SHA-256;\n"
+	       "      mosquitto does not read it).\n"
+	       " -I : PBKDF2 iterations, 1 to %d (default %d, %d for sha256-pbkdf2).\n"
 	       " -U : hash every plain-text password of the file.\n\n",
-	       PW_ITERATIONS_MAX, PW_ITERATIONS);
+	       PW_ITERATIONS_MAX, PW_ITERATIONS, PW_ITERATIONS_SHA256);
 }
 
-static int hash_option(const char *v)
+static int hash_option(const char *v, enum pw_kind *kind)
 {
-	if (!strcmp(v, "sha512-pbkdf2"))
+	if (!strcmp(v, "sha512-pbkdf2") || !strcmp(v, "sha256-pbkdf2")) {
+		*kind = v[3] == '2' ? PW_PBKDF2_SHA256 : PW_PBKDF2_SHA512;
 		return 0;
+	}
 	if (!strcmp(v, "sha512"))
 		fprintf(stderr, "Error: sluice-passwd does not write sha512 hashes (one round of "
 				"SHA-512, mosquitto 1.x); use sha512-pbkdf2.\n");
@@ -236,7 +242,7 @@ static int valued_option(int argc, char **argv, int i, struct opts *o)
 		return -1;
 	}
 	if (argv[i][1] == 'H')
-		return hash_option(argv[i + 1]);
+		return hash_option(argv[i + 1], &o->kind);
 	return iterations_option(argv[i + 1], &o->iterations);
 }
 
@@ -508,10 +514,16 @@ static int check_lines(const struct lines *l, const struct opts *o)
 	return 0;
 }
 
-/* Writes "username:$7$..." for password with a new salt: 0, or -1 with a message. */
-static int put_hashed(FILE *out, const char *username, const char *password, size_t plen,
-		      uint32_t iterations)
+static uint32_t default_iterations(enum pw_kind kind)
 {
+	return kind == PW_PBKDF2_SHA256 ? PW_ITERATIONS_SHA256 : PW_ITERATIONS;
+}
+
+/* Writes "username:$7$..." (or o's kind) for password with a new salt: 0, or -1 with a message. */
+static int put_hashed(FILE *out, const char *username, const char *password, size_t plen,
+		      const struct opts *o)
+{
+	uint32_t iterations = o->iterations ? o->iterations : default_iterations(o->kind);
 	unsigned char salt[PW_SALT_LEN];
 	size_t cap = strlen(username) + 256;
 	char *line = mem_alloc(cap);
@@ -522,7 +534,7 @@ static int put_hashed(FILE *out, const char *username, const char *password, siz
 		return -1;
 	}
 	if (!pw_random(salt, sizeof(salt)))
-		n = pw_format_line(line, cap, username, password, plen, iterations, salt,
+		n = pw_format_line(line, cap, o->kind, username, password, plen, iterations, salt,
 				   sizeof(salt));
 	if (n < 0)
 		fprintf(stderr, "Error: Unable to hash password.\n");
@@ -536,13 +548,13 @@ static int put_hashed(FILE *out, const char *username, const char *password, siz
 }
 
 /* -U: u's line with its plain-text password hashed. */
-static int put_plain(FILE *out, struct user_line *u, uint32_t iterations)
+static int put_plain(FILE *out, struct user_line *u, const struct opts *o)
 {
 	char *pw;
 	size_t plen = plain_password(u, &pw);
 
 	u->name[u->name_len] = '\0'; /* the line is not needed after this */
-	return put_hashed(out, u->name, pw, plen, iterations);
+	return put_hashed(out, u->name, pw, plen, o);
 }
 
 /* One line of the file as the edit makes it (*found: the user's line was seen). */
@@ -555,11 +567,10 @@ static int put_line(FILE *out, char *line, const struct opts *o, bool *found)
 		*found = true;
 		if (o->del)
 			return 0;
-		return put_hashed(out, o->username, o->password, strlen(o->password),
-				  o->iterations);
+		return put_hashed(out, o->username, o->password, strlen(o->password), o);
 	}
 	if (user && o->plain && !is_hashed(&u))
-		return put_plain(out, &u, o->iterations);
+		return put_plain(out, &u, o);
 	fprintf(out, "%s\n", line);
 	return 0;
 }
@@ -570,8 +581,7 @@ static int put_lines(FILE *out, const struct lines *l, const struct opts *o, boo
 		if (put_line(out, l->line[i], o, found))
 			return -1;
 	if (o->username && !o->del && !*found)
-		return put_hashed(out, o->username, o->password, strlen(o->password),
-				  o->iterations);
+		return put_hashed(out, o->username, o->password, strlen(o->password), o);
 	return 0;
 }
 
@@ -708,7 +718,7 @@ static int run(struct opts *o, struct lines *l, struct target *t)
 
 int main(int argc, char **argv)
 {
-	struct opts o = { .iterations = PW_ITERATIONS };
+	struct opts o = { .kind = PW_PBKDF2_SHA512 };
 	static struct target t;
 	struct lines l = { 0 };
 	int rc;

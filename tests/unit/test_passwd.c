@@ -59,6 +59,10 @@ static const struct vector vectors[] = {
 	{ "six:$6$AQIDBAUGBwgJCgsM$d+uFIZoDkQM9oGLyPr3aSLybbRwO+zl5a1jNr1wppWO4oXz7XXc0+DK5uzMEXO/"
 	  "1ognQ3WQRWPhZ3/qvswlxkw==",
 	  "sixsix", PW_SHA512, 0 },
+	/* Python: base64 (passlib's adapted form) of hashlib.pbkdf2_hmac("sha256", b"pencil",
+	 * b"sluice-salt!", 4096) */
+	{ "scram:$pbkdf2-sha256$4096$c2x1aWNlLXNhbHQh$jK/3rA8715N7Feqhrc30WjJILi6iX.1c4Zqjjmtev5s",
+	  "pencil", PW_PBKDF2_SHA256, 4096 },
 };
 #define NVECTORS (sizeof(vectors) / sizeof(vectors[0]))
 
@@ -189,11 +193,34 @@ static void test_pbkdf2_known_answers(void **state)
 	static const unsigned char c2[8] = { 0xe1, 0xd9, 0xc1, 0x6a, 0xa6, 0x81, 0x70, 0x8a };
 	unsigned char out[PW_HASH_LEN];
 
-	assert_int_equal(pw_pbkdf2_sha512("password", 8, (const unsigned char *)"salt", 4, 1, out),
+	assert_int_equal(pw_pbkdf2(PW_PBKDF2_SHA512, "password", 8, (const unsigned char *)"salt",
+				   4, 1, out),
 			 0);
 	assert_memory_equal(out, c1, sizeof(c1));
 	assert_memory_equal(out + 60, c1_end, sizeof(c1_end));
-	assert_int_equal(pw_pbkdf2_sha512("password", 8, (const unsigned char *)"salt", 4, 2, out),
+	assert_int_equal(pw_pbkdf2(PW_PBKDF2_SHA512, "password", 8, (const unsigned char *)"salt",
+				   4, 2, out),
+			 0);
+	assert_memory_equal(out, c2, sizeof(c2));
+}
+
+/* PBKDF2-HMAC-SHA256("password", "salt", c): RFC 7914 section 11, and Python's hashlib. */
+static void test_pbkdf2_sha256_known_answers(void **state)
+{
+	static const unsigned char c1[8] = { 0x12, 0x0f, 0xb6, 0xcf, 0xfc, 0xf8, 0xb3, 0x2c };
+	static const unsigned char c1_end[4] = { 0xb7, 0x0b, 0xe1, 0x7b };
+	static const unsigned char c2[8] = { 0xae, 0x4d, 0x0c, 0x95, 0xaf, 0x6b, 0x46, 0xd3 };
+	unsigned char out[PW_HASH_LEN];
+
+	memset(out, 0xee, sizeof(out));
+	assert_int_equal(pw_pbkdf2(PW_PBKDF2_SHA256, "password", 8, (const unsigned char *)"salt",
+				   4, 1, out),
+			 0);
+	assert_memory_equal(out, c1, sizeof(c1));
+	assert_memory_equal(out + 28, c1_end, sizeof(c1_end));
+	assert_int_equal(out[32], 0xee); /* 32 bytes only */
+	assert_int_equal(pw_pbkdf2(PW_PBKDF2_SHA256, "password", 8, (const unsigned char *)"salt",
+				   4, 2, out),
 			 0);
 	assert_memory_equal(out, c2, sizeof(c2));
 }
@@ -307,8 +334,11 @@ struct bad {
 	const char *why; /* the reason, exactly */
 };
 
-#define NOT_HASH "not a mosquitto_passwd hash ($7$... or $6$...)"
-#define BAD_ITER "$7$: the iteration count is not a number from 1 to 10000000"
+#define NOT_HASH "not a mosquitto_passwd hash ($7$... or $6$...) nor $pbkdf2-sha256$..."
+#define BAD_ITER "the iteration count is not a number from 1 to 10000000"
+#define BAD_HASH32 "the hash is not base64 of 32 bytes"
+#define P256 "$pbkdf2-sha256$4096$c2x1aWNlLXNhbHQh$"
+#define HASH32 "jK/3rA8715N7Feqhrc30WjJILi6iX.1c4Zqjjmtev5s"
 #define NO_DOLLAR "no '$' between salt and hash"
 #define BAD_SALT "the salt is not base64 (of at most 64 bytes)"
 #define BAD_HASH "the hash is not base64 of 64 bytes"
@@ -371,6 +401,17 @@ static const struct bad bads[] = {
 	{ "$6$" SALT "$" GOOD_B64_HASH " x", BAD_HASH },
 	{ "$6$" SALT "$!" GOOD_B64_HASH, BAD_HASH },
 	{ "$7$101$" SALT "$" SALT "$" GOOD_B64_HASH, BAD_HASH },
+	{ "$pbkdf2-sha256$", BAD_ITER },
+	{ "$pbkdf2-sha256$0$c2x1aWNlLXNhbHQh$" HASH32, BAD_ITER },
+	{ "$pbkdf2-sha256$4096$c2x1aWNlLXNhbHQh", NO_DOLLAR },
+	{ "$pbkdf2-sha256$4096$c2x1aW+lLXNhbHQh$" HASH32, BAD_SALT }, /* '+' is '.' here */
+	{ "$pbkdf2-sha256$4096$c2x1aWNlLXNhbHQ=$" HASH32, BAD_SALT }, /* no padding here */
+	{ "$pbkdf2-sha256$4096$c2x1a$" HASH32, BAD_SALT }, /* 5 chars: no whole byte */
+	{ P256, BAD_HASH32 },
+	{ P256 "jK/3rA8715N7Feqhrc30WjJILi6iX.1c4Zqjjmtev5", BAD_HASH32 },
+	{ P256 HASH32 "AA", BAD_HASH32 },
+	{ P256 GOOD_B64_HASH, BAD_HASH32 }, /* 64 bytes, and '=' */
+	{ "$pbkdf2-sha512$4096$c2x1aWNlLXNhbHQh$" HASH32, NOT_HASH },
 };
 #define NBADS (sizeof(bads) / sizeof(bads[0]))
 
@@ -563,8 +604,8 @@ static void test_format_line_matches_mosquitto(void **state)
 
 		snprintf(name, sizeof(name), "%.*s", (int)(colon - lines[i]), lines[i]);
 		parse_ok(colon + 1, &e);
-		n = pw_format_line(out, sizeof(out), name, passwords[i], strlen(passwords[i]),
-				   e.iterations, e.salt, e.salt_len);
+		n = pw_format_line(out, sizeof(out), e.kind, name, passwords[i],
+				   strlen(passwords[i]), e.iterations, e.salt, e.salt_len);
 		assert_int_equal(n, (int)strlen(lines[i]));
 		assert_string_equal(out, lines[i]);
 	}
@@ -579,8 +620,8 @@ static void test_format_round_trip(void **state)
 	int n;
 
 	assert_int_equal(pw_random(salt, sizeof(salt)), 0);
-	n = pw_format_line(out, sizeof(out), "rt", pw, strlen(pw), PW_ITERATIONS, salt,
-			   sizeof(salt));
+	n = pw_format_line(out, sizeof(out), PW_PBKDF2_SHA512, "rt", pw, strlen(pw), PW_ITERATIONS,
+			   salt, sizeof(salt));
 	assert_int_equal(n, (int)strlen(out));
 	assert_int_equal(n, 2 + 1 + 7 + 16 + 1 + 88); /* rt : $7$101$ salt $ hash */
 	assert_memory_equal(out, "rt:$7$101$", 10);
@@ -600,11 +641,44 @@ static void test_format_refuses(void **state)
 	char out[256];
 
 	/* the line is 115 bytes: no room for its NUL, then just room */
-	assert_int_equal(pw_format_line(out, 115, "rt", "p", 1, 101, salt, 12), -1);
-	assert_int_equal(pw_format_line(out, 116, "rt", "p", 1, 101, salt, 12), 115);
-	assert_int_equal(pw_format_line(out, sizeof(out), "rt", "p", 1, 101, salt, 0), -1);
-	assert_int_equal(pw_format_line(out, sizeof(out), "rt", "p", 1, 101, salt, PW_SALT_MAX + 1),
+	assert_int_equal(pw_format_line(out, 115, PW_PBKDF2_SHA512, "rt", "p", 1, 101, salt, 12),
 			 -1);
+	assert_int_equal(pw_format_line(out, 116, PW_PBKDF2_SHA512, "rt", "p", 1, 101, salt, 12),
+			 115);
+	assert_int_equal(
+		pw_format_line(out, sizeof(out), PW_PBKDF2_SHA512, "rt", "p", 1, 101, salt, 0), -1);
+	assert_int_equal(pw_format_line(out, sizeof(out), PW_PBKDF2_SHA512, "rt", "p", 1, 101, salt,
+					PW_SALT_MAX + 1),
+			 -1);
+	/* $6$ is read, never written */
+	assert_int_equal(pw_format_line(out, sizeof(out), PW_SHA512, "rt", "p", 1, 101, salt, 12),
+			 -1);
+}
+
+/* $pbkdf2-sha256$: passlib's layout ('.' for '+', no padding), read back the same. */
+static void test_format_sha256_round_trip(void **state)
+{
+	static const unsigned char salt[16] = {
+		0xfb, 0xff, 0xbf, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+	};
+	char out[256];
+	struct pw_entry e;
+	int n;
+
+	n = pw_format_line(out, sizeof(out), PW_PBKDF2_SHA256, "rt", "pw", 2, 7, salt,
+			   sizeof(salt));
+	assert_int_equal(n, (int)strlen(out));
+	assert_int_equal(n, 3 + 15 + 2 + 22 + 1 + 43); /* rt: $pbkdf2-sha256$ 7$ salt $ hash */
+	assert_memory_equal(out, "rt:$pbkdf2-sha256$7$././AQ", 26); /* base64 "+/+/AQ..." */
+	assert_null(strchr(out, '+'));
+	assert_null(strchr(out, '='));
+	parse_ok(out + 3, &e);
+	assert_int_equal(e.kind, PW_PBKDF2_SHA256);
+	assert_int_equal(e.iterations, 7);
+	assert_int_equal(e.salt_len, sizeof(salt));
+	assert_memory_equal(e.salt, salt, sizeof(salt));
+	assert_true(verify(&e, "pw"));
+	assert_false(verify(&e, "pW"));
 }
 
 static void test_random_differs(void **state)
@@ -623,6 +697,7 @@ int main(void)
 		cmocka_unit_test(test_vectors_wrong_passwords),
 		cmocka_unit_test(test_sha512_salt_bytes),
 		cmocka_unit_test(test_pbkdf2_known_answers),
+		cmocka_unit_test(test_pbkdf2_sha256_known_answers),
 		cmocka_unit_test(test_vectors_as_a_file),
 		cmocka_unit_test(test_unknown_user),
 		cmocka_unit_test(test_find_prefixes),
@@ -642,6 +717,7 @@ int main(void)
 		cmocka_unit_test(test_format_line_matches_mosquitto),
 		cmocka_unit_test(test_format_round_trip),
 		cmocka_unit_test(test_format_refuses),
+		cmocka_unit_test(test_format_sha256_round_trip),
 		cmocka_unit_test(test_random_differs),
 	};
 
