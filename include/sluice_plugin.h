@@ -47,7 +47,9 @@
  * after_commit. Appended since: msg_add_user_props, subscribed and
  * msg_with_retain; then (all there when SP_HOST_HAS(host, redeliver)) the
  * events RECEIVED and GROUP_END, the DELIVER verdict KEEP, sp_event.moving,
- * and the host calls redeliver, durable, opt_where, listeners and msg_ids_after.
+ * and the host calls redeliver, durable, opt_where, listeners and msg_ids_after;
+ * then acl_check with the AUTH and ACL_CHECK events; then (there when
+ * SP_HOST_HAS(host, metric)) metrics: metrics_register and metric.
  */
 #ifndef SLUICE_PLUGIN_H
 #define SLUICE_PLUGIN_H
@@ -66,6 +68,8 @@
 struct sp_plugin; /* the broker's handle for one loaded plugin */
 struct sp_msg; /* a published message (immutable, reference counted) */
 struct sp_timer; /* a plugin timer */
+struct sp_metrics; /* where a plugin's collector reports its metrics (host->metric) */
+struct sp_metric; /* one metric's name, help, type, label and $SYS leaf (below) */
 
 struct sp_opt {
 	const char *key; /* without the "plugin_opt_" prefix */
@@ -387,7 +391,39 @@ struct sp_host {
 	 */
 	int (*acl_check)(const char *client_id, const char *username, const char *topic,
 			 int access);
+
+	/* Appended (there when SP_HOST_HAS(host, metric)): */
+	/*
+	 * Metrics for GET /metrics (Prometheus): the plugin registers a
+	 * collector once (at init or START); at every scrape the host calls
+	 * it with a place to report into, and the collector reports each of
+	 * the plugin's values with metric(). 0, or -1 (out of memory, or self
+	 * has a collector already). The same function can feed the plugin's
+	 * $SYS refresh, so that both always show the same figures
+	 * (plugins/common/plugin_sys.h does that with sp_metric.sys).
+	 */
+	int (*metrics_register)(struct sp_plugin *self,
+				void (*collect)(void *arg, struct sp_metrics *out), void *arg);
+	void (*metric)(struct sp_metrics *out, const struct sp_metric *m, uint64_t value);
 };
+
+/*
+ * One value a collector reports (host->metric). The samples of one name
+ * are reported one after another (a name's HELP and TYPE are written once,
+ * before its first sample). Names follow Prometheus: [a-zA-Z_:][a-zA-Z0-9_:]*,
+ * "sluice_{plugin}_..." and "_total" for counters; a bad name is skipped.
+ */
+struct sp_metric {
+	const char *name; /* "sluice_delayed_pending" */
+	const char *help; /* one line */
+	int type; /* SP_METRIC_COUNTER or SP_METRIC_GAUGE */
+	const char *label, *label_value; /* one label (label NULL: none): filter="orders/#" */
+	const char
+		*sys; /* its $SYS/broker/ leaf ("delayed/pending"), or NULL (the host ignores it) */
+};
+
+#define SP_METRIC_COUNTER 1
+#define SP_METRIC_GAUGE 2
 
 #define SP_ACL_READ 1
 #define SP_ACL_WRITE 2

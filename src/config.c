@@ -130,6 +130,7 @@ static const struct unit_set duration_units = {
 static const struct word protocol_words[] = {
 	{ "mqtt", LISTENER_MQTT },
 	{ "websockets", LISTENER_WEBSOCKETS },
+	{ "http", LISTENER_HTTP },
 	{ NULL, 0 },
 };
 
@@ -588,10 +589,10 @@ static char *where_of(const struct parser *p)
 
 static int check_listener(struct parser *p, const struct directive *d, struct listener_conf *l)
 {
-	if (l->http_dir && l->protocol != LISTENER_WEBSOCKETS)
+	if (l->http_dir && l->protocol == LISTENER_MQTT)
 		return fail(p,
-			    "%s: http_dir needs 'protocol websockets' on this listener"
-			    " (port %d)",
+			    "%s: http_dir needs 'protocol websockets' or 'protocol http' on this"
+			    " listener (port %d)",
 			    d->name, l->port);
 	return 0;
 }

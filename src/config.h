@@ -19,6 +19,7 @@
 enum listener_proto {
 	LISTENER_MQTT,
 	LISTENER_WEBSOCKETS,
+	LISTENER_HTTP, /* the HTTP side only: /metrics and http_dir */
 };
 
 /* A value and where it was set ("FILE:LINE"), for errors found after parsing. */
@@ -78,7 +79,8 @@ struct config {
 	uint64_t max_group_queued_messages, max_group_queued_bytes;
 	uint16_t max_inflight_messages; /* outgoing QoS 1/2 window; also our Receive Maximum */
 	bool queue_qos0_messages; /* queue QoS 0 for offline persistent sessions */
-	uint64_t max_qos0_backlog; /* bytes of output waiting for a live client beyond which QoS 0 drops */
+	uint64_t
+		max_qos0_backlog; /* bytes of output waiting for a live client beyond which QoS 0 drops */
 	uint32_t persistent_client_expiration; /* seconds; 0 = never (3.1.1 sessions) */
 
 	/* protocol limits */

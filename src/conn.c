@@ -611,7 +611,8 @@ static int send_shared(struct conn *c, const struct conn_publish *e,
 		c->out.data[at + sp->pid_at] = (uint8_t)(e->packet_id >> 8);
 		c->out.data[at + sp->pid_at + 1] = (uint8_t)e->packet_id;
 	}
-	base.stats.msgs_sent++;
+	base.stats.msgs_sent[e->qos]++;
+	base.stats.payload_sent[e->qos] += e->msg->payload_len;
 	conn_flush(c);
 	return 0;
 }
@@ -662,7 +663,8 @@ int conn_send_publish(struct conn *c, const struct conn_publish *e, bool dup)
 			alias_forget_last(c);
 		return -1;
 	}
-	base.stats.msgs_sent++;
+	base.stats.msgs_sent[e->qos]++;
+	base.stats.payload_sent[e->qos] += m->payload_len;
 	conn_flush(c);
 	return 0;
 }

@@ -1,12 +1,14 @@
 /*
  * listener_lws.c - libwebsockets 4.1.6 as the transport: one context, one
- * vhost per configured listener, one loop thread. The only file that
- * includes <libwebsockets.h>.
+ * vhost per configured listener, one loop thread. It, listener_http.c and
+ * listener_tls.c are the only files that include <libwebsockets.h>.
  *
  * MQTT over TCP uses raw-socket vhosts (lws adopts each accepted socket with
  * the "raw-skt" role); MQTT over WebSocket uses ws vhosts whose protocol list
- * is "http" first, then "mqtt" (and "mqttv3.1", what 3.1 clients ask for).
- * Both hand bytes to the same struct conn, so one framer serves both.
+ * is "http" first, then "mqtt" (and "mqttv3.1", what 3.1 clients ask for);
+ * an http listener has the "http" protocol only. Both MQTT kinds hand bytes
+ * to the same struct conn, so one framer serves both; the "http" protocol
+ * answers GET /metrics (listener_http.c) and lws serves http_dir's files.
  *
  * The loop is libuv's (epoll), given to lws as a "foreign" loop that we
  * own: lws 4.1.6's poll() loop walks every descriptor on every wake-up,
@@ -23,6 +25,7 @@
  * broker rides on one lws_sul scheduled for the earliest due time.
  */
 #include "listener.h"
+#include "listener_http.h"
 #include "listener_tls.h"
 
 #include <libwebsockets.h>
@@ -49,7 +52,6 @@ static uv_loop_t loop;
 static uv_async_t waker;
 static bool loop_ready;
 static lws_sorted_usec_list_t sul_timer;
-static struct lws_http_mount *mounts;
 
 static void want_write(void *tctx)
 {
@@ -332,6 +334,9 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		   size_t len)
 {
+	bool handled;
+	int rc;
+
 	if (reason == LWS_CALLBACK_OPENSSL_LOAD_EXTRA_SERVER_VERIFY_CERTS)
 		return tls_ready(user, in);
 	if (reason == LWS_CALLBACK_OPENSSL_PERFORM_CLIENT_CERT_VERIFICATION)
@@ -341,7 +346,8 @@ static int cb_http(struct lws *wsi, enum lws_callback_reasons reason, void *user
 		log_info("websocket upgrade without the 'mqtt' subprotocol refused");
 		return -1;
 	}
-	return lws_callback_http_dummy(wsi, reason, user, in, len);
+	rc = http_callback(wsi, (int)reason, user, in, len, &handled);
+	return handled ? rc : lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
 static const struct lws_protocols raw_protocols[] = {
@@ -349,10 +355,17 @@ static const struct lws_protocols raw_protocols[] = {
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
-static const struct lws_protocols ws_protocols[] = {
+/* The per-session size of "http" is set at start (http_session_size()). */
+static struct lws_protocols ws_protocols[] = {
 	{ "http", cb_http, 0, 0, 0, NULL, 0 },
 	{ "mqtt", cb_ws, 0, 0, 0, NULL, 0 },
 	{ "mqttv3.1", cb_ws, 0, 0, 0, NULL, 0 },
+	{ NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+/* protocol http: the HTTP side only (a WebSocket upgrade is refused). */
+static struct lws_protocols http_protocols[] = {
+	{ "http", cb_http, 0, 0, 0, NULL, 0 },
 	{ NULL, NULL, 0, 0, 0, NULL, 0 },
 };
 
@@ -388,6 +401,13 @@ static void lws_log_emit(int level, const char *line)
 	log_msg(level == LLL_ERR ? LOG_ERR : LOG_WARNING, "lws: %.*s", (int)n, line);
 }
 
+static const char *proto_name(const struct listener_conf *l)
+{
+	return l->protocol == LISTENER_MQTT   ? "mqtt"
+	       : l->protocol == LISTENER_HTTP ? "http"
+					      : "websockets";
+}
+
 static int add_vhost(const struct listener_conf *l, size_t i)
 {
 	struct lws_context_creation_info info;
@@ -414,26 +434,17 @@ static int add_vhost(const struct listener_conf *l, size_t i)
 		info.listen_accept_protocol = raw_protocols[0].name;
 		info.protocols = raw_protocols;
 	} else {
-		info.protocols = ws_protocols;
+		info.protocols = l->protocol == LISTENER_HTTP ? http_protocols : ws_protocols;
 		info.alpn = "http/1.1";
-		if (l->http_dir) {
-			mounts[i].mountpoint = "/";
-			mounts[i].mountpoint_len = 1;
-			mounts[i].origin = l->http_dir;
-			mounts[i].origin_protocol = LWSMPRO_FILE;
-			mounts[i].def = "index.html";
-			info.mounts = &mounts[i];
-		}
+		info.mounts = http_mounts(l, i);
 	}
 	if (!lws_create_vhost(ctx, &info)) {
 		log_err("cannot listen on %s port %d (%s): address in use or not available",
-			l->bind_address ? l->bind_address : "*", l->port,
-			l->protocol == LISTENER_MQTT ? "mqtt" : "websockets");
+			l->bind_address ? l->bind_address : "*", l->port, proto_name(l));
 		return -1;
 	}
 	log_notice("listening on %s port %d (%s%s)", l->bind_address ? l->bind_address : "*",
-		   l->port, l->protocol == LISTENER_MQTT ? "mqtt" : "websockets",
-		   tls_listener(l) ? " over TLS" : "");
+		   l->port, proto_name(l), tls_listener(l) ? " over TLS" : "");
 	return 0;
 }
 
@@ -468,8 +479,9 @@ int listener_start(const struct config *cfg)
 		log_err("cannot create the libwebsockets context");
 		return -1;
 	}
-	mounts = mem_calloc(cfg->n_listeners, sizeof(*mounts));
-	if (!mounts)
+	ws_protocols[0].per_session_data_size = http_session_size();
+	http_protocols[0].per_session_data_size = http_session_size();
+	if (http_mounts_init(cfg->n_listeners))
 		goto fail;
 	for (i = 0; i < cfg->n_listeners; i++)
 		if (tls_check(&cfg->listeners[i]) || add_vhost(&cfg->listeners[i], i))
@@ -510,6 +522,5 @@ void listener_stop(void)
 		if (uv_loop_close(&loop))
 			log_warn("event loop closed with handles still open");
 	}
-	mem_free(mounts);
-	mounts = NULL;
+	http_mounts_free();
 }

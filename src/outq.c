@@ -73,7 +73,6 @@ struct tail_load {
 	struct outq *q;
 };
 
-
 void outq_set_events(const struct outq_events *ev)
 {
 	events = ev ? ev : &no_events;
@@ -317,10 +316,11 @@ static uint16_t next_packet_id(struct outq *q)
 /* --- sending -------------------------------------------------------------- */
 
 static void count_drop(struct outq *q, struct msg *m, uint8_t qos, const char *share,
-		       const char *why)
+		       enum drop_cause cause, const char *why)
 {
 	events->dropped(q->owner, m, qos, share, why);
 	base.stats.pub_dropped++;
+	base.stats.dropped[cause]++;
 	if (!qos) {
 		base.stats.qos0_dropped++;
 		return;
@@ -373,7 +373,8 @@ static int start_inflight(struct outq *q, struct out_entry *e)
 	}
 	if (rc) {
 		list_remove(&q->inflight, e);
-		count_drop(q, e->msg, e->qos, e->share, "expired or too large for the client");
+		count_drop(q, e->msg, e->qos, e->share, DROP_TOO_LARGE,
+			   "expired or too large for the client");
 		entry_done(q, e);
 		return 0;
 	}
@@ -600,7 +601,8 @@ void outq_pump(struct outq *q)
 			continue;
 		}
 		if (send_entry(q, e, false))
-			count_drop(q, e->msg, 0, e->share, "expired, too large or out of memory");
+			count_drop(q, e->msg, 0, e->share, DROP_TOO_LARGE,
+				   "expired, too large or out of memory");
 		entry_done(q, e);
 	}
 	load_disk_tail(q);
@@ -632,11 +634,11 @@ static int deliver_qos0(struct outq *q, struct msg *m, bool retain, const uint32
 
 	/* max_qos0_backlog: QoS 0 for a live client is dropped while this much output waits */
 	if (!q->conn || conn_backlog(q->conn) > base.cfg->max_qos0_backlog) {
-		count_drop(q, m, 0, NULL, "client not keeping up");
+		count_drop(q, m, 0, NULL, DROP_SLOW_CLIENT, "client not keeping up");
 		return OUTQ_DROPPED;
 	}
 	if (conn_send_publish(q->conn, &p, false)) {
-		count_drop(q, m, 0, NULL, "expired or too large");
+		count_drop(q, m, 0, NULL, DROP_TOO_LARGE, "expired or too large");
 		return OUTQ_DROPPED;
 	}
 	return OUTQ_DELIVERED;
@@ -659,17 +661,18 @@ int outq_deliver_lent(struct outq *q, struct msg *m, uint8_t qos, bool retain,
 		if (on && !q->queue.n && !store_fenced(m->fence))
 			return deliver_qos0(q, m, retain, subids, n_subids);
 		if (!on) {
-			count_drop(q, m, 0, share, "client offline");
+			count_drop(q, m, 0, share, DROP_OFFLINE, "client offline");
 			return OUTQ_DROPPED;
 		}
 	}
 	if (!(on && !q->queue.n && (!qos || q->inflight.n < outq_window(q))) && queue_full(q, m)) {
-		count_drop(q, m, qos, share, "queue full (max_queued_messages / max_queued_bytes)");
+		count_drop(q, m, qos, share, DROP_QUEUE_FULL,
+			   "queue full (max_queued_messages / max_queued_bytes)");
 		return OUTQ_QUOTA;
 	}
 	e = entry_new(m, qos, retain, subids, n_subids, share);
 	if (!e) {
-		count_drop(q, m, qos, share, "out of memory");
+		count_drop(q, m, qos, share, DROP_OUT_OF_MEMORY, "out of memory");
 		return -1;
 	}
 	e->seq = q->next_seq++;
@@ -724,7 +727,7 @@ int outq_push_front(struct outq *q, struct msg *m, uint8_t qos, const char *shar
 	struct out_entry *e = entry_new(m, qos, false, NULL, 0, share);
 
 	if (!e) {
-		count_drop(q, m, qos, share, "out of memory");
+		count_drop(q, m, qos, share, DROP_OUT_OF_MEMORY, "out of memory");
 		return -1;
 	}
 	e->seq = front_seq(q);
@@ -899,7 +902,8 @@ static void resend_inflight(struct outq *q)
 		 * that finds no memory stays in flight, resent at the next reconnect. */
 		if (send_entry(q, e, e->sent_once) > 0) {
 			list_remove(&q->inflight, e);
-			count_drop(q, e->msg, e->qos, e->share, "too large for the client now");
+			count_drop(q, e->msg, e->qos, e->share, DROP_TOO_LARGE,
+				   "too large for the client now");
 			entry_done(q, e);
 		}
 	}

@@ -1,8 +1,9 @@
 /*
  * plugin_host.c - the host table a plugin calls back through
  * (include/sluice_plugin.h): message views and builders, routing and
- * targeted delivery, held deliveries, timers, and the plugin's durable
- * state (key/value and cold values). Loop thread only.
+ * targeted delivery, held deliveries, timers, the plugin's durable state
+ * (key/value and cold values), and its metrics (one collector per plugin,
+ * called at each GET /metrics). Loop thread only.
  *
  * The table sits above the router because its calls reach everything a
  * plugin may ask of the broker; the chains that run the plugins (plugin.c)
@@ -30,6 +31,7 @@
 #include "mqtt.h"
 #include "msg.h"
 #include "plugin.h"
+#include "promtext.h"
 #include "router.h"
 #include "session.h"
 #include "store.h"
@@ -650,6 +652,55 @@ static int host_acl_check(const char *client_id, const char *username, const cha
 	return plugin_acl(client_id, username, topic, strlen(topic), access, NULL);
 }
 
+/* --- metrics --------------------------------------------------------------------- */
+
+struct collector {
+	struct sp_plugin *self;
+	void (*collect)(void *arg, struct sp_metrics *out);
+	void *arg;
+};
+
+static struct collector *collectors;
+static size_t n_collectors;
+
+/* Where a collector reports: the exposition GET /metrics is writing. */
+struct sp_metrics {
+	struct prom *prom;
+};
+
+static int host_metrics_register(struct sp_plugin *self,
+				 void (*collect)(void *arg, struct sp_metrics *out), void *arg)
+{
+	struct collector *grown;
+
+	for (size_t i = 0; i < n_collectors; i++)
+		if (collectors[i].self == self)
+			return -1;
+	grown = mem_realloc(collectors, (n_collectors + 1) * sizeof(*collectors));
+	if (!collect || !grown)
+		return -1;
+	collectors = grown;
+	collectors[n_collectors++] = (struct collector){ self, collect, arg };
+	return 0;
+}
+
+static void host_metric(struct sp_metrics *out, const struct sp_metric *m, uint64_t v)
+{
+	if (!out || !m)
+		return;
+	prom_u64(out->prom, m->name, m->type == SP_METRIC_COUNTER ? "counter" : "gauge", m->help,
+		 m->label, m->label_value, v);
+}
+
+void plugin_host_metrics(struct prom *p)
+{
+	for (size_t i = 0; i < n_collectors; i++) {
+		struct sp_metrics out = { p };
+
+		collectors[i].collect(collectors[i].arg, &out);
+	}
+}
+
 static const struct sp_host host = {
 	.api = SLUICE_PLUGIN_API,
 	.size = sizeof(struct sp_host),
@@ -698,6 +749,8 @@ static const struct sp_host host = {
 	.listeners = host_listeners,
 	.msg_ids_after = msg_seen_id,
 	.acl_check = host_acl_check,
+	.metrics_register = host_metrics_register,
+	.metric = host_metric,
 };
 
 const struct sp_host *plugin_host_table(void)
@@ -709,4 +762,7 @@ void plugin_host_stop(void)
 {
 	while (timers_list)
 		host_timer_cancel(timers_list);
+	mem_free(collectors);
+	collectors = NULL;
+	n_collectors = 0;
 }

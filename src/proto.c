@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base.h"
 #include "codec.h"
 #include "conn.h"
 #include "log.h"
@@ -114,6 +115,7 @@ static void on_closed(struct conn *c)
 
 	if (!s)
 		return;
+	base.stats.disconnects++;
 	conn_part_session(c);
 	session_detach(s, c->graceful);
 }

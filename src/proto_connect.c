@@ -63,6 +63,7 @@ int proto_connect_refuse(struct conn *c, uint8_t v5_reason, uint8_t v3_code, con
 {
 	char line[160];
 
+	base.stats.connects_refused++;
 	send_connack(c, false, c->version == MQTT_V5 ? v5_reason : v3_code,
 		     c->version == MQTT_V5 ? props : NULL);
 	snprintf(line, sizeof(line), "CONNECT refused: %s", why);
@@ -91,6 +92,7 @@ int proto_connect_failed(struct conn *c, const struct mqtt_connect *p, int codec
 		return refuse(c, MQTT_RC_UNSUPPORTED_PROTOCOL_VERSION, MQTT3_CONNACK_BAD_PROTOCOL,
 			      why);
 	}
+	base.stats.connects_refused++;
 	if (p->version == MQTT_V5) {
 		c->version = MQTT_V5;
 		send_connack(c, false, proto_codec_reason(codec_err), NULL);
@@ -228,8 +230,8 @@ static int check_credentials(struct conn *c, const struct mqtt_connect *p,
 		}
 		why = "the client certificate has no CN (use_identity_as_username)";
 	} else if (plugin_authenticate(plan->client_id, p->has_username ? p->username.p : NULL,
-				p->username.len, p->has_password ? p->password.p : NULL,
-				p->password.len, c->version, c->peer, &reason, &why)) {
+				       p->username.len, p->has_password ? p->password.p : NULL,
+				       p->password.len, c->version, c->peer, &reason, &why)) {
 		return 0;
 	}
 	log_notice("client '%s' from %s%s not authorised: %s%s%.*s%s", plan->client_id, c->peer,
@@ -352,6 +354,7 @@ static int accept_connect(struct conn *c, const struct mqtt_connect *p, struct c
 	c->keep_alive = plan->keep_alive;
 	build_connack_props(c, p, plan, ok, &base.scratch);
 	send_connack(c, present, MQTT_RC_SUCCESS, &base.scratch);
+	base.stats.connects++;
 	c->state = CONN_ACTIVE;
 	if (c->keep_alive)
 		timer_arm(&c->timer, clock_now_ms() + (uint64_t)c->keep_alive * 1500);

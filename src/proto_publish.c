@@ -312,7 +312,8 @@ int proto_publish(struct conn *c, const struct mqtt_publish *p)
 
 	if (check_publish(c, p) || resolve_topic(c, p, &topic, &len))
 		return -1;
-	base.stats.msgs_received++;
+	base.stats.msgs_received[p->qos]++;
+	base.stats.payload_received[p->qos] += p->payload_len;
 	if (p->qos == 2 && outq_rx_has(&c->session->q, p->packet_id))
 		/* Already routed; the client did not see our PUBREC. */
 		return proto_ack(c, MQTT_PUBREC, p->packet_id, MQTT_RC_SUCCESS, NULL, NULL);

@@ -520,6 +520,7 @@ void router_reroute_shared(struct msg *m, uint8_t qos, const char *share,
 			 "left; dropped",
 			 m->topic, share, topic_share_key_filter(share));
 		base.stats.pub_dropped++;
+		base.stats.dropped[DROP_NO_MEMBER]++;
 		plugin_dropped(NULL, m, qos, share, "the group has no member left", 0, false);
 		return;
 	}

@@ -167,6 +167,15 @@ size_t session_count(void)
 	return n_sessions;
 }
 
+void session_each(void (*fn)(struct session *s, void *arg), void *arg)
+{
+	for (size_t i = 0; i < table_size; i++)
+		for (struct session *s = table[i], *next; s; s = next) {
+			next = s->hnext;
+			fn(s, arg);
+		}
+}
+
 void session_set_expiry(struct session *s, uint32_t seconds)
 {
 	changes++;

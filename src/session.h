@@ -86,6 +86,8 @@ struct session *session_create(const char *client_id, uint8_t version);
 /* Ends a session: unsubscribes, publishes a pending will, drops its queue, frees. */
 void session_destroy(struct session *s);
 size_t session_count(void);
+/* Calls fn for every session (fn must not create or destroy sessions). */
+void session_each(void (*fn)(struct session *s, void *arg), void *arg);
 void session_destroy_all(void);
 
 /* Connection life: attach binds c (a will still waiting out its delay is cancelled);

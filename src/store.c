@@ -662,14 +662,43 @@ void store_get_stats(struct store_stats *st)
 }
 /* --- the writer thread -------------------------------------------------------------- */
 
+const double store_time_bounds[STORE_TIME_BUCKETS] = {
+	0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
+};
+const double store_size_bounds[STORE_SIZE_BUCKETS] = {
+	1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000,
+};
+
+static size_t bucket_of(const double *bounds, size_t n, double v)
+{
+	size_t i = 0;
+
+	while (i < n && v > bounds[i])
+		i++;
+	return i;
+}
+
+static double mono_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 static void write_batch(struct batch *b)
 {
+	double start = mono_seconds(), took;
 	unsigned failed = store_db_write(b);
 
+	took = mono_seconds() - start;
 	pthread_mutex_lock(&lock);
 	stats.commits++;
 	stats.ops += b->n;
 	stats.failed_commits += failed;
+	stats.time_counts[bucket_of(store_time_bounds, STORE_TIME_BUCKETS, took)]++;
+	stats.time_sum += took;
+	stats.size_counts[bucket_of(store_size_bounds, STORE_SIZE_BUCKETS, (double)b->n)]++;
 	pthread_mutex_unlock(&lock);
 }
 

@@ -156,10 +156,21 @@ uint64_t store_fence(void);
 bool store_fenced(uint64_t fence);
 void store_set_commit_hook(void (*on_commit)(void));
 
-/* Counters for $SYS. */
+/* Histogram bounds of the commits' time (seconds) and size (operations in one transaction). */
+#define STORE_TIME_BUCKETS 14
+#define STORE_SIZE_BUCKETS 12
+extern const double store_time_bounds[STORE_TIME_BUCKETS];
+extern const double store_size_bounds[STORE_SIZE_BUCKETS];
+
+/* Counters for $SYS and /metrics. */
 struct store_stats {
 	uint64_t commits, ops, failed_commits;
 	uint64_t db_bytes;
+	/* commits that took at most store_time_bounds[i] seconds ([last]: longer), and in all */
+	uint64_t time_counts[STORE_TIME_BUCKETS + 1];
+	double time_sum;
+	/* commits of at most store_size_bounds[i] operations ([last]: more) */
+	uint64_t size_counts[STORE_SIZE_BUCKETS + 1];
 };
 void store_get_stats(struct store_stats *st);
 

@@ -65,8 +65,8 @@ void sys_topics_publish(void)
 	publish_u64("$SYS/broker/clients/total", total);
 	publish_u64("$SYS/broker/clients/maximum", st->clients_max);
 	publish_u64("$SYS/broker/connections/total", st->conns_total);
-	publish_u64("$SYS/broker/messages/received", st->msgs_received);
-	publish_u64("$SYS/broker/messages/sent", st->msgs_sent);
+	publish_u64("$SYS/broker/messages/received", base_qos_sum(st->msgs_received));
+	publish_u64("$SYS/broker/messages/sent", base_qos_sum(st->msgs_sent));
 	publish_u64("$SYS/broker/messages/dropped", st->pub_dropped);
 	publish_u64("$SYS/broker/messages/dropped/qos0", st->qos0_dropped);
 	publish_u64("$SYS/broker/messages/expired", st->expired);
@@ -87,6 +87,11 @@ struct group_sums {
 	const struct groupq *first; /* the first queue of that name met */
 };
 
+struct group_walk {
+	void (*fn)(const struct sys_group *g, void *arg);
+	void *arg;
+};
+
 static void add_group(struct groupq *g, void *arg)
 {
 	struct group_sums *a = arg;
@@ -100,26 +105,48 @@ static void add_group(struct groupq *g, void *arg)
 	a->delivered += g->delivered;
 }
 
+/* Calls fn with the sums of group (the first queue of its name met), once per name. */
+static void group_once(struct groupq *g, void *arg)
+{
+	struct group_sums a = { g->share, strlen(g->share), 0, 0, 0, NULL };
+	struct sys_group out;
+	struct group_walk *w = arg;
+
+	groupq_each(add_group, &a);
+	if (a.first != g)
+		return;
+	out.name = g->share;
+	out.queued = a.queued;
+	out.members = a.members;
+	out.delivered = a.delivered;
+	w->fn(&out, w->arg);
+}
+
+void sys_topics_groups(void (*fn)(const struct sys_group *g, void *arg), void *arg)
+{
+	struct group_walk w = { fn, arg };
+
+	groupq_each(group_once, &w);
+}
+
 /*
  * $SYS/broker/groups/{group}/...: a group name may serve several filters
  * (each its own group); their figures are added up under the name, which
- * is published once, with its first queue.
+ * is published once.
  */
-static void publish_group(struct groupq *g, void *arg)
+static void publish_group(const struct sys_group *g, void *arg)
 {
-	struct group_sums a = { g->share, strlen(g->share), 0, 0, 0, NULL };
 	char topic[300];
 
 	(void)arg;
-	groupq_each(add_group, &a);
-	if (a.first != g || a.name_len > 200)
+	if (strlen(g->name) > 200)
 		return;
-	snprintf(topic, sizeof(topic), "$SYS/broker/groups/%s/queued", g->share);
-	publish_u64(topic, a.queued);
-	snprintf(topic, sizeof(topic), "$SYS/broker/groups/%s/members", g->share);
-	publish_u64(topic, a.members);
-	snprintf(topic, sizeof(topic), "$SYS/broker/groups/%s/delivered", g->share);
-	publish_u64(topic, a.delivered);
+	snprintf(topic, sizeof(topic), "$SYS/broker/groups/%s/queued", g->name);
+	publish_u64(topic, g->queued);
+	snprintf(topic, sizeof(topic), "$SYS/broker/groups/%s/members", g->name);
+	publish_u64(topic, g->members);
+	snprintf(topic, sizeof(topic), "$SYS/broker/groups/%s/delivered", g->name);
+	publish_u64(topic, g->delivered);
 }
 
 static void publish_groups(void)
@@ -129,7 +156,7 @@ static void publish_groups(void)
 	groupq_each(add_group, &all);
 	publish_u64("$SYS/broker/groups/count", router_group_count());
 	publish_u64("$SYS/broker/groups/queued", all.queued);
-	groupq_each(publish_group, NULL);
+	sys_topics_groups(publish_group, NULL);
 }
 
 static void on_sys_timer(struct timer *t, void *arg)

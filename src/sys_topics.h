@@ -9,4 +9,14 @@ void sys_topics_stop(void);
 /* Publishes every $SYS topic now (also used at start-up). */
 void sys_topics_publish(void);
 
+#include <stdint.h>
+
+/* A shared group name's figures, summed over the filters it serves. */
+struct sys_group {
+	const char *name;
+	uint64_t queued, members, delivered;
+};
+/* Calls fn once per shared group name (for $SYS and /metrics alike). */
+void sys_topics_groups(void (*fn)(const struct sys_group *g, void *arg), void *arg);
+
 #endif

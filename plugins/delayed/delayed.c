@@ -530,11 +530,6 @@ static void on_timer(void *arg)
 
 /* --- $SYS ------------------------------------------------------------------------------- */
 
-static void sys_publish(struct dl *dl, const char *leaf, uint64_t v)
-{
-	plugin_sys_publish(dl->host, dl->self, "delayed", leaf, v);
-}
-
 /* The next due time of a message still pending (cancelled ones at the front are dropped). */
 static uint64_t next_due(struct dl *dl)
 {
@@ -556,17 +551,47 @@ static uint64_t next_due(struct dl *dl)
 	return 0;
 }
 
+/* The figures, for GET /metrics and $SYS/broker/delayed/... */
+static const struct sp_metric metrics[] = {
+	{ "sluice_delayed_pending", "Delayed messages waiting for their time.", SP_METRIC_GAUGE,
+	  NULL, NULL, "delayed/pending" },
+	{ "sluice_delayed_next_due_ms",
+	  "When the next delayed message is due (wall clock, ms since the epoch; 0: none).",
+	  SP_METRIC_GAUGE, NULL, NULL, "delayed/next" },
+	{ "sluice_delayed_scheduled_total", "Delayed messages accepted.", SP_METRIC_COUNTER, NULL,
+	  NULL, "delayed/scheduled" },
+	{ "sluice_delayed_released_total", "Delayed messages released to their topic.",
+	  SP_METRIC_COUNTER, NULL, NULL, "delayed/released" },
+	{ "sluice_delayed_cancelled_total", "Delayed messages cancelled.", SP_METRIC_COUNTER, NULL,
+	  NULL, "delayed/cancelled" },
+	{ "sluice_delayed_rejected_total", "Delayed PUBLISHes refused.", SP_METRIC_COUNTER, NULL,
+	  NULL, "delayed/rejected" },
+};
+
+/* Every figure, to GET /metrics or to $SYS (one source for both). */
+static void report(struct dl *dl, struct plugin_report *r)
+{
+	const uint64_t v[] = { dl->pending,  next_due(dl),  dl->scheduled,
+			       dl->released, dl->cancelled, dl->rejected };
+
+	plugin_metrics(r, metrics, v, sizeof(metrics) / sizeof(metrics[0]));
+}
+
+static void collect(void *arg, struct sp_metrics *out)
+{
+	struct dl *dl = arg;
+	struct plugin_report r = { dl->host, dl->self, out };
+
+	report(dl, &r);
+}
+
 static void sys_stats(void *arg)
 {
 	struct dl *dl = arg;
+	struct plugin_report r = { dl->host, dl->self, NULL };
 
 	dl->sys_timer = NULL;
-	sys_publish(dl, "pending", dl->pending);
-	sys_publish(dl, "next", next_due(dl));
-	sys_publish(dl, "scheduled", dl->scheduled);
-	sys_publish(dl, "released", dl->released);
-	sys_publish(dl, "cancelled", dl->cancelled);
-	sys_publish(dl, "rejected", dl->rejected);
+	report(dl, &r);
 	heal(dl); /* the $SYS timer again, and the release timer if it is owed */
 }
 
@@ -1004,6 +1029,9 @@ int sluice_plugin_init(const struct sp_host *host, struct sp_plugin *self,
 	*udata = dl;
 	if (host->on(self, SP_EV_START, on_start) || host->on(self, SP_EV_STOP, on_stop) ||
 	    host->on(self, SP_EV_PUBLISH, on_publish))
+		goto fail;
+	/* last: nothing after it may fail (the host would keep calling a freed collector) */
+	if (SP_HOST_HAS(host, metric) && host->metrics_register(self, collect, dl))
 		goto fail;
 	host->log(self, SP_LOG_INFO, "delayed: max %" PRIu64 " s, prefetch %" PRIu64 " ms",
 		  dl->max_ms / 1000, window);

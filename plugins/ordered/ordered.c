@@ -894,11 +894,6 @@ static int on_publish(const struct sp_event *ev, struct sp_result *res, void *ud
 
 /* --- $SYS ---------------------------------------------------------------------------- */
 
-static void sys_publish(struct ord *o, const char *leaf, uint64_t v)
-{
-	plugin_sys_publish(o->host, o->self, "ordered", leaf, v);
-}
-
 static int count_key(void *arg, struct kt_key *k)
 {
 	struct filt *f = filter_of(arg, k);
@@ -910,38 +905,72 @@ static int count_key(void *arg, struct kt_key *k)
 	return 0;
 }
 
-/* Per filter (N from 1, in file order): its filter, keys, waiting and moved. */
-static void sys_filters(struct ord *o)
+/* The figures of every key, for GET /metrics and $SYS/broker/ordered/... */
+static const struct sp_metric metrics[] = {
+	{ "sluice_ordered_keys", "Keys with a message in flight or waiting.", SP_METRIC_GAUGE, NULL,
+	  NULL, "ordered/keys" },
+	{ "sluice_ordered_waiting", "Messages waiting behind an earlier one of their key.",
+	  SP_METRIC_GAUGE, NULL, NULL, "ordered/waiting" },
+	{ "sluice_ordered_moved_total", "Keys moved to another group member.", SP_METRIC_COUNTER,
+	  NULL, NULL, "ordered/moved" },
+};
+
+/* One figure of each filter (N from 1, in file order), labelled by the filter. */
+static void report_filters(struct ord *o, struct plugin_report *r, const char *name,
+			   const char *help, int type, const char *leaf, size_t field)
 {
-	char leaf[48];
-	size_t i;
+	char sys[48];
 
-	for (i = 0; i < o->n_filters; i++)
-		o->filters[i].keys = o->filters[i].waiting = 0;
-	kt_each(&o->kt, count_key, o); /* one walk of the key table per refresh */
-	for (i = 0; i < o->n_filters; i++) {
+	for (size_t i = 0; i < o->n_filters; i++) {
 		const struct filt *f = &o->filters[i];
+		const uint64_t v[] = { f->keys, f->waiting, f->moved };
+		struct sp_metric m = { name, help, type, "filter", f->filter, sys };
 
-		snprintf(leaf, sizeof(leaf), "filter/%zu/filter", i + 1);
-		plugin_sys_publish_text(o->host, o->self, "ordered", leaf, f->filter);
-		snprintf(leaf, sizeof(leaf), "filter/%zu/keys", i + 1);
-		sys_publish(o, leaf, f->keys);
-		snprintf(leaf, sizeof(leaf), "filter/%zu/waiting", i + 1);
-		sys_publish(o, leaf, f->waiting);
-		snprintf(leaf, sizeof(leaf), "filter/%zu/moved", i + 1);
-		sys_publish(o, leaf, f->moved);
+		snprintf(sys, sizeof(sys), "ordered/filter/%zu/%s", i + 1, leaf);
+		plugin_metric(r, &m, v[field]);
 	}
 }
 
+/* Every figure, to GET /metrics or to $SYS (one source for both). */
+static void report(struct ord *o, struct plugin_report *r)
+{
+	const uint64_t v[] = { o->kt.n_keys, o->kt.n_wait, o->moved };
+
+	for (size_t i = 0; i < o->n_filters; i++)
+		o->filters[i].keys = o->filters[i].waiting = 0;
+	kt_each(&o->kt, count_key, o); /* one walk of the key table per report */
+	plugin_metrics(r, metrics, v, sizeof(metrics) / sizeof(metrics[0]));
+	report_filters(o, r, "sluice_ordered_filter_keys", "Keys of an ordered filter.",
+		       SP_METRIC_GAUGE, "keys", 0);
+	report_filters(o, r, "sluice_ordered_filter_waiting",
+		       "Messages of an ordered filter waiting behind their key.", SP_METRIC_GAUGE,
+		       "waiting", 1);
+	report_filters(o, r, "sluice_ordered_filter_moved_total",
+		       "Keys of an ordered filter moved to another member.", SP_METRIC_COUNTER,
+		       "moved", 2);
+}
+
+static void collect(void *arg, struct sp_metrics *out)
+{
+	struct ord *o = arg;
+	struct plugin_report r = { o->host, o->self, out };
+
+	report(o, &r);
+}
+
+/* $SYS: the figures, and each filter's text on ordered/filter/N/filter. */
 static void sys_stats(void *arg)
 {
 	struct ord *o = arg;
+	struct plugin_report r = { o->host, o->self, NULL };
+	char leaf[48];
 
 	o->sys_timer = NULL;
-	sys_publish(o, "keys", o->kt.n_keys);
-	sys_publish(o, "waiting", o->kt.n_wait);
-	sys_publish(o, "moved", o->moved);
-	sys_filters(o);
+	report(o, &r);
+	for (size_t i = 0; i < o->n_filters; i++) {
+		snprintf(leaf, sizeof(leaf), "filter/%zu/filter", i + 1);
+		plugin_sys_publish_text(o->host, o->self, "ordered", leaf, o->filters[i].filter);
+	}
 	if (o->started)
 		o->sys_timer = o->host->timer_add(o->self, o->sys_ms, sys_stats, o);
 }
@@ -1268,8 +1297,10 @@ int sluice_plugin_init(const struct sp_host *host, struct sp_plugin *self,
 	for (i = 0; i < n_opts; i++)
 		if (apply_opt(o, &opts[i], (size_t)i))
 			goto fail;
-	/* No filter: no callback at all, so the plugin costs nothing. */
-	if (o->n_filters && register_events(o))
+	/* No filter: no callback at all, so the plugin costs nothing. The collector last:
+	 * nothing after it may fail (the host would keep calling a freed one). */
+	if (o->n_filters && (register_events(o) || (SP_HOST_HAS(host, metric) &&
+						    host->metrics_register(self, collect, o))))
 		goto fail;
 	*udata = o;
 	host->log(self, SP_LOG_INFO, "ordered: %zu filter(s), at most %" PRIu64 " waiting",

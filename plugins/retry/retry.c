@@ -947,20 +947,41 @@ static int on_subscribe(const struct sp_event *ev, struct sp_result *res, void *
 
 /* --- $SYS ------------------------------------------------------------------------------ */
 
-static void sys_publish(struct rt *rt, const char *leaf, uint64_t v)
+/* The figures, for GET /metrics and $SYS/broker/retry/... */
+static const struct sp_metric metrics[] = {
+	{ "sluice_retry_pending", "Refused deliveries waiting for their next attempt.",
+	  SP_METRIC_GAUGE, NULL, NULL, "retry/pending" },
+	{ "sluice_retry_retried_total", "Deliveries attempted again.", SP_METRIC_COUNTER, NULL,
+	  NULL, "retry/retried" },
+	{ "sluice_retry_dead_lettered_total", "Messages moved to a dead-letter queue.",
+	  SP_METRIC_COUNTER, NULL, NULL, "retry/dead_lettered" },
+	{ "sluice_retry_dlq_waiting", "Dead letters not yet taken by a subscriber.",
+	  SP_METRIC_GAUGE, NULL, NULL, "retry/dlq_waiting" },
+};
+
+/* Every figure, to GET /metrics or to $SYS (one source for both). */
+static void report(struct rt *rt, struct plugin_report *r)
 {
-	plugin_sys_publish(rt->host, rt->self, "retry", leaf, v);
+	const uint64_t v[] = { rt->pending, rt->retried, rt->dead_lettered, rt->n_dead };
+
+	plugin_metrics(r, metrics, v, sizeof(metrics) / sizeof(metrics[0]));
+}
+
+static void collect(void *arg, struct sp_metrics *out)
+{
+	struct rt *rt = arg;
+	struct plugin_report r = { rt->host, rt->self, out };
+
+	report(rt, &r);
 }
 
 static void sys_stats(void *arg)
 {
 	struct rt *rt = arg;
+	struct plugin_report r = { rt->host, rt->self, NULL };
 
 	rt->sys_timer = NULL;
-	sys_publish(rt, "pending", rt->pending);
-	sys_publish(rt, "retried", rt->retried);
-	sys_publish(rt, "dead_lettered", rt->dead_lettered);
-	sys_publish(rt, "dlq_waiting", rt->n_dead);
+	report(rt, &r);
 	heal(rt);
 }
 
@@ -1189,6 +1210,9 @@ int sluice_plugin_init(const struct sp_host *host, struct sp_plugin *self,
 	if (host->on(self, SP_EV_START, on_start) || host->on(self, SP_EV_STOP, on_stop) ||
 	    host->on(self, SP_EV_NACKED, on_nacked) ||
 	    host->on(self, SP_EV_SUBSCRIBE, on_subscribe))
+		goto fail;
+	/* last: nothing after it may fail (the host would keep calling a freed collector) */
+	if (SP_HOST_HAS(host, metric) && host->metrics_register(self, collect, rt))
 		goto fail;
 	*udata = rt;
 	host->log(self, SP_LOG_INFO,

@@ -1024,11 +1024,6 @@ static int on_publish(const struct sp_event *ev, struct sp_result *res, void *ud
 
 /* --- $SYS and the sweep --------------------------------------------------------------------- */
 
-static void sys_publish(struct tx *tx, const char *leaf, uint64_t v)
-{
-	plugin_sys_publish(tx->host, tx->self, "txn", leaf, v);
-}
-
 static uint64_t oldest_open_ms(struct tx *tx)
 {
 	uint64_t now = tx->host->now_ms(), oldest = now;
@@ -1041,17 +1036,45 @@ static uint64_t oldest_open_ms(struct tx *tx)
 	return now - oldest;
 }
 
+/* The figures, for GET /metrics and $SYS/broker/txn/... */
+static const struct sp_metric metrics[] = {
+	{ "sluice_txn_open", "Open transactions.", SP_METRIC_GAUGE, NULL, NULL, "txn/open" },
+	{ "sluice_txn_committed_total", "Transactions committed.", SP_METRIC_COUNTER, NULL, NULL,
+	  "txn/committed" },
+	{ "sluice_txn_rolled_back_total", "Transactions rolled back.", SP_METRIC_COUNTER, NULL,
+	  NULL, "txn/rolled_back" },
+	{ "sluice_txn_checks_total", "Check-back requests sent to producer groups.",
+	  SP_METRIC_COUNTER, NULL, NULL, "txn/checks" },
+	{ "sluice_txn_discarded_total", "Transactions dropped after check_max unanswered checks.",
+	  SP_METRIC_COUNTER, NULL, NULL, "txn/discarded" },
+	{ "sluice_txn_oldest_open_ms", "Age of the oldest open transaction (ms; 0: none).",
+	  SP_METRIC_GAUGE, NULL, NULL, "txn/oldest_open_ms" },
+};
+
+/* Every figure, to GET /metrics or to $SYS (one source for both). */
+static void report(struct tx *tx, struct plugin_report *r)
+{
+	const uint64_t v[] = { tx->n_open, tx->committed, tx->rolled_back,
+			       tx->checks, tx->discarded, oldest_open_ms(tx) };
+
+	plugin_metrics(r, metrics, v, sizeof(metrics) / sizeof(metrics[0]));
+}
+
+static void collect(void *arg, struct sp_metrics *out)
+{
+	struct tx *tx = arg;
+	struct plugin_report r = { tx->host, tx->self, out };
+
+	report(tx, &r);
+}
+
 static void on_sys(void *arg)
 {
 	struct tx *tx = arg;
+	struct plugin_report r = { tx->host, tx->self, NULL };
 
 	tx->sys_timer = NULL;
-	sys_publish(tx, "open", tx->n_open);
-	sys_publish(tx, "committed", tx->committed);
-	sys_publish(tx, "rolled_back", tx->rolled_back);
-	sys_publish(tx, "checks", tx->checks);
-	sys_publish(tx, "discarded", tx->discarded);
-	sys_publish(tx, "oldest_open_ms", oldest_open_ms(tx));
+	report(tx, &r);
 	tx->sys_timer = tx->host->timer_add(tx->self, tx->sys_ms, on_sys, tx);
 }
 
@@ -1268,8 +1291,10 @@ int sluice_plugin_init(const struct sp_host *host, struct sp_plugin *self,
 	tx->check_max = DEFAULT_CHECK_MAX;
 	tx->remember_ms = DEFAULT_REMEMBER_MS;
 	tx->sys_ms = DEFAULT_SYS_MS;
+	/* the collector last: nothing after it may fail (the host would call a freed one) */
 	if (apply_opts(tx, opts, n_opts) || host->on(self, SP_EV_START, on_start) ||
-	    host->on(self, SP_EV_STOP, on_stop) || host->on(self, SP_EV_PUBLISH, on_publish)) {
+	    host->on(self, SP_EV_STOP, on_stop) || host->on(self, SP_EV_PUBLISH, on_publish) ||
+	    (SP_HOST_HAS(host, metric) && host->metrics_register(self, collect, tx))) {
 		host->free(tx);
 		return -1;
 	}

@@ -168,7 +168,7 @@ static void test_listener_scope(void **state)
 	assert_null(c->listeners[1].bind_address);
 	assert_string_equal(c->listeners[2].bind_address, "192.168.1.1");
 
-	parse_bad(c, "protocol http", "protocol: expected mqtt or websockets, got 'http'");
+	parse_bad(c, "protocol https", "protocol: expected mqtt, websockets or http, got 'https'");
 	parse_bad(c, "protocol", "protocol: missing value");
 	parse_bad(c, "protocol mqtt mqtt", "unexpected 'mqtt'");
 	parse_bad(c, "socket_domain ipv5", "expected ipv4 or ipv6, got 'ipv5'");
@@ -186,6 +186,20 @@ static void test_http_dir_then_mqtt(void **state)
 	parse_ok(c, "protocol websockets");
 	parse_ok(c, "http_dir /srv/www");
 	parse_bad(c, "protocol mqtt", "protocol: http_dir needs 'protocol websockets'");
+}
+
+/* protocol http: the HTTP side only (GET /metrics), with or without http_dir. */
+static void test_http_listener(void **state)
+{
+	struct config *c = *state;
+
+	parse_ok(c, "listener 9100 127.0.0.1");
+	parse_ok(c, "protocol http");
+	assert_int_equal(c->listeners[c->n_listeners - 1].protocol, LISTENER_HTTP);
+	parse_ok(c, "http_dir ./web");
+	assert_string_equal(c->listeners[c->n_listeners - 1].http_dir, "./web");
+	parse_bad(c, "protocol mqtt",
+		  "protocol: http_dir needs 'protocol websockets' or 'protocol http'");
 }
 
 static void test_numbers(void **state)
@@ -959,6 +973,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_defaults, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listener, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listener_scope, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_http_listener, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_http_dir_then_mqtt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_numbers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_qos, setup, teardown),
