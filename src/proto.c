@@ -85,15 +85,19 @@ int proto_handle(struct conn *c, const uint8_t *pkt, size_t len)
 		conn_close(c, -1, "first packet is not CONNECT");
 		return -1;
 	}
+	if (c->state == CONN_AUTH && type != MQTT_AUTH && type != MQTT_DISCONNECT) {
+		/*
+		 * The client waits for CONNACK: only AUTH or DISCONNECT [MQTT-3.1.2-30];
+		 * anything else, a second CONNECT too, is refused with CONNACK 0x82.
+		 */
+		return proto_auth_interrupted(
+			c, type == MQTT_CONNECT ? "second CONNECT during authentication"
+						: "packet other than AUTH during authentication");
+	}
 	if (c->state != CONN_NEW && type == MQTT_CONNECT) {
 		/* [MQTT-3.1.0-2] a second CONNECT is a protocol violation. */
 		conn_close(c, MQTT_RC_PROTOCOL_ERROR, "second CONNECT");
 		return -1;
-	}
-	if (c->state == CONN_AUTH && type != MQTT_AUTH && type != MQTT_DISCONNECT) {
-		/* the client waits for CONNACK: only AUTH or DISCONNECT [MQTT-3.1.2-30] */
-		return proto_connect_refuse(c, MQTT_RC_PROTOCOL_ERROR, MQTT3_CONNACK_NOT_AUTHORIZED,
-					    "packet other than AUTH during authentication", NULL);
 	}
 	if (type == MQTT_AUTH && c->version != MQTT_V5) {
 		conn_close(c, -1, "AUTH is not an MQTT 3.1.1 packet");

@@ -41,6 +41,8 @@ int proto_connect_refuse(struct conn *c, uint8_t v5_reason, uint8_t v3_code, con
 			 const struct buf *props);
 /* A CONNECT with an Authentication Method (MQTT 5): the exchange begins, or it is refused. */
 int proto_auth_begin(struct conn *c, const struct mqtt_connect *p, const uint8_t *pkt, size_t len);
+/* A packet other than AUTH or DISCONNECT during that exchange: CONNACK 0x82 (why: logged). */
+int proto_auth_interrupted(struct conn *c, const char *why);
 /* A CONNECT that did not decode: refuse it the way its version expects. */
 int proto_connect_failed(struct conn *c, const struct mqtt_connect *p, int codec_err);
 int proto_publish(struct conn *c, const struct mqtt_publish *p);

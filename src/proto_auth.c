@@ -19,7 +19,8 @@
  * CONNECT, and leaves that state only by CONNACK (success or refusal) or
  * by closing; connect_timeout covers it. Every refusal before CONNACK is a
  * CONNACK (0x87 for a failed exchange, 0x8C for an unknown method, 0x82
- * for AUTH out of order); after it, a DISCONNECT with the same codes. The
+ * for AUTH out of order or any packet but AUTH and DISCONNECT, a second
+ * CONNECT too); after it, a DISCONNECT with the same codes. The
  * log names the client and its address, never the proof.
  */
 #include <stdio.h>
@@ -169,6 +170,27 @@ int proto_auth_begin(struct conn *c, const struct mqtt_connect *p, const uint8_t
 	return refuse_connect(c, &p->client_id, MQTT_RC_NOT_AUTHORIZED, m, NULL, why);
 }
 
+/* The saved CONNECT, decoded into p (pointing into it): 0, or -1 after refusing it. */
+static int saved_connect(struct conn *c, struct mqtt_packet *p)
+{
+	memset(p, 0, sizeof(*p));
+	if (codec_decode(c->auth_connect, c->auth_connect_len, MQTT_V5, p) == CODEC_OK)
+		return 0;
+	end_exchange(c);
+	return proto_connect_refuse(c, MQTT_RC_UNSPECIFIED, MQTT3_CONNACK_UNAVAILABLE,
+				    "the saved CONNECT does not decode", NULL);
+}
+
+int proto_auth_interrupted(struct conn *c, const char *why)
+{
+	struct mqtt_packet p;
+
+	if (saved_connect(c, &p))
+		return -1;
+	return refuse_connect(c, &p.u.connect.client_id, MQTT_RC_PROTOCOL_ERROR,
+			      scram_mech(c->scram), NULL, why);
+}
+
 /* AUTH 0x18 with the client-final-message, before CONNACK. */
 static int finish_connect(struct conn *c, const struct mqtt_auth *a)
 {
@@ -180,12 +202,8 @@ static int finish_connect(struct conn *c, const struct mqtt_auth *a)
 	const char *why;
 	int rc;
 
-	memset(&p, 0, sizeof(p));
-	if (codec_decode(c->auth_connect, c->auth_connect_len, MQTT_V5, &p) != CODEC_OK) {
-		end_exchange(c);
-		return proto_connect_refuse(c, MQTT_RC_UNSPECIFIED, MQTT3_CONNACK_UNAVAILABLE,
-					    "the saved CONNECT does not decode", NULL);
-	}
+	if (saved_connect(c, &p))
+		return -1;
 	if (a->reason != MQTT_RC_CONTINUE_AUTH || !same_method(&a->props, m))
 		return refuse_connect(c, &p.u.connect.client_id, MQTT_RC_PROTOCOL_ERROR, m, NULL,
 				      a->reason != MQTT_RC_CONTINUE_AUTH
