@@ -8,9 +8,20 @@ mosquitto_passwd wrote must be updated by it without disturbing the other
 users; -U hashes a plain-text file; and its errors have mosquitto_passwd's
 exit status.  The broker here is always mosquitto (brokerlib's reference
 kind), whatever INTEG_BROKER says: the tool is under test, not a broker.
+
+-H sha256-pbkdf2 is sluice-passwd's own (mosquitto_passwd calls it an
+unknown hash type): "user:$pbkdf2-sha256$ITERATIONS$SALT$HASH", passlib's
+layout, SALT (12 random bytes) and HASH (PBKDF2-HMAC-SHA256 of the
+password, 32 bytes) in adapted base64 ('.' for '+', no '=' padding), 4096
+iterations unless -I; with -U too.  mosquitto does not read those lines, so
+they are checked here by recomputing the hash (and test_scram.py logs in
+with them).
 """
 
+import base64
+import hashlib
 import os
+import re
 import pwd
 import shutil
 import stat
@@ -122,6 +133,37 @@ def line_of(path, user):
 	found = [l for l in lines(path) if l.split(":", 1)[0] == user]
 	assert len(found) == 1, "%s in %s: %r" % (user, path, found)
 	return found[0]
+
+
+def adapted_b64(data):
+	"""passlib's adapted base64: '.' for '+', no '=' padding."""
+	return base64.b64encode(data).decode().rstrip("=").replace("+", ".")
+
+
+def from_adapted_b64(s):
+	s = s.replace(".", "+")
+	return base64.b64decode(s + "=" * (-len(s) % 4), validate=True)
+
+
+SHA256_LINE = re.compile(r"([^:]+):\$pbkdf2-sha256\$([0-9]+)\$([A-Za-z0-9./]+)\$([A-Za-z0-9./]+)")
+
+
+def sha256_fields(line):
+	"""(user, iterations, salt, hash) of a $pbkdf2-sha256$ line, which must be
+	in passlib's layout (adapted base64: no '+', no '=')."""
+	m = SHA256_LINE.fullmatch(line)
+	assert m, "not a $pbkdf2-sha256$ line in passlib's layout: %r" % line
+	return m.group(1), int(m.group(2)), from_adapted_b64(m.group(3)), from_adapted_b64(m.group(4))
+
+
+def check_sha256_line(line, user, password, iterations=4096):
+	"""line is user's $pbkdf2-sha256$ line for password: iterations, a 12-byte
+	salt, and the hash recomputed here.  Returns the salt."""
+	u, it, salt, digest = sha256_fields(line)
+	assert (u, it, len(salt)) == (user, iterations, 12), (line, u, it, len(salt))
+	assert digest == hashlib.pbkdf2_hmac("sha256", password.encode(), salt, it), \
+		"%s: the hash is not PBKDF2-HMAC-SHA256 of %r" % (line, password)
+	return salt
 
 
 def test_passwd_tool_file_read_by_mosquitto(t):
@@ -244,6 +286,10 @@ USAGE_ERRORS = [
 	(["-H"], "Error: -H argument given but not enough other arguments.\n"),
 	(["-I"], "Error: -I argument given but not enough other arguments.\n"),
 	(["-H", "md5", "-b", "F", "u", "p"], "Error: Unknown hash type 'md5'\n"),
+	(["-H", "sha256", "-b", "F", "u", "p"], "Error: Unknown hash type 'sha256'\n"),
+	(["-H", "pbkdf2-sha256", "-b", "F", "u", "p"], "Error: Unknown hash type 'pbkdf2-sha256'\n"),
+	(["-H", "SHA256-PBKDF2", "-b", "F", "u", "p"], "Error: Unknown hash type 'SHA256-PBKDF2'\n"),
+	(["-H", "", "-b", "F", "u", "p"], "Error: Unknown hash type ''\n"),
 	(["-I", "0", "-b", "F", "u", "p"], "Error: Number of iterations must be > 0.\n"),
 	(["-I", "x", "-b", "F", "u", "p"], "Error: Number of iterations must be > 0.\n"),
 	(["-b", "F", "u:x", "p"], "Error: Username must not contain the ':' character.\n"),
@@ -301,3 +347,84 @@ def test_passwd_tool_errors_leave_file_alone(t):
 		assert rc == 2
 		with open(f, "rb") as fp:
 			assert fp.read() == before + b"broken:\n"
+
+
+def test_passwd_tool_sha256_pbkdf2_lines(t):
+	"""-H sha256-pbkdf2: passlib's layout, 4096 iterations, a new random salt
+	each time (the same password, another salt), -I for other counts; the
+	other lines stay as they were; -H sha512-pbkdf2 and no -H write $7$101$."""
+	S = tool()
+	with Dir() as d:
+		f = d.file("passwd")
+		ok([S, "-c", "-H", "sha256-pbkdf2", "-b", f, "alice", "secret"])
+		assert stat.S_IMODE(os.stat(f).st_mode) == 0o600
+		assert len(lines(f)) == 1, lines(f)
+		alice = lines(f)[0]
+		salt = check_sha256_line(alice, "alice", "secret")
+		ok([S, "-H", "sha256-pbkdf2", "-b", f, "bob", "secret"])
+		assert check_sha256_line(line_of(f, "bob"), "bob", "secret") != salt
+		ok([S, "-H", "sha256-pbkdf2", "-I", "1000", "-b", f, "carol", "carol pw"])
+		check_sha256_line(line_of(f, "carol"), "carol", "carol pw", 1000)
+		ok([S, "-b", f, "dave", "dave pw"])
+		ok([S, "-H", "sha512-pbkdf2", "-b", f, "erin", "erin pw"])
+		for user in ("dave", "erin"):
+			assert line_of(f, user).startswith(user + ":$7$101$"), line_of(f, user)
+		assert line_of(f, "alice") == alice
+		ok([S, "-H", "sha256-pbkdf2", "-b", f, "dave", "new dave pw"])  # replaced in place
+		assert [l.split(":")[0] for l in lines(f)] == ["alice", "bob", "carol", "dave", "erin"]
+		check_sha256_line(line_of(f, "dave"), "dave", "new dave pw")
+		ok([S, "-D", f, "bob"])
+		assert [l.split(":")[0] for l in lines(f)] == ["alice", "carol", "dave", "erin"]
+		assert line_of(f, "alice") == alice
+		out = ok([S, "-H", "sha256-pbkdf2", f, "frank"], input=b"typed pw\ntyped pw\n")
+		assert out == "Password: \nReenter password: \n", repr(out)
+		check_sha256_line(line_of(f, "frank"), "frank", "typed pw")
+		assert d.names() == ["passwd"], d.names()
+
+
+@param("iterations", [None, 2000])
+def test_passwd_tool_sha256_pbkdf2_plain_text_file(t, iterations):
+	"""-U -H sha256-pbkdf2 [-I N] hashes every plain-text password into a
+	$pbkdf2-sha256$ line; comments, blank lines and hashed lines (a $7$ of
+	mosquitto_passwd's, a $pbkdf2-sha256$ one) stay; a second -U changes
+	nothing."""
+	S = tool()
+	with Dir() as d:
+		f = d.file("passwd")
+		ok([S, "-c", "-H", "sha256-pbkdf2", "-b", f, "hashed", "already"])
+		hashed = lines(f)[0]
+		seven = "bob:$7$101$" + base64.b64encode(os.urandom(12)).decode() + "$" + \
+			base64.b64encode(os.urandom(64)).decode()
+		with open(f, "w") as fp:
+			fp.write("# users\nalice:secret\n%s\n\n  carol :  spaced pw  \n%s\ndave:pw:after colon\n"
+				 % (seven, hashed))
+		ok([S, "-U", "-H", "sha256-pbkdf2"] + (["-I", str(iterations)] if iterations else []) + [f])
+		got = lines(f)
+		assert got[0] == "# users" and got[2] == seven and got[3] == "" and got[5] == hashed, got
+		it = iterations or 4096
+		for user, password, i in (("alice", "secret", 1), ("carol", "spaced pw", 4),
+					  ("dave", "pw", 6)):
+			check_sha256_line(got[i], user, password, it)
+		before = lines(f)
+		ok([S, "-U", "-H", "sha256-pbkdf2", f])
+		assert lines(f) == before
+
+
+@param("case", ["I_zero", "I_too_many", "I_missing", "too_few_args"])
+def test_passwd_tool_sha256_pbkdf2_errors(t, case):
+	"""With -H sha256-pbkdf2 the other arguments fail as without it
+	(mosquitto_passwd's words), and nothing is written."""
+	S = tool()
+	args, message = {
+		"I_zero": (["-I", "0", "-b", "F", "u", "p"], "Error: Number of iterations must be > 0.\n"),
+		"I_too_many": (["-I", "10000001", "-b", "F", "u", "p"],
+			       "Error: Number of iterations must be at most 10000000.\n"),
+		"I_missing": (["-I"], "Error: -I argument given but not enough other arguments.\n"),
+		"too_few_args": (["-c", "-b", "F", "u"], "Error: -c argument given but password file, "
+				 "username, or password missing.\n"),
+	}[case]
+	with Dir() as d:
+		argv = [S, "-H", "sha256-pbkdf2"] + [d.file("passwd") if a == "F" else a for a in args]
+		rc, _, err = run(argv)
+		assert (rc, err) == (1, message), (rc, err)
+		assert d.names() == [], d.names()
