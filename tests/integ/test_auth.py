@@ -94,9 +94,10 @@ def need_passwd():
 		raise Skip("%s not installed (package mosquitto)" % PASSWD)
 
 
-def passwd(path, user, password, create=False):
-	"""mosquitto_passwd [-c] -b PATH USER PASSWORD."""
-	args = [PASSWD] + (["-c"] if create else []) + ["-b", path, user, password]
+def passwd(path, user, password, create=False, tool=None):
+	"""mosquitto_passwd [-c] -b PATH USER PASSWORD; tool: another command and its
+	options to run instead (sluice-passwd -H sha256-pbkdf2, mosquitto_passwd -I 1000)."""
+	args = list(tool or [PASSWD]) + (["-c"] if create else []) + ["-b", path, user, password]
 	r = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
 			   stdin=subprocess.DEVNULL, timeout=10)
 	assert r.returncode == 0, "%s failed (%d): %s" % (args, r.returncode, r.stdout)
@@ -105,9 +106,10 @@ def passwd(path, user, password, create=False):
 
 
 def write_passwd(path, users, more_lines=()):
-	"""users: [(user, password)] through mosquitto_passwd; more_lines appended as they are."""
-	for i, (u, p) in enumerate(users):
-		passwd(path, u, p, create=i == 0)
+	"""users: [(user, password)] through mosquitto_passwd, or [(user, password, tool)]
+	through tool (see passwd()); more_lines appended as they are."""
+	for i, (u, p, *tool) in enumerate(users):
+		passwd(path, u, p, create=i == 0, tool=tool[0] if tool else None)
 	if more_lines:
 		with open(path, "a") as f:
 			f.write("".join(l + "\n" for l in more_lines))
@@ -137,22 +139,23 @@ def new_broker(t):
 	return b
 
 
-def auth_broker(t, anonymous="false", users=USERS, more_lines=(), with_file=True):
+def auth_broker(t, anonymous="false", users=USERS, more_lines=(), with_file=True, extra=()):
 	"""A started private broker with "allow_anonymous ANONYMOUS" (None: no such
 	line) and, if with_file, password_file <dir>/passwd holding users (and
-	more_lines).  Returns (broker, password file path)."""
+	more_lines), then the configuration lines extra.  Returns (broker, password
+	file path)."""
 	need_passwd()
 	b = new_broker(t)
 	path = os.path.join(b.dir, "passwd")
-	extra = []
+	lines = []
 	if anonymous is not None:
-		extra.append("allow_anonymous %s" % anonymous)
+		lines.append("allow_anonymous %s" % anonymous)
 	else:
 		no_anonymous_line(b)
 	if with_file:
 		write_passwd(path, users, more_lines)
-		extra.append("password_file %s" % path)
-	b.extra = extra
+		lines.append("password_file %s" % path)
+	b.extra = lines + list(extra)
 	b.start()
 	return b, path
 
