@@ -1,7 +1,7 @@
 /*
  * listener_http.c - the HTTP side of the websockets and http listeners:
  * GET /metrics (Prometheus text, metrics.c), beside the files of http_dir
- * that lws serves itself.
+ * that lws serves itself, and the connect_timeout of a request or upgrade.
  *
  * Owns: the mounts of each listener (a callback mount for /metrics, in
  * front of the http_dir one), and the reply being written on each HTTP
@@ -20,6 +20,7 @@
 #include <libwebsockets.h>
 #include <string.h>
 
+#include "base.h"
 #include "buf.h"
 #include "log.h"
 #include "mem.h"
@@ -148,12 +149,54 @@ static int write_body(struct lws *wsi, struct http_reply *r)
 	return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
+/*
+ * Slow-loris: a connection must have sent its request (an HTTP request, or
+ * the WebSocket upgrade) within connect_timeout of its accept, as an MQTT
+ * client its CONNECT. lws's own header timeouts restart at every byte, so
+ * a wsi timer runs from the accept; the request's end (or the upgrade)
+ * puts it off. After an upgrade the timer would reach the "mqtt"
+ * protocol's callback, which ignores it.
+ */
+static void arm_request_timer(struct lws *wsi)
+{
+	lws_set_timer_usecs(wsi, (lws_usec_t)base.cfg->connect_timeout * LWS_USEC_PER_SEC);
+}
+
+/*
+ * lws 4.1.6's lws_set_timer_usecs() has no cancel (LWS_SET_TIMER_USEC_CANCEL,
+ * -1, is taken as "now"): the timer moves a year ahead instead, and goes
+ * with the wsi when it closes.
+ */
+void http_request_done(struct lws *wsi)
+{
+	lws_set_timer_usecs(wsi, (lws_usec_t)365 * 24 * 3600 * LWS_USEC_PER_SEC);
+}
+
+static int request_too_slow(struct lws *wsi)
+{
+	char peer[64] = "";
+
+	lws_get_peer_simple(wsi, peer, sizeof(peer));
+	log_notice("connection from %s dropped: no complete HTTP request or WebSocket upgrade "
+		   "within connect_timeout",
+		   peer);
+	return -1;
+}
+
 int http_callback(struct lws *wsi, int reason, void *user, void *in, size_t len, bool *handled)
 {
 	struct http_reply *r = user;
 
 	*handled = true;
 	switch (reason) {
+	case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+		arm_request_timer(wsi);
+		return 0;
+	case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
+		http_request_done(wsi);
+		return 0;
+	case LWS_CALLBACK_TIMER:
+		return request_too_slow(wsi);
 	case LWS_CALLBACK_HTTP:
 		return start_reply(wsi, r);
 	case LWS_CALLBACK_HTTP_WRITEABLE:

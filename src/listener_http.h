@@ -20,6 +20,8 @@ void http_mounts_free(void);
 const struct lws_http_mount *http_mounts(const struct listener_conf *l, size_t i);
 /* The per-session data the "http" protocol needs. */
 size_t http_session_size(void);
+/* The request or upgrade of wsi is complete: its connect_timeout no longer runs. */
+void http_request_done(struct lws *wsi);
 /*
  * The "http" protocol's callback for the HTTP reasons it answers (a
  * request, writable, closed); *handled false: not one of them, lws's

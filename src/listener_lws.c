@@ -305,6 +305,7 @@ static int cb_ws(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 	(void)user;
 	switch (reason) {
 	case LWS_CALLBACK_ESTABLISHED:
+		http_request_done(wsi); /* the upgrade came in time; CONNECT has its own timer */
 		return open_conn(wsi, true);
 	case LWS_CALLBACK_RECEIVE:
 		if (!c)

@@ -1,5 +1,6 @@
 """CONNECT / CONNACK, protocol levels, client identifiers, take-over, keep alive."""
 
+import socket
 import time
 
 import rawmqtt as R
@@ -201,6 +202,56 @@ def test_connect_timeout_partial_connect(t, transport):
 	r.send(R.connect(t.cid())[:5])
 	r.wait_closed(5)
 	t.check_alive(b)
+
+
+UPGRADE = (b"GET /mqtt HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+	   b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+	   b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n")
+
+
+def trickle(port, data, gap):
+	"""Sends data one byte every gap seconds until the broker closes: how many
+	bytes went out before it did (len(data) if it never closed)."""
+	s = socket.create_connection(("127.0.0.1", port), timeout=5)
+	s.settimeout(gap)
+	try:
+		for i in range(len(data)):
+			try:
+				s.send(data[i:i + 1])
+				if s.recv(100) == b"":
+					return i + 1
+			except socket.timeout:
+				continue
+			except OSError:
+				return i + 1
+		return len(data)
+	finally:
+		s.close()
+
+
+@timeout(30)
+@param("kind", ["websocket upgrade", "http request"])
+def test_connect_timeout_trickled_websocket_upgrade(t, kind):
+	"""Slow-loris over WebSocket: an upgrade (or a plain HTTP request)
+	trickled byte by byte is dropped at connect_timeout, counted from the
+	accept, as a trickled CONNECT is; lws's own header timeout restarts at
+	every byte (it would cut this one after about 10 s, 100 bytes).  At 10
+	bytes a second the ~200-byte header would take 20 s."""
+	skip_on_mosquitto("mosquitto has no connect_timeout directive")
+	b = t.broker(["connect_timeout 1"])
+	data = UPGRADE if kind == "websocket upgrade" else b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X: y\r\n" * 40 + b"\r\n"
+	start = time.monotonic()
+	sent = trickle(b.ws_port, data, 0.1)
+	assert sent <= 40, "sent %d of %d bytes in %.1fs before the close (connect_timeout 1)" % (
+		sent, len(data), time.monotonic() - start)
+	b.wait_log(r"dropped: no complete HTTP request or WebSocket upgrade within connect_timeout")
+	# a prompt upgrade on the same listener still works, and stays past connect_timeout
+	r = t.raw(b, transport="ws")
+	r.handshake(t.cid())
+	time.sleep(1.5)
+	r.send(R.pingreq())
+	r.expect(R.PINGRESP, 2)
+	t.check_alive(b, transport="ws")
 
 
 @timeout(30)
