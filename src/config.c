@@ -179,6 +179,7 @@ static int set_plugin_opt(struct parser *p, const struct directive *d, char **ar
 static int set_password_file(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_acl_file(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_allow_anonymous(struct parser *p, const struct directive *d, char **argv, int argc);
+static int set_per_listener(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_tls_file(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_tls_str(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_tls_bool(struct parser *p, const struct directive *d, char **argv, int argc);
@@ -277,6 +278,7 @@ static const struct directive directives[] = {
 	/* plugins */
 	{ .name = "plugin", .kind = K_CALL, .set = set_plugin, .max_args = 1 },
 	{ .name = "allow_anonymous", .kind = K_CALL, .set = set_allow_anonymous, .max_args = 1 },
+	{ .name = "per_listener_settings", .kind = K_CALL, .set = set_per_listener, .max_args = 1 },
 	{ .name = "password_file", .kind = K_CALL, .set = set_password_file, .max_args = 1 },
 	{ .name = "acl_file", .kind = K_CALL, .set = set_acl_file, .max_args = 1 },
 	{ .name = "plugin_opt_",
@@ -354,6 +356,14 @@ static void free_string(char **s)
 	*s = NULL;
 }
 
+static void free_security(struct security_conf *sc)
+{
+	free_string(&sc->password_file);
+	free_string(&sc->password_file_where);
+	free_string(&sc->acl_file);
+	free_string(&sc->acl_file_where);
+}
+
 static void free_conf_str(struct conf_str *cs)
 {
 	free_string(&cs->s);
@@ -375,6 +385,7 @@ void config_free(struct config *c)
 		free_conf_str(&c->listeners[i].crlfile);
 		free_conf_str(&c->listeners[i].ciphers);
 		free_conf_str(&c->listeners[i].ciphers_tls13);
+		free_security(&c->listeners[i].security);
 	}
 	mem_free(c->listeners);
 	for (size_t i = 0; i < c->n_plugins; i++) {
@@ -388,10 +399,7 @@ void config_free(struct config *c)
 	}
 	mem_free(c->plugins);
 	free_string(&c->plugin_dir);
-	free_string(&c->password_file);
-	free_string(&c->password_file_where);
-	free_string(&c->acl_file);
-	free_string(&c->acl_file_where);
+	free_security(&c->security);
 	free_string(&c->persistence_file);
 	free_string(&c->auto_id_prefix);
 	free_string(&c->log_dest);
@@ -753,13 +761,41 @@ static int set_plugin(struct parser *p, const struct directive *d, char **argv, 
 	return 0;
 }
 
+/*
+ * The security settings a directive sets: the latest listener's with
+ * per_listener_settings true (mosquitto), else the configuration's.
+ */
+static struct security_conf *security_of(struct parser *p)
+{
+	struct config *c = p->c;
+
+	if (c->per_listener_settings && c->n_listeners)
+		return &c->listeners[c->n_listeners - 1].security;
+	return &c->security;
+}
+
 /* allow_anonymous true|false: also remembered as given (local only mode keeps it then). */
 static int set_allow_anonymous(struct parser *p, const struct directive *d, char **argv, int argc)
 {
-	if (apply_bool(p, d, &p->c->allow_anonymous, argv[1]))
+	struct security_conf *sc = security_of(p);
+
+	if (apply_bool(p, d, &sc->allow_anonymous, argv[1]))
 		return -1;
-	p->c->allow_anonymous_set = true;
+	sc->allow_anonymous_set = true;
 	return 0;
+}
+
+/* per_listener_settings true|false: before any listener or security line, as it changes them. */
+static int set_per_listener(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	const struct security_conf *sc = &p->c->security;
+
+	if (p->c->n_listeners || sc->allow_anonymous_set || sc->password_file || sc->acl_file)
+		return fail(p,
+			    "%s: must come before the first listener, allow_anonymous, "
+			    "password_file and acl_file line",
+			    d->name);
+	return apply_bool(p, d, &p->c->per_listener_settings, argv[1]);
 }
 
 /* A file's path, and where it was given (start-up and reload errors name it). */
@@ -777,12 +813,16 @@ static int set_path_where(struct parser *p, const struct directive *d, char **pa
 
 static int set_password_file(struct parser *p, const struct directive *d, char **argv, int argc)
 {
-	return set_path_where(p, d, &p->c->password_file, &p->c->password_file_where, argv[1]);
+	struct security_conf *sc = security_of(p);
+
+	return set_path_where(p, d, &sc->password_file, &sc->password_file_where, argv[1]);
 }
 
 static int set_acl_file(struct parser *p, const struct directive *d, char **argv, int argc)
 {
-	return set_path_where(p, d, &p->c->acl_file, &p->c->acl_file_where, argv[1]);
+	struct security_conf *sc = security_of(p);
+
+	return set_path_where(p, d, &sc->acl_file, &sc->acl_file_where, argv[1]);
 }
 
 /* plugin_opt_KEY VALUE: an option of the plugin loaded by the latest "plugin" line. */

@@ -28,6 +28,19 @@ struct conf_str {
 	char *where;
 };
 
+/*
+ * Who may connect and what they may read and write: the configuration's,
+ * or with per_listener_settings true each listener's own (mosquitto's).
+ */
+struct security_conf {
+	bool allow_anonymous; /* clients without a username may connect (default false) */
+	bool allow_anonymous_set; /* given in the file (else local only mode turns it on) */
+	char *password_file; /* mosquitto_passwd's format; NULL = none */
+	char *password_file_where; /* "FILE:LINE" of its directive, for errors */
+	char *acl_file; /* mosquitto's ACL format; NULL = none (everything allowed) */
+	char *acl_file_where;
+};
+
 struct listener_conf {
 	int port; /* 1..65535 */
 	char *bind_address; /* NULL = every address */
@@ -41,6 +54,8 @@ struct listener_conf {
 	bool use_identity_as_username; /* its CN is the username (no password file) */
 	char *require_where, *identity_where; /* "FILE:LINE" of those two, when given */
 	int tls_version; /* the lowest version allowed: 11, 12 (default) or 13 */
+	struct security_conf security; /* with per_listener_settings true */
+	bool default_security; /* local only mode's: the configuration's security, always */
 };
 
 struct plugin_opt_conf {
@@ -108,13 +123,9 @@ struct config {
 	size_t n_plugins;
 	char *plugin_dir; /* where "plugin NAME" looks for NAME.so */
 
-	/* security */
-	bool allow_anonymous; /* clients without a username may connect (default false) */
-	bool allow_anonymous_set; /* given in the file (else local only mode turns it on) */
-	char *password_file; /* mosquitto_passwd's format; NULL = none */
-	char *password_file_where; /* "FILE:LINE" of its directive, for errors */
-	char *acl_file; /* mosquitto's ACL format; NULL = none (everything allowed) */
-	char *acl_file_where;
+	/* security: for every listener, or (per_listener_settings) for the local only mode's */
+	struct security_conf security;
+	bool per_listener_settings; /* each listener has its own security (listener_conf) */
 
 	/* operation */
 	uint32_t sys_interval; /* seconds; 0 = no $SYS */

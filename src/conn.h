@@ -106,6 +106,7 @@ struct conn {
 	bool own_client_id; /* client_id is this conn's copy (conn_part_session) */
 	bool identity_as_username; /* TLS use_identity_as_username: the certificate's CN */
 	bool lingering; /* half-closed, dropping input until the peer closes (conn_linger) */
+	uint16_t realm; /* its listener's security rules (auth_realm_of_listener) */
 	uint8_t auth_mech; /* enum scram_mech of the CONNECT (SCRAM_NONE), for re-authentication */
 	struct scram *scram; /* the SCRAM exchange under way, or NULL (proto_auth.c) */
 	uint8_t *auth_connect; /* in CONN_AUTH: a copy of the CONNECT being authenticated */

@@ -33,6 +33,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "auth.h"
 #include "base.h"
 #include "timers.h"
 #include "clock.h"
@@ -90,11 +91,15 @@ static struct conn *conn_of(struct lws *wsi)
 }
 
 /* use_identity_as_username: CONNECT takes the client certificate's CN (peer_cn). */
+/* What the connection takes from its listener: use_identity_as_username, its security realm. */
 static int take_identity(struct lws *wsi, struct conn *c)
 {
 	const struct listener_conf *l = lws_get_vhost_user(lws_get_vhost(wsi));
+	const struct config *cfg = base.cfg;
 
 	c->identity_as_username = l && l->use_identity_as_username;
+	if (l && l >= cfg->listeners && l < cfg->listeners + cfg->n_listeners)
+		c->realm = (uint16_t)auth_realm_of_listener(cfg, (size_t)(l - cfg->listeners));
 	return 0;
 }
 

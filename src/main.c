@@ -154,9 +154,11 @@ static int local_only(struct config *cfg, int port)
 		if (!l || !(l->bind_address = mem_strdup(loopback[i].addr)))
 			return -1;
 		l->socket_domain = loopback[i].domain;
+		/* per_listener_settings: the lines before any listener are these listeners' */
+		l->default_security = true;
 	}
-	if (!configured && !cfg->allow_anonymous_set)
-		cfg->allow_anonymous = true;
+	if (!configured && !cfg->security.allow_anonymous_set)
+		cfg->security.allow_anonymous = true;
 	return 0;
 }
 

@@ -658,7 +658,7 @@ void plugin_unload_all(void)
 
 /* --- access: AUTH and ACL_CHECK before the broker's own files ------------------- */
 
-bool plugin_authenticate(const char *client_id, const char *username, size_t ulen,
+bool plugin_authenticate(unsigned realm, const char *client_id, const char *username, size_t ulen,
 			 const void *password, size_t plen, uint8_t protocol, const char *address,
 			 uint8_t *reason, const char **why)
 {
@@ -691,7 +691,7 @@ bool plugin_authenticate(const char *client_id, const char *username, size_t ule
 			return false;
 		}
 	}
-	return auth_connect(username, ulen, password, plen, why);
+	return auth_connect(realm, username, ulen, password, plen, why);
 }
 
 bool plugin_acl_active(void)
@@ -726,15 +726,15 @@ static int acl_chain(const char *client_id, const char *username, const char *to
 	return res.verdict == SP_ALLOW ? 1 : res.verdict == SP_REJECT ? 0 : -1;
 }
 
-bool plugin_acl(const char *client_id, const char *username, const char *topic, size_t tlen,
-		int access, const struct msg *m)
+bool plugin_acl(unsigned realm, const char *client_id, const char *username, const char *topic,
+		size_t tlen, int access, const struct msg *m)
 {
 	int rc = acl_chain(client_id, username, topic, tlen, access, m);
 
 	if (rc >= 0)
 		return rc == 1;
 	if (access == SP_ACL_SUBSCRIBE)
-		return auth_may_subscribe(client_id, username, topic, tlen);
-	return auth_may(client_id, username, topic, tlen,
+		return auth_may_subscribe(realm, client_id, username, topic, tlen);
+	return auth_may(realm, client_id, username, topic, tlen,
 			access == SP_ACL_READ ? ACL_READ : ACL_WRITE);
 }

@@ -104,22 +104,24 @@ void plugin_session_end(const struct session *s);
 uint8_t plugin_subscribe(const struct session *s, const char *filter, size_t len, uint8_t qos);
 void plugin_unsubscribe(const struct session *s, const char *filter, size_t len);
 /*
- * The AUTH chain, then allow_anonymous and the password file (auth.c):
- * may this CONNECT (username NULL: none; password NULL: none) connect? When
- * not, *reason is the MQTT 5 reason code and *why says why, for the log.
+ * The AUTH chain, then allow_anonymous and the password file of realm (the
+ * listener's, auth.c): may this CONNECT (username NULL: none; password
+ * NULL: none) connect? When not, *reason is the MQTT 5 reason code and *why
+ * says why, for the log.
  */
-bool plugin_authenticate(const char *client_id, const char *username, size_t ulen,
+bool plugin_authenticate(unsigned realm, const char *client_id, const char *username, size_t ulen,
 			 const void *password, size_t plen, uint8_t protocol, const char *address,
 			 uint8_t *reason, const char **why);
 /* Is any access rule in force (a plugin with ACL_CHECK, or an acl_file)? */
 bool plugin_acl_active(void);
 /*
- * The ACL_CHECK chain, then the acl_file: may the client have access
- * (SP_ACL_READ, SP_ACL_WRITE, or SP_ACL_SUBSCRIBE with a filter without
- * "$share/G/") to topic (tlen bytes)? m: the message, or NULL.
+ * The ACL_CHECK chain, then realm's acl_file (the session's listener's):
+ * may the client have access (SP_ACL_READ, SP_ACL_WRITE, or
+ * SP_ACL_SUBSCRIBE with a filter without "$share/G/") to topic (tlen
+ * bytes)? m: the message, or NULL.
  */
-bool plugin_acl(const char *client_id, const char *username, const char *topic, size_t tlen,
-		int access, const struct msg *m);
+bool plugin_acl(unsigned realm, const char *client_id, const char *username, const char *topic,
+		size_t tlen, int access, const struct msg *m);
 /* Start-up: a key/value row of plugin `name` read back from the store. */
 int plugin_kv_restore(const char *name, const void *k, size_t kl, const void *v, size_t vl);
 

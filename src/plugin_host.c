@@ -647,9 +647,13 @@ static int host_after_commit(struct sp_plugin *self, void (*fn)(void *arg, int s
 static int host_acl_check(const char *client_id, const char *username, const char *topic,
 			  int access)
 {
+	const struct session *s;
+
 	if (!client_id || !topic || (access != SP_ACL_READ && access != SP_ACL_WRITE))
 		return 0;
-	return plugin_acl(client_id, username, topic, strlen(topic), access, NULL);
+	s = session_find(client_id); /* its listener's rules (per_listener_settings) */
+	return plugin_acl(s ? s->realm : 0, client_id, username, topic, strlen(topic), access,
+			  NULL);
 }
 
 /* --- metrics --------------------------------------------------------------------- */

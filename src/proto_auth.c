@@ -103,7 +103,7 @@ static int first_step(struct conn *c, enum scram_mech m, const struct mqtt_bin *
 		*why = "the SCRAM user (n=) is not the username";
 		return -1;
 	}
-	c->auth_cred_why = auth_scram_cred(m, user, got, &cred);
+	c->auth_cred_why = auth_scram_cred(c->realm, m, user, got, &cred);
 	buf_init(&out);
 	*why = "out of memory";
 	if (!scram_make_nonce(snonce) && !scram_server_first(c->scram, &cred, snonce, &out)) {

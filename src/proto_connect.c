@@ -229,9 +229,10 @@ static int check_credentials(struct conn *c, const struct mqtt_connect *p,
 			return 0;
 		}
 		why = "the client certificate has no CN (use_identity_as_username)";
-	} else if (plugin_authenticate(plan->client_id, p->has_username ? p->username.p : NULL,
-				       p->username.len, p->has_password ? p->password.p : NULL,
-				       p->password.len, c->version, c->peer, &reason, &why)) {
+	} else if (plugin_authenticate(c->realm, plan->client_id,
+				       p->has_username ? p->username.p : NULL, p->username.len,
+				       p->has_password ? p->password.p : NULL, p->password.len,
+				       c->version, c->peer, &reason, &why)) {
 		return 0;
 	}
 	log_notice("client '%s' from %s%s not authorised: %s%s%.*s%s", plan->client_id, c->peer,
@@ -342,6 +343,7 @@ static int accept_connect(struct conn *c, const struct mqtt_connect *p, struct c
 			      "out of memory for the username");
 	}
 	s->version = c->version;
+	s->realm = c->realm;
 	session_set_expiry(s, plan->expiry);
 	session_attach(s, c);
 	c->session = s;

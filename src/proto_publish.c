@@ -251,7 +251,7 @@ static int denied(struct conn *c, const struct mqtt_publish *p, const char *topi
 static bool may_write(const struct conn *c, const char *topic, size_t len, const struct msg *m)
 {
 	return !plugin_acl_active() ||
-	       plugin_acl(c->client_id, c->session->username, topic, len, SP_ACL_WRITE, m);
+	       plugin_acl(c->session->realm, c->client_id, c->session->username, topic, len, SP_ACL_WRITE, m);
 }
 
 static int route(struct conn *c, const struct mqtt_publish *p, const char *topic, size_t len)

@@ -85,7 +85,7 @@ static bool may_read_any(const struct session *s, const char *f, size_t len)
 		f = sf;
 		len = sfl;
 	}
-	return plugin_acl(s->client_id, s->username, f, len, SP_ACL_SUBSCRIBE, NULL);
+	return plugin_acl(s->realm, s->client_id, s->username, f, len, SP_ACL_SUBSCRIBE, NULL);
 }
 
 static uint8_t subscribe_one(struct session *s, const char *f, size_t len, uint8_t *options,

@@ -184,7 +184,7 @@ static int deliver_now(struct session *s, struct msg *m, uint8_t qos, bool retai
 /* The ACL is asked at every delivery: a reload applies at once, retained messages included. */
 static bool may_read(const struct session *s, const struct msg *m)
 {
-	if (plugin_acl(s->client_id, s->username, m->topic, m->topic_len, SP_ACL_READ, m))
+	if (plugin_acl(s->realm, s->client_id, s->username, m->topic, m->topic_len, SP_ACL_READ, m))
 		return true;
 	log_debug("client '%s': message on '%s' not delivered: the ACL denies reading it",
 		  s->client_id, m->topic);
@@ -1144,7 +1144,7 @@ static void on_detached(struct session *s, bool graceful)
 /* A will is accepted at CONNECT and checked (write) when it is published, as in mosquitto. */
 static void on_will(struct session *s, struct msg *will)
 {
-	if (plugin_acl_active() && !plugin_acl(s->client_id, s->username, will->topic,
+	if (plugin_acl_active() && !plugin_acl(s->realm, s->client_id, s->username, will->topic,
 					       will->topic_len, SP_ACL_WRITE, will)) {
 		log_notice("client '%s': will on '%s' not published: the ACL denies writing it",
 			   s->client_id, will->topic);

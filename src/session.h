@@ -55,6 +55,7 @@ struct session {
 	struct msg *will; /* will message, or NULL */
 	struct timer will_timer;
 	char *username; /* of its last CONNECT, or NULL */
+	uint16_t realm; /* the security rules of its last connection's listener (auth.h) */
 
 	uint32_t expiry_interval; /* seconds; UINT32_MAX = never */
 	uint32_t n_subs;

@@ -103,9 +103,9 @@ static void test_defaults(void **state)
 	assert_int_equal(c->log_level, LOG_NOTICE);
 	assert_string_equal(c->log_dest, "stderr");
 	assert_null(c->log_file);
-	assert_false(c->allow_anonymous); /* mosquitto 2 */
-	assert_false(c->allow_anonymous_set);
-	assert_null(c->password_file);
+	assert_false(c->security.allow_anonymous); /* mosquitto 2 */
+	assert_false(c->security.allow_anonymous_set);
+	assert_null(c->security.password_file);
 }
 
 static void test_listener(void **state)
@@ -307,23 +307,74 @@ static void test_security(void **state)
 	struct config *c = *state;
 
 	parse_ok(c, "allow_anonymous true");
-	assert_true(c->allow_anonymous);
-	assert_true(c->allow_anonymous_set);
+	assert_true(c->security.allow_anonymous);
+	assert_true(c->security.allow_anonymous_set);
 	parse_ok(c, "allow_anonymous false");
-	assert_false(c->allow_anonymous);
+	assert_false(c->security.allow_anonymous);
 	parse_bad(c, "allow_anonymous yes", "allow_anonymous: expected true or false, got 'yes'");
 	parse_bad(c, "allow_anonymous", "missing value");
 	parse_ok(c, "password_file /etc/sluice/passwd");
-	assert_string_equal(c->password_file, "/etc/sluice/passwd");
-	assert_string_equal(c->password_file_where, "t.conf:7");
+	assert_string_equal(c->security.password_file, "/etc/sluice/passwd");
+	assert_string_equal(c->security.password_file_where, "t.conf:7");
 	parse_ok(c, "password_file other"); /* the later line wins, with its place */
-	assert_string_equal(c->password_file, "other");
+	assert_string_equal(c->security.password_file, "other");
 	parse_bad(c, "password_file a b", "unexpected 'b'");
 	parse_bad(c, "password_file", "missing value");
 	parse_ok(c, "acl_file /etc/sluice/acl");
-	assert_string_equal(c->acl_file, "/etc/sluice/acl");
-	assert_string_equal(c->acl_file_where, "t.conf:7");
+	assert_string_equal(c->security.acl_file, "/etc/sluice/acl");
+	assert_string_equal(c->security.acl_file_where, "t.conf:7");
 	parse_bad(c, "acl_file", "missing value");
+}
+
+/* per_listener_settings true: security lines after a listener line are that listener's. */
+static void test_per_listener_settings(void **state)
+{
+	struct config *c = *state;
+	const struct listener_conf *l;
+
+	parse_ok(c, "per_listener_settings true");
+	assert_true(c->per_listener_settings);
+	parse_ok(c, "allow_anonymous true"); /* before any listener: the configuration's */
+	parse_ok(c, "listener 1883 127.0.0.1");
+	parse_ok(c, "allow_anonymous false");
+	parse_ok(c, "password_file /etc/sluice/one");
+	parse_ok(c, "listener 8883");
+	parse_ok(c, "allow_anonymous true");
+	parse_ok(c, "acl_file /etc/sluice/acl2");
+	assert_true(c->security.allow_anonymous);
+	assert_null(c->security.password_file);
+	assert_null(c->security.acl_file);
+	l = &c->listeners[0];
+	assert_false(l->security.allow_anonymous);
+	assert_true(l->security.allow_anonymous_set);
+	assert_string_equal(l->security.password_file, "/etc/sluice/one");
+	assert_null(l->security.acl_file);
+	l = &c->listeners[1];
+	assert_true(l->security.allow_anonymous);
+	assert_null(l->security.password_file);
+	assert_string_equal(l->security.acl_file, "/etc/sluice/acl2");
+	assert_string_equal(l->security.acl_file_where, "t.conf:7");
+	parse_bad(c, "per_listener_settings false",
+		  "per_listener_settings: must come before the first listener");
+}
+
+/* It changes what the lines mean, so it comes first; without it they are global. */
+static void test_per_listener_settings_order(void **state)
+{
+	struct config *c = *state;
+
+	parse_ok(c, "password_file /etc/sluice/passwd");
+	parse_bad(c, "per_listener_settings true",
+		  "per_listener_settings: must come before the first listener, allow_anonymous");
+	parse_bad(c, "per_listener_settings maybe", "must come before");
+	config_free(c);
+	config_defaults(c);
+	parse_ok(c, "per_listener_settings false");
+	parse_ok(c, "listener 1883");
+	parse_ok(c, "acl_file /etc/sluice/acl");
+	assert_string_equal(c->security.acl_file, "/etc/sluice/acl");
+	assert_null(c->listeners[0].security.acl_file);
+	parse_bad(c, "per_listener_settings true", "must come before the first listener");
 }
 
 static void test_tls_directives(void **state)
@@ -707,8 +758,8 @@ static void test_shipped_conf(void **state)
 	assert_int_equal(c->listeners[0].port, 1883);
 	assert_string_equal(c->listeners[0].bind_address, "127.0.0.1");
 	assert_string_equal(c->listeners[1].bind_address, "127.0.0.1");
-	assert_true(c->allow_anonymous); /* on this machine only (above) */
-	assert_null(c->password_file);
+	assert_true(c->security.allow_anonymous); /* on this machine only (above) */
+	assert_null(c->security.password_file);
 	assert_int_equal(c->listeners[0].protocol, LISTENER_MQTT);
 	assert_null(c->listeners[0].http_dir);
 	assert_int_equal(c->listeners[1].port, 8080);
@@ -974,6 +1025,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_listener, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_listener_scope, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_http_listener, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_per_listener_settings, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_per_listener_settings_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_http_dir_then_mqtt, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_numbers, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_max_qos, setup, teardown),
