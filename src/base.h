@@ -23,6 +23,7 @@ enum drop_cause {
 	DROP_TOO_LARGE, /* expired, or over the client's maximum packet size */
 	DROP_NO_MEMBER, /* for a shared group with no member left */
 	DROP_OUT_OF_MEMORY,
+	DROP_MEMORY, /* QoS 0 to a lagging client past memory_limit */
 	DROP_CAUSES
 };
 
@@ -35,6 +36,7 @@ struct base_stats {
 	uint64_t pub_dropped; /* messages not delivered to a session: queue full, too big, ... */
 	uint64_t dropped[DROP_CAUSES]; /* the same, by cause */
 	uint64_t qos0_dropped; /* of those, QoS 0 */
+	uint64_t mem_dropped; /* for memory_limit: PUBLISHes dropped or refused, QoS 0 deliveries */
 	uint64_t expired; /* messages expired before delivery */
 	uint64_t acl_denied; /* PUBLISHes, deliveries and wills the ACL did not allow */
 	uint64_t conns_total; /* connections accepted since start */

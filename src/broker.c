@@ -27,6 +27,7 @@
 #include "autoconfig.h"
 #include "broker.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 #include "auth.h"
@@ -37,6 +38,7 @@
 #include "holds.h"
 #include "listener.h"
 #include "log.h"
+#include "mem.h"
 #include "mqtt.h"
 #include "msg.h"
 #include "outq.h"
@@ -110,6 +112,24 @@ static int restore(void)
 	return 0;
 }
 
+/*
+ * memory_limit applies from here on: what the restore brought back is
+ * counted but never refused, so that a broker always starts again with its
+ * state (one whose state alone is over the limit says so and serves no new
+ * connection until it holds less).
+ */
+static void start_memory_limit(const struct config *cfg)
+{
+	if (!cfg->memory_limit)
+		return;
+	mem_set_limit(cfg->memory_limit);
+	log_notice("memory_limit %" PRIu64 " bytes; %" PRIu64 " counted now", cfg->memory_limit,
+		   mem_counted());
+	if (mem_over_limit())
+		log_warn("memory_limit is reached already: no new connection is served until the "
+			 "broker holds less");
+}
+
 int broker_init(const struct config *cfg)
 {
 	base_init(cfg);
@@ -124,6 +144,7 @@ int broker_init(const struct config *cfg)
 	    restore() || store_start(listener_wake))
 		return -1;
 	plugin_start();
+	start_memory_limit(cfg);
 	if (listener_start(cfg))
 		return -1;
 	/* Timers armed before the listener existed (restore, heartbeat) need its wake-up. */
@@ -165,6 +186,7 @@ void broker_shutdown(void)
 
 	log_notice("shutting down");
 	base.stopping = true;
+	mem_set_limit(0); /* shutdown allocates a little, and must not fail for the limit */
 	sys_topics_stop();
 	conn_close_all(MQTT_RC_SERVER_SHUTTING_DOWN);
 	until = clock_now_ms() + 500;

@@ -259,6 +259,11 @@ static const struct directive directives[] = {
 	{ .name = "max_connections_per_address",
 	  NUM(max_connections_per_address, -1, INT_MAX),
 	  .range = "-1 (unlimited) or 0..2147483647" },
+	{ .name = "memory_limit",
+	  NUM(memory_limit, 1024 * 1024, INT64_MAX / 2),
+	  .zero_ok = true,
+	  .range = "0 (unlimited) or at least 1M",
+	  .units = &size_units },
 
 	/* persistence */
 	{ .name = "persistence", .kind = K_BOOL, CFG(persistence) },
@@ -315,6 +320,7 @@ void config_defaults(struct config *c)
 	c->max_connections = -1;
 	c->max_connections_per_address = -1;
 	c->max_qos0_backlog = 8 * 1024 * 1024;
+	c->memory_limit = 0;
 	c->sys_interval = 10;
 	c->persistence = true;
 	c->persistence_file = default_persistence_file;

@@ -109,6 +109,7 @@ struct config {
 	uint32_t connect_timeout; /* seconds a new connection may take to send CONNECT */
 	int max_connections; /* -1 = unlimited */
 	int max_connections_per_address; /* connections at once from one address; -1 = unlimited */
+	uint64_t memory_limit; /* counted bytes (mem.c, SQLite) past which no new work; 0 = none */
 
 	/* persistence */
 	bool persistence; /* store sessions, queues, retained and plugin state in SQLite */

@@ -30,6 +30,7 @@
 
 #include <libwebsockets.h>
 #include <uv.h>
+#include <inttypes.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -183,22 +184,41 @@ static void addr_give(const char *a)
 	}
 }
 
-static int open_conn(struct lws *wsi, bool websocket)
+/*
+ * The limits a new connection meets, before its CONNECT is read (so nothing
+ * of it is buffered and no session is made for it): true when it is refused
+ * (logged with its address); false when it is taken, its address counted.
+ */
+static bool refused(const char *peer)
 {
-	struct conn *c;
-	char peer[64] = "";
 	const struct config *cfg = base.cfg;
 
-	lws_get_peer_simple(wsi, peer, sizeof(peer));
+	if (mem_over_limit()) {
+		log_notice("connection from %s refused: memory_limit (%" PRIu64
+			   " bytes) reached, %" PRIu64 " counted",
+			   peer, cfg->memory_limit, mem_counted());
+		return true;
+	}
 	if (cfg->max_connections >= 0 && conn_count() >= (size_t)cfg->max_connections) {
 		log_notice("connection from %s refused: max_connections reached", peer);
-		return -1;
+		return true;
 	}
 	if (!addr_take(peer)) {
 		log_notice("connection from %s refused: max_connections_per_address (%d) reached",
 			   peer, cfg->max_connections_per_address);
-		return -1;
+		return true;
 	}
+	return false;
+}
+
+static int open_conn(struct lws *wsi, bool websocket)
+{
+	struct conn *c;
+	char peer[64] = "";
+
+	lws_get_peer_simple(wsi, peer, sizeof(peer));
+	if (refused(peer))
+		return -1;
 	c = conn_new(&lws_conn_ops, wsi, websocket, peer, LWS_PRE);
 	lws_set_opaque_user_data(wsi, c);
 	if (!c) {

@@ -35,6 +35,7 @@ static const char *const drop_names[DROP_CAUSES] = {
 	[DROP_QUEUE_FULL] = "queue_full",     [DROP_SLOW_CLIENT] = "slow_client",
 	[DROP_OFFLINE] = "offline",	      [DROP_TOO_LARGE] = "expired_or_too_large",
 	[DROP_NO_MEMBER] = "no_group_member", [DROP_OUT_OF_MEMORY] = "out_of_memory",
+	[DROP_MEMORY] = "memory_limit",
 };
 
 static void gauge(struct prom *p, const char *name, const char *help, uint64_t v)

@@ -19,7 +19,9 @@
  * acknowledgements to clients wait for that commit elsewhere (proto_ack).
  *
  * Drops are never silent: each one is counted in base.stats, reported as a
- * dropped event, and a QoS 1/2 drop is logged with the client id.
+ * dropped event, and a QoS 1/2 drop is logged with the client id. QoS 0 to
+ * a live client is dropped while more than max_qos0_backlog of output waits
+ * for it, and past memory_limit while more than PRESSURE_QOS0_BACKLOG does.
  */
 #include "outq.h"
 
@@ -65,6 +67,12 @@ static const struct outq_events *events = &no_events;
 /* Queues whose head waits for a commit (fenced QoS 2 messages). */
 static struct outq **fence_waiters;
 static size_t n_fence_waiters, cap_fence_waiters;
+/*
+ * max_qos0_backlog while the broker is over memory_limit: enough for a
+ * burst of small messages ($SYS's) to a client that reads, too little for
+ * a thousand that do not to hold much.
+ */
+#define PRESSURE_QOS0_BACKLOG (64 * 1024)
 /* Every delivery is an out_entry: freed ones are kept for the next. */
 static struct mem_cache entry_cache = MEM_CACHE(sizeof(struct out_entry), 4096);
 
@@ -631,10 +639,17 @@ static int deliver_qos0(struct outq *q, struct msg *m, bool retain, const uint32
 				  (uint16_t)n_subids,
 				  n_subids ? subids[0] : 0,
 				  n_subids > 1 ? subids + 1 : NULL };
+	size_t backlog = q->conn ? conn_backlog(q->conn) : 0;
 
 	/* max_qos0_backlog: QoS 0 for a live client is dropped while this much output waits */
-	if (!q->conn || conn_backlog(q->conn) > base.cfg->max_qos0_backlog) {
+	if (!q->conn || backlog > base.cfg->max_qos0_backlog) {
 		count_drop(q, m, 0, NULL, DROP_SLOW_CLIENT, "client not keeping up");
+		return OUTQ_DROPPED;
+	}
+	/* Past memory_limit, a client whose output lags gets no more (one that reads still does). */
+	if (backlog > PRESSURE_QOS0_BACKLOG && mem_over_limit()) {
+		base.stats.mem_dropped++;
+		count_drop(q, m, 0, NULL, DROP_MEMORY, "memory_limit reached");
 		return OUTQ_DROPPED;
 	}
 	if (conn_send_publish(q->conn, &p, false)) {

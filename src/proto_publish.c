@@ -9,11 +9,13 @@
  * delivery [MQTT-4.3.3-10].
  *
  * A message is checked in this order: QoS and retain against what the
- * broker offers, topic alias, payload format, receive maximum, then built
- * and routed. Problems with the packet end the connection; problems with
- * the message (payload format) are answered in the acknowledgement.
+ * broker offers, receive maximum, topic alias, memory_limit, payload
+ * format, then built and routed. Problems with the packet end the
+ * connection; problems with the message (payload format) are answered in
+ * the acknowledgement.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 
 #include "base.h"
@@ -305,6 +307,49 @@ static int route(struct conn *c, const struct mqtt_publish *p, const char *topic
 	return ack_publish(c, p, MQTT_RC_SUCCESS, NULL, plugin_ack_props());
 }
 
+/*
+ * memory_limit. Past it a PUBLISH is not taken: QoS 0 is dropped and
+ * counted; an MQTT 5 publisher at QoS 1/2 hears 0x97 (Quota exceeded) and
+ * may send again; a 3.1.1 one, having no negative acknowledgement, is
+ * disconnected (as mosquitto does), so that it sends the message again when
+ * it reconnects, which succeeds once the broker holds less. A retained
+ * message's deletion (retain, empty payload) is taken: it frees memory.
+ * The log says when the pressure begins and, at the first PUBLISH taken
+ * after, that it ended; a disconnect is logged by conn_close.
+ */
+static bool under_pressure;
+
+static bool takes_memory(const struct mqtt_publish *p)
+{
+	return !p->retain || p->payload_len;
+}
+
+static int over_memory(struct conn *c, const struct mqtt_publish *p)
+{
+	if (!under_pressure)
+		log_warn("memory_limit (%" PRIu64 " bytes) reached, %" PRIu64 " counted: QoS 0 "
+			 "dropped, QoS 1/2 refused, new connections refused",
+			 base.cfg->memory_limit, mem_counted());
+	under_pressure = true;
+	base.stats.mem_dropped++;
+	if (!p->qos) {
+		base.stats.pub_dropped++;
+		base.stats.qos0_dropped++;
+		return 0;
+	}
+	if (c->version == MQTT_V5)
+		return ack_publish(c, p, MQTT_RC_QUOTA_EXCEEDED, "memory_limit reached", NULL);
+	conn_close(c, MQTT_RC_QUOTA_EXCEEDED, "PUBLISH refused: memory_limit reached");
+	return -1;
+}
+
+static void pressure_ended(void)
+{
+	under_pressure = false;
+	log_notice("memory use below memory_limit again (%" PRIu64 " counted): PUBLISH taken",
+		   mem_counted());
+}
+
 int proto_publish(struct conn *c, const struct mqtt_publish *p)
 {
 	const char *topic;
@@ -317,6 +362,10 @@ int proto_publish(struct conn *c, const struct mqtt_publish *p)
 	if (p->qos == 2 && outq_rx_has(&c->session->q, p->packet_id))
 		/* Already routed; the client did not see our PUBREC. */
 		return proto_ack(c, MQTT_PUBREC, p->packet_id, MQTT_RC_SUCCESS, NULL, NULL);
+	if (mem_over_limit() && takes_memory(p))
+		return over_memory(c, p);
+	if (under_pressure && !mem_over_limit())
+		pressure_ended();
 	if (!payload_format_ok(p)) {
 		log_notice("client '%s': payload on '%.*s' is not UTF-8 as its format says",
 			   c->client_id, (int)len, topic);

@@ -631,6 +631,7 @@ void store_poll(void)
 	}
 	if (commit_hook)
 		commit_hook();
+	mem_set_other(store_db_heap()); /* memory_limit counts SQLite's heap, as of each commit */
 	store_kick();
 }
 
@@ -745,6 +746,7 @@ int store_start(void (*wake)(void))
 		return -1;
 	}
 	writer_started = true;
+	mem_set_other(store_db_heap());
 	return 0;
 }
 

@@ -334,6 +334,13 @@ bool store_db_is_open(void)
 	return db != NULL;
 }
 
+uint64_t store_db_heap(void)
+{
+	sqlite3_int64 n = sqlite3_memory_used();
+
+	return n > 0 ? (uint64_t)n : 0;
+}
+
 void store_db_close(void)
 {
 	int i;

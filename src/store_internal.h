@@ -86,6 +86,8 @@ struct put_slot {
 int store_db_open(const struct config *cfg);
 bool store_db_is_open(void);
 void store_db_close(void);
+/* SQLite's heap in bytes (sqlite3_memory_used: every connection, either thread). */
+uint64_t store_db_heap(void);
 /* Reads everything back (loop thread, before the writer starts). */
 int store_db_restore(const struct store_restore_ops *ops, uint64_t *heartbeat_wall);
 /*

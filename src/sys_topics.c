@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "groupq.h"
+#include "mem.h"
 #include "msg.h"
 #include "props.h"
 #include "router.h"
@@ -69,12 +70,16 @@ void sys_topics_publish(void)
 	publish_u64("$SYS/broker/messages/sent", base_qos_sum(st->msgs_sent));
 	publish_u64("$SYS/broker/messages/dropped", st->pub_dropped);
 	publish_u64("$SYS/broker/messages/dropped/qos0", st->qos0_dropped);
+	publish_u64("$SYS/broker/messages/dropped/memory", st->mem_dropped);
 	publish_u64("$SYS/broker/messages/expired", st->expired);
 	publish_u64("$SYS/broker/messages/stored", msg_alive());
 	publish_u64("$SYS/broker/bytes/received", st->bytes_received);
 	publish_u64("$SYS/broker/bytes/sent", st->bytes_sent);
 	publish_u64("$SYS/broker/subscriptions/count", router_subscription_count());
 	publish_u64("$SYS/broker/retained messages/count", router_retained_count());
+	/* mosquitto's names; here what memory_limit counts (mem.c and SQLite) */
+	publish_u64("$SYS/broker/heap/current", mem_counted());
+	publish_u64("$SYS/broker/heap/maximum", mem_counted_peak());
 	publish_groups();
 }
 

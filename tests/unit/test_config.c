@@ -99,6 +99,7 @@ static void test_defaults(void **state)
 	assert_string_equal(c->auto_id_prefix, "auto-");
 	assert_int_equal(c->connect_timeout, 10);
 	assert_int_equal(c->max_connections, -1);
+	assert_true(c->memory_limit == 0);
 	assert_int_equal(c->sys_interval, 10);
 	assert_int_equal(c->log_level, LOG_NOTICE);
 	assert_string_equal(c->log_dest, "stderr");
@@ -507,6 +508,49 @@ static void test_sizes(void **state)
 	assert_int_equal(c->max_packet_size, 268435460);
 }
 
+/* memory_limit: mosquitto's plain byte counts, our size suffixes, 0 = none. */
+static void test_memory_limit(void **state)
+{
+	struct config *c = *state;
+	char path[64], want[160];
+
+	static const struct {
+		const char *line;
+		uint64_t v;
+	} good[] = {
+		{ "memory_limit 1073741824", 1073741824 },
+		{ "memory_limit 64M", 64u * 1024 * 1024 },
+		{ "memory_limit 1048576", 1048576 },
+		{ "memory_limit 0", 0 },
+	};
+	static const char *const bad[][2] = {
+		{ "memory_limit 1048575", "memory_limit: must be 0 (unlimited) or at least 1M" },
+		{ "memory_limit -1", "memory_limit: must be 0 (unlimited) or at least 1M" },
+		{ "memory_limit 99999999999G", "memory_limit: must be" },
+		{ "memory_limit 10x", "memory_limit: expected a size in bytes" },
+		{ "memory_limit 1MB", "memory_limit: expected a size in bytes" },
+		{ "memory_limit", "memory_limit" },
+		{ "memory_limit 1G 2G", "memory_limit" },
+	};
+
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+		parse_ok(c, good[i].line);
+		assert_true(c->memory_limit == good[i].v);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		parse_bad(c, bad[i][0], bad[i][1]);
+	assert_true(c->memory_limit == 0);
+
+	write_temp(path, "memory_limit 2G\n"
+			 "memory_limit 512k\n");
+	assert_int_equal(config_load(c, path, err, sizeof(err)), -1);
+	snprintf(want, sizeof(want),
+		 "%s:2: memory_limit: must be 0 (unlimited) or at least 1M, got '512k'", path);
+	assert_string_equal(err, want);
+	assert_true(c->memory_limit == 2ull * 1024 * 1024 * 1024);
+	unlink(path);
+}
+
 static void test_log_dest(void **state)
 {
 	struct config *c = *state;
@@ -788,6 +832,7 @@ static void test_shipped_conf_examples(void **state)
 		"persistence", "persistence_file", "persistence_sync", "persistence_max_bytes",
 		"max_queued_in_memory", "plugin_dir", "plugin_opt_max", "allow_anonymous",
 		"password_file", "acl_file", "max_connections_per_address", "max_qos0_backlog",
+		"memory_limit",
 	};
 	struct config *c = *state;
 	char path[4096], line[4200], want[80];
@@ -1036,6 +1081,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tls_directives, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_durations, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sizes, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_memory_limit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_dest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_log_type, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_lines, setup, teardown),
