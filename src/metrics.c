@@ -21,6 +21,7 @@
 #include "clock.h"
 #include "conn.h"
 #include "groupq.h"
+#include "mem.h"
 #include "msg.h"
 #include "plugin_host.h"
 #include "promtext.h"
@@ -149,6 +150,15 @@ static void store(struct prom *p)
 		       st.size_counts, STORE_SIZE_BUCKETS, (double)st.ops);
 }
 
+static void memory(struct prom *p)
+{
+	gauge(p, "sluice_heap_bytes", "Memory the broker holds (its allocations and SQLite's).",
+	      mem_counted());
+	gauge(p, "sluice_heap_bytes_maximum", "The most memory held at once since start.",
+	      mem_counted_peak());
+	gauge(p, "sluice_memory_limit_bytes", "memory_limit (0: none).", base.cfg->memory_limit);
+}
+
 static void info(struct prom *p)
 {
 	prom_u64(p, "sluice_build_info", "gauge", "The broker's version.", "version",
@@ -169,6 +179,7 @@ int metrics_render(struct buf *out)
 	messages(&p, &base.stats);
 	queues(&p);
 	store(&p);
+	memory(&p);
 	plugin_host_metrics(&p);
 	return p.err;
 }

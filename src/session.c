@@ -208,6 +208,8 @@ static void save_row(struct session *s)
 	r.will = s->will;
 	r.will_delay = s->will_delay;
 	r.next_seq = s->q.next_seq;
+	r.username = s->username;
+	r.realm = s->realm;
 	store_session_put(&r);
 }
 
@@ -519,6 +521,10 @@ static int restore_session(const struct store_session_row *r, void *arg)
 	sync_queue(s);
 	s->will = r->will;
 	s->will_delay = r->will_delay;
+	s->realm = r->realm;
+	/* the ACL of its user applies while it is offline, as before the restart */
+	if (r->username && session_set_username(s, r->username, strlen(r->username)))
+		return -1;
 	return 0;
 }
 

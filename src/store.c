@@ -139,6 +139,7 @@ static int op_complete(struct op *o, bool ok)
 static void op_free(struct op *o)
 {
 	mem_free(o->text);
+	mem_free(o->text2);
 	mem_free(o->blob);
 	mem_free(o->blob2);
 	msg_unref(o->msg);
@@ -237,8 +238,10 @@ void store_session_put(const struct store_session_row *r)
 	o->i[2] = r->expiry_interval;
 	o->i[3] = (int64_t)r->disconnected_wall;
 	o->i[4] = (int64_t)r->next_seq;
+	o->i[5] = r->realm;
 	o->text = mem_strdup(r->client_id);
-	if (op_complete(o, o->text != NULL))
+	o->text2 = r->username ? mem_strdup(r->username) : NULL;
+	if (op_complete(o, o->text != NULL && (o->text2 != NULL) == (r->username != NULL)))
 		return;
 	if (r->will) {
 		buf_init(&will);

@@ -50,6 +50,8 @@ struct store_session_row {
 	struct msg *will; /* NULL or a message with one reference, which the callee takes */
 	uint32_t will_delay;
 	uint64_t next_seq;
+	const char *username; /* of its last CONNECT, or NULL */
+	uint16_t realm; /* its last listener's security rules (auth.h) */
 };
 
 struct store_delivery_row {

@@ -33,7 +33,7 @@
 #include "mem.h"
 #include "msg.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 static sqlite3 *db;
 
@@ -68,8 +68,19 @@ static const char *const schema_v2[] = {
 	NULL,
 };
 
+/*
+ * Version 3: a session's username and security realm (its listener's rules,
+ * per_listener_settings), so that the ACL applies to it as before a restart.
+ */
+static const char *const schema_v3[] = {
+	"ALTER TABLE sessions ADD COLUMN username TEXT",
+	"ALTER TABLE sessions ADD COLUMN realm INTEGER NOT NULL DEFAULT 0",
+	NULL,
+};
+
 /* Every migration, by the version it produces; [1] creates the first schema. */
-static const char *const *const migrations[SCHEMA_VERSION + 1] = { NULL, schema_v1, schema_v2 };
+static const char *const *const migrations[SCHEMA_VERSION + 1] = { NULL, schema_v1, schema_v2,
+								   schema_v3 };
 
 enum stmt_id {
 	S_SESSION_PUT,
@@ -102,7 +113,8 @@ enum stmt_id {
 };
 
 static const char *const stmt_sql[S__COUNT] = {
-	[S_SESSION_PUT] = "INSERT OR REPLACE INTO sessions VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+	[S_SESSION_PUT] = "INSERT OR REPLACE INTO sessions VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
+			  " ?9, ?10)",
 	[S_SESSION_DEL] = "DELETE FROM sessions WHERE sid = ?1",
 	[S_SESSION_DEL_SUBS] = "DELETE FROM subs WHERE sid = ?1",
 	[S_SESSION_DEL_DELIVERIES] = "DELETE FROM deliveries WHERE sid = ?1",
@@ -411,6 +423,8 @@ static int row_session(sqlite3_stmt *st, const struct store_restore_ops *ops)
 				    (size_t)sqlite3_column_bytes(st, 5));
 	r.will_delay = (uint32_t)sqlite3_column_int64(st, 6);
 	r.next_seq = (uint64_t)sqlite3_column_int64(st, 7);
+	r.username = (const char *)sqlite3_column_text(st, 8); /* NULL: none */
+	r.realm = (uint16_t)sqlite3_column_int(st, 9);
 	return ops->session_row(&r, ops->arg);
 }
 
@@ -511,7 +525,7 @@ int store_db_restore(const struct store_restore_ops *ops, uint64_t *heartbeat_wa
 	sqlite3_reset(stmts[S_ORPHAN_MSGS]);
 	return each_row("SELECT IFNULL(MAX(id), 0) FROM msgs", 0, 0, row_max_id, ops) ||
 	       each_row("SELECT sid, client_id, version, expiry, disconnected, will, will_delay,"
-			" next_seq FROM sessions ORDER BY sid",
+			" next_seq, username, realm FROM sessions ORDER BY sid",
 			0, 0, row_session, ops) ||
 	       each_row("SELECT sid, filter, options, subid FROM subs", 0, 0, row_sub, ops) ||
 	       each_row(sql_deliveries, ops->in_memory, 0, row_delivery, ops) ||
@@ -598,6 +612,9 @@ static int exec_session_put(const struct op *o)
 		sqlite3_bind_blob(st, 6, o->blob, (int)o->blob_len, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 7, (int64_t)o->blob2_len);
 	sqlite3_bind_int64(st, 8, o->i[4]);
+	if (o->text2)
+		sqlite3_bind_text(st, 9, o->text2, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 10, o->i[5]);
 	return run(st);
 }
 

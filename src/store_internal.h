@@ -58,8 +58,8 @@ struct loaded {
 struct op {
 	uint8_t type;
 	int status; /* OP_DONE / OP_LOAD: result, set by the writer */
-	int64_t i[5];
-	char *text; /* owned */
+	int64_t i[6];
+	char *text, *text2; /* owned */
 	uint8_t *blob, *blob2; /* owned */
 	size_t blob_len, blob2_len;
 	struct msg *msg; /* referenced */

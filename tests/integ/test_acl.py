@@ -922,3 +922,43 @@ def test_acl_txn_half_needs_write_on_its_topic(t, version):
 	if got != want:
 		bad.append("root received %r, expected %r" % (got, want))
 	assert not bad, "MQTT %d:\n  %s" % (version, "\n  ".join(bad))
+
+
+@timeout(30)
+def test_acl_offline_session_keeps_its_user_over_a_restart(t):
+	"""A persistent session's username (and listener) are stored with it: after
+	a restart, messages for it while it is still offline are checked against
+	its user's rules, not the anonymous ones, and wait for it."""
+	skip_on_mosquitto("mosquitto keeps no session over a restart without persistence true")
+	b, _ = acl_broker(t)
+	user, pw = CREDS["alice"]
+
+	def alice(clean):
+		r = t.raw(b, version=4)
+		r.send(R.connect(CID["alice"], 4, clean=clean, username=user, password=pw))
+		_, rc, _ = r.expect(R.CONNACK).connack()
+		assert rc == 0, rc
+		return r
+
+	r = alice(True)
+	r.close()
+	r = alice(False)
+	assert raw_subscribe(r, ["acl/alice/#"], qos=1) == [1]
+	r.send(R.disconnect(version=4))
+	r.wait_closed(5)
+	b.restart()
+	root = raw_login(t, b, "root", 4)
+	for i, topic in enumerate(("acl/alice/x", "acl/alice/secret", "acl/alice/inbox")):
+		raw_publish(root, topic, topic.encode(), 1, i + 1)
+	r = alice(False)
+	got = []
+	while True:
+		p = r.recv_or_none(2)
+		if p is None:
+			break
+		if p.type == R.PUBLISH:
+			d = p.publish()
+			r.send(R.puback(d["pid"], 4))
+			got.append(d["topic"])
+	assert got == ["acl/alice/x", "acl/alice/inbox"], \
+		"alice's queued messages after the restart, by her rules: %r" % got

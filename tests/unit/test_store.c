@@ -785,9 +785,13 @@ static void version_1_database_is_migrated(void **state)
 	store_kv_put("plug", "k", 1, "kept", 4);
 	store_close();
 	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, "DROP TABLE plugin_cold; PRAGMA user_version = 1", NULL,
-				      NULL, NULL),
-			 SQLITE_OK);
+	/* back to the first schema: no plugin_cold, no session username and realm */
+	assert_int_equal(
+		sqlite3_exec(db,
+			     "DROP TABLE plugin_cold; ALTER TABLE sessions DROP COLUMN username;"
+			     " ALTER TABLE sessions DROP COLUMN realm; PRAGMA user_version = 1",
+			     NULL, NULL, NULL),
+		SQLITE_OK);
 	sqlite3_close(db);
 
 	assert_int_equal(store_open(&cfg), 0);
@@ -805,7 +809,7 @@ static void version_1_database_is_migrated(void **state)
 		assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL),
 				 SQLITE_OK);
 		assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-		assert_int_equal(sqlite3_column_int(st, 0), 2);
+		assert_int_equal(sqlite3_column_int(st, 0), 3);
 		sqlite3_finalize(st);
 	}
 	sqlite3_close(db);
