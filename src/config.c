@@ -180,6 +180,7 @@ static int set_password_file(struct parser *p, const struct directive *d, char *
 static int set_acl_file(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_allow_anonymous(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_per_listener(struct parser *p, const struct directive *d, char **argv, int argc);
+static int set_max_connections(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_tls_file(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_tls_str(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_tls_bool(struct parser *p, const struct directive *d, char **argv, int argc);
@@ -250,7 +251,12 @@ static const struct directive directives[] = {
 	{ .name = "auto_id_prefix", .kind = K_STRING, CFG(auto_id_prefix), .min = 1, .max = 64 },
 	{ .name = "connect_timeout", NUM(connect_timeout, 1, 3600) },
 	{ .name = "max_connections",
-	  NUM(max_connections, -1, INT_MAX),
+	  .kind = K_CALL,
+	  .set = set_max_connections,
+	  .max_args = 1,
+	  .width = sizeof(int),
+	  .min = -1,
+	  .max = INT_MAX,
 	  .range = "-1 (unlimited) or 0..2147483647" },
 	{ .name = "max_qos0_backlog",
 	  NUM(max_qos0_backlog, 1024, 1024LL * 1024 * 1024),
@@ -427,6 +433,7 @@ struct listener_conf *config_add_listener(struct config *c, int port)
 	l->protocol = LISTENER_MQTT;
 	l->socket_domain = 0;
 	l->tls_version = 12;
+	l->max_connections = -1;
 	return l;
 }
 
@@ -789,6 +796,19 @@ static int set_allow_anonymous(struct parser *p, const struct directive *d, char
 		return -1;
 	sc->allow_anonymous_set = true;
 	return 0;
+}
+
+/*
+ * max_connections N: after a listener line that listener's limit (mosquitto's
+ * meaning); before any listener line the limit of all connections together.
+ */
+static int set_max_connections(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	struct config *c = p->c;
+
+	if (c->n_listeners)
+		return apply_num(p, d, &c->listeners[c->n_listeners - 1].max_connections, argv[1]);
+	return apply_num(p, d, &c->max_connections, argv[1]);
 }
 
 /* per_listener_settings true|false: before any listener or security line, as it changes them. */

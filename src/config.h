@@ -56,6 +56,7 @@ struct listener_conf {
 	int tls_version; /* the lowest version allowed: 11, 12 (default) or 13 */
 	struct security_conf security; /* with per_listener_settings true */
 	bool default_security; /* local only mode's: the configuration's security, always */
+	int max_connections; /* at once on this listener (a max_connections line after it); -1 = any */
 };
 
 struct plugin_opt_conf {
@@ -107,7 +108,7 @@ struct config {
 	bool allow_zero_length_clientid;
 	char *auto_id_prefix;
 	uint32_t connect_timeout; /* seconds a new connection may take to send CONNECT */
-	int max_connections; /* -1 = unlimited */
+	int max_connections; /* at once over every listener (a line before any listener); -1 = any */
 	int max_connections_per_address; /* connections at once from one address; -1 = unlimited */
 	uint64_t memory_limit; /* counted bytes (mem.c, SQLite) past which no new work; 0 = none */
 

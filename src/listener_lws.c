@@ -184,12 +184,40 @@ static void addr_give(const char *a)
 	}
 }
 
+/* --- connections per listener (max_connections after a listener line) ------ */
+
+static unsigned *listener_conns; /* open connections, by listener index */
+
+/* The index of wsi's listener in the configuration, or -1. */
+static long listener_of(struct lws *wsi)
+{
+	const struct listener_conf *l = lws_get_vhost_user(lws_get_vhost(wsi));
+	const struct config *cfg = base.cfg;
+
+	if (!l || !listener_conns || l < cfg->listeners || l >= cfg->listeners + cfg->n_listeners)
+		return -1;
+	return l - cfg->listeners;
+}
+
+/* Is the listener full (its max_connections reached)? Logged when it is. */
+static bool listener_full(long i, const char *peer)
+{
+	const struct listener_conf *l = i >= 0 ? &base.cfg->listeners[i] : NULL;
+
+	if (!l || l->max_connections < 0 || listener_conns[i] < (unsigned)l->max_connections)
+		return false;
+	log_notice("connection from %s refused: max_connections (%d) of the listener on port %d "
+		   "reached",
+		   peer, l->max_connections, l->port);
+	return true;
+}
+
 /*
  * The limits a new connection meets, before its CONNECT is read (so nothing
  * of it is buffered and no session is made for it): true when it is refused
  * (logged with its address); false when it is taken, its address counted.
  */
-static bool refused(const char *peer)
+static bool refused(const char *peer, long listener)
 {
 	const struct config *cfg = base.cfg;
 
@@ -203,6 +231,8 @@ static bool refused(const char *peer)
 		log_notice("connection from %s refused: max_connections reached", peer);
 		return true;
 	}
+	if (listener_full(listener, peer))
+		return true;
 	if (!addr_take(peer)) {
 		log_notice("connection from %s refused: max_connections_per_address (%d) reached",
 			   peer, cfg->max_connections_per_address);
@@ -215,9 +245,10 @@ static int open_conn(struct lws *wsi, bool websocket)
 {
 	struct conn *c;
 	char peer[64] = "";
+	long listener = listener_of(wsi);
 
 	lws_get_peer_simple(wsi, peer, sizeof(peer));
-	if (refused(peer))
+	if (refused(peer, listener))
 		return -1;
 	c = conn_new(&lws_conn_ops, wsi, websocket, peer, LWS_PRE);
 	lws_set_opaque_user_data(wsi, c);
@@ -226,6 +257,8 @@ static int open_conn(struct lws *wsi, bool websocket)
 		log_err("connection from %s refused: out of memory", peer);
 		return -1;
 	}
+	if (listener >= 0)
+		listener_conns[listener]++;
 	log_info("new connection from %s%s", peer, websocket ? " (websocket)" : "");
 	return take_identity(wsi, c);
 }
@@ -238,6 +271,8 @@ static void close_conn(struct lws *wsi)
 		return;
 	lws_set_opaque_user_data(wsi, NULL);
 	addr_give(c->peer);
+	if (listener_of(wsi) >= 0)
+		listener_conns[listener_of(wsi)]--;
 	conn_on_closed(c);
 }
 
@@ -507,7 +542,8 @@ int listener_start(const struct config *cfg)
 	}
 	ws_protocols[0].per_session_data_size = http_session_size();
 	http_protocols[0].per_session_data_size = http_session_size();
-	if (http_mounts_init(cfg->n_listeners))
+	if (http_mounts_init(cfg->n_listeners) ||
+	    !(listener_conns = mem_calloc(cfg->n_listeners, sizeof(*listener_conns))))
 		goto fail;
 	for (i = 0; i < cfg->n_listeners; i++)
 		if (tls_check(&cfg->listeners[i]) || add_vhost(&cfg->listeners[i], i))
@@ -549,4 +585,6 @@ void listener_stop(void)
 			log_warn("event loop closed with handles still open");
 	}
 	http_mounts_free();
+	mem_free(listener_conns);
+	listener_conns = NULL;
 }

@@ -258,6 +258,13 @@ static void test_numbers(void **state)
 	assert_int_equal(c->max_connections, 2147483647);
 	parse_bad(c, "max_connections -2", "must be -1 (unlimited) or 0..2147483647, got '-2'");
 	parse_bad(c, "max_connections 2147483648", "must be -1 (unlimited)");
+	/* after a listener line: that listener's (mosquitto); the total stays */
+	parse_ok(c, "listener 1883");
+	assert_int_equal(c->listeners[0].max_connections, -1);
+	parse_ok(c, "max_connections 5");
+	assert_int_equal(c->listeners[0].max_connections, 5);
+	assert_int_equal(c->max_connections, 2147483647);
+	parse_bad(c, "max_connections -3", "must be -1 (unlimited) or 0..2147483647, got '-3'");
 
 	parse_ok(c, "sys_interval 0");
 	assert_int_equal(c->sys_interval, 0);
