@@ -276,6 +276,8 @@ static const char *no_scram(const struct realm *r, const struct pw_entry *e, enu
 		return NULL;
 	if (e->kind == PW_SHA512)
 		return "the user's hash is $6$ (mosquitto 1.x), which serves no SCRAM";
+	if (e->kind == PW_ARGON2ID)
+		return "the user's hash is $argon2id$, which serves no SCRAM";
 	return m == SCRAM_SHA256
 		       ? "the user's hash is $7$, which serves SCRAM-SHA-512, not -256"
 		       : "the user's hash is $pbkdf2-sha256$, which serves SCRAM-SHA-256, "

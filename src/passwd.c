@@ -1,7 +1,8 @@
 /*
  * passwd.c - mosquitto's password file format (passwd.h): parsing, the two
- * hashes mosquitto writes and sluice's $pbkdf2-sha256$ (for SCRAM-SHA-256),
- * constant-time checking, and writing $7$ and $pbkdf2-sha256$ lines.
+ * hashes mosquitto 2.0 writes, mosquitto 2.1's $argon2id$ (libargon2), and
+ * sluice's $pbkdf2-sha256$ (for SCRAM-SHA-256), constant-time checking, and
+ * writing $7$ and $pbkdf2-sha256$ lines.
  *
  * Owns: a table of entries read from one file, sorted by username so a
  * CONNECT finds its user with a binary search. The table is immutable once
@@ -22,6 +23,7 @@
 #include "linefile.h"
 #include "mem.h"
 
+#include <argon2.h>
 #include <errno.h>
 #include <mbedtls/base64.h>
 #include <mbedtls/ctr_drbg.h>
@@ -84,6 +86,11 @@ static int sha512_salted(const void *password, size_t plen, const unsigned char 
 static int entry_hash(const struct pw_entry *e, const void *password, size_t plen,
 		      unsigned char *out)
 {
+	if (e->kind == PW_ARGON2ID)
+		return argon2id_hash_raw(e->iterations, e->argon_kib, e->argon_lanes, password,
+					 plen, e->salt, e->salt_len, out, e->argon_len) == ARGON2_OK
+			       ? 0
+			       : -1;
 	if (e->kind != PW_SHA512)
 		return pw_pbkdf2(e->kind, password, plen, e->salt, e->salt_len, e->iterations, out);
 	return sha512_salted(password, plen, e->salt, e->salt_len, out);
@@ -111,7 +118,9 @@ bool pw_verify(const struct pw_entry *e, const void *password, size_t plen)
 
 	if (entry_hash(e ? e : &dummy, password, plen, got))
 		return false;
-	ok = pw_equal_ct(got, e ? e->hash : dummy.hash, pw_hash_len(e ? e->kind : dummy.kind));
+	ok = pw_equal_ct(got, e ? e->hash : dummy.hash,
+			 e && e->kind == PW_ARGON2ID ? e->argon_len
+						     : pw_hash_len(e ? e->kind : dummy.kind));
 	return ok && e != NULL;
 }
 
@@ -164,17 +173,21 @@ static int parse_iterations(const char *s, size_t n, uint32_t *out)
 	return 0;
 }
 
-/*
- * Decodes a salt or hash field: standard base64, or with adapted (passlib's
- * form) '.' for '+' and no padding. Its length, or -1.
- */
-static long b64_field(const char *s, size_t n, bool adapted, unsigned char *out, size_t max)
+enum b64_form {
+	B64_PADDED, /* standard base64 ($7$, $6$) */
+	B64_PASSLIB, /* '.' for '+', no padding ($pbkdf2-sha256$) */
+	B64_UNPADDED, /* standard, no padding (the PHC string of $argon2id$) */
+};
+
+/* Decodes a salt or hash field of the given form. Its length, or -1. */
+static long b64_field(const char *s, size_t n, enum b64_form form, unsigned char *out, size_t max)
 {
 	char buf[(PW_SALT_MAX + PW_HASH_LEN) * 2];
 
-	if (!adapted)
+	if (form == B64_PADDED)
 		return b64_decode(s, n, out, max);
-	if (n + 3 > sizeof(buf) || n % 4 == 1 || memchr(s, '+', n) || memchr(s, '=', n))
+	if (n + 3 > sizeof(buf) || n % 4 == 1 || memchr(s, '=', n) ||
+	    memchr(s, form == B64_PASSLIB ? '+' : '.', n))
 		return -1;
 	for (size_t i = 0; i < n; i++)
 		buf[i] = s[i] == '.' ? '+' : s[i];
@@ -186,12 +199,47 @@ static long b64_field(const char *s, size_t n, bool adapted, unsigned char *out,
 static const struct hash_form {
 	const char *prefix;
 	enum pw_kind kind;
-	bool iterations, adapted;
+	bool iterations;
+	enum b64_form b64;
 } forms[] = {
-	{ "$7$", PW_PBKDF2_SHA512, true, false },
-	{ "$6$", PW_SHA512, false, false },
-	{ "$pbkdf2-sha256$", PW_PBKDF2_SHA256, true, true },
+	{ "$7$", PW_PBKDF2_SHA512, true, B64_PADDED },
+	{ "$6$", PW_SHA512, false, B64_PADDED },
+	{ "$pbkdf2-sha256$", PW_PBKDF2_SHA256, true, B64_PASSLIB },
+	{ "$argon2id$", PW_ARGON2ID, false, B64_UNPADDED },
 };
+
+/* One "k=N" of Argon2id's parameters into *out (lo..hi), *s moved past it and its ','. */
+static int argon_param(const char **s, char k, char end, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	const char *p = *s, *stop;
+	uint32_t v;
+
+	if (p[0] != k || p[1] != '=' || !(stop = strchr(p + 2, end)) ||
+	    parse_iterations(p + 2, (size_t)(stop - p - 2), &v) || v < lo || v > hi)
+		return -1;
+	*out = v;
+	*s = stop + 1;
+	return 0;
+}
+
+/* "v=19$m=KIB,t=PASSES,p=LANES$" of $argon2id$: *s moved to the salt. */
+static int argon_params(const char **s, struct pw_entry *e, const char **why)
+{
+	uint32_t m, t, p;
+
+	*why = "$argon2id$: not v=19$m=KIB,t=PASSES,p=LANES$ (m 8..1048576, t >= 1, p 1..64)";
+	if (strncmp(*s, "v=19$", 5))
+		return -1;
+	*s += 5;
+	if (argon_param(s, 'm', ',', 8, PW_ARGON2_MAX_KIB, &m) ||
+	    argon_param(s, 't', ',', 1, PW_ITERATIONS_MAX, &t) ||
+	    argon_param(s, 'p', '$', 1, 64, &p) || m < 8 * p)
+		return -1;
+	e->argon_kib = m;
+	e->iterations = t;
+	e->argon_lanes = (uint8_t)p;
+	return 0;
+}
 
 static const struct hash_form *form_of(const char *s)
 {
@@ -214,6 +262,8 @@ int pw_parse_hash(const char *s, struct pw_entry *e, const char **why)
 	e->kind = f->kind;
 	e->iterations = 0;
 	salt = s + strlen(f->prefix);
+	if (f->kind == PW_ARGON2ID && argon_params(&salt, e, why))
+		return -1;
 	if (f->iterations) {
 		const char *it = salt;
 
@@ -229,15 +279,22 @@ int pw_parse_hash(const char *s, struct pw_entry *e, const char **why)
 		*why = "no '$' between salt and hash";
 		return -1;
 	}
-	got = b64_field(salt, sn, f->adapted, e->salt, sizeof(e->salt));
+	got = b64_field(salt, sn, f->b64, e->salt, sizeof(e->salt));
 	if (got < 1) {
 		*why = "the salt is not base64 (of at most 64 bytes)";
 		return -1;
 	}
 	e->salt_len = (size_t)got;
 	n = field(&hash, true);
-	if (b64_field(hash, n, f->adapted, e->hash, sizeof(e->hash)) !=
-	    (long)pw_hash_len(e->kind)) {
+	got = b64_field(hash, n, f->b64, e->hash, sizeof(e->hash));
+	if (e->kind == PW_ARGON2ID) {
+		*why = "$argon2id$: the salt must be unpadded base64 of 8 to 64 bytes, the hash of 4 to 64";
+		if (got < 4 || e->salt_len < 8)
+			return -1;
+		e->argon_len = (uint8_t)got;
+		return 0;
+	}
+	if (got != (long)pw_hash_len(e->kind)) {
 		*why = e->kind == PW_PBKDF2_SHA256 ? "the hash is not base64 of 32 bytes"
 						   : "the hash is not base64 of 64 bytes";
 		return -1;

@@ -8,6 +8,8 @@
  *   $6$SALT$HASH             SHA-512 of password then salt (mosquitto 1.x)
  *   $pbkdf2-sha256$ITERATIONS$SALT$HASH  PBKDF2-HMAC-SHA256 (sluice, in
  *                            passlib's layout; mosquitto does not read it)
+ *   $argon2id$v=19$m=KIB,t=PASSES,p=LANES$SALT$HASH  Argon2id (mosquitto
+ *                            2.1's default; the PHC string; read, not written)
  * SALT and HASH in standard base64 (passlib's "adapted" base64 for
  * $pbkdf2-sha256$: '.' for '+', no padding; both are read); HASH is 64
  * bytes (32 for SHA-256). A $7$ hash is also the SCRAM-SHA-512 salted
@@ -34,12 +36,17 @@ enum pw_kind {
 	PW_SHA512 = 6, /* $6$ */
 	PW_PBKDF2_SHA512 = 7, /* $7$ */
 	PW_PBKDF2_SHA256 = 256, /* $pbkdf2-sha256$ */
+	PW_ARGON2ID = 1002, /* $argon2id$ */
 };
+
+#define PW_ARGON2_MAX_KIB (1024 * 1024) /* m= we take at most: 1 GiB per check */
 
 struct pw_entry {
 	char *username; /* NUL-terminated, may hold no NUL inside */
 	enum pw_kind kind;
-	uint32_t iterations; /* $7$ only */
+	uint32_t iterations; /* $7$, $pbkdf2-sha256$; $argon2id$: t= */
+	uint32_t argon_kib; /* $argon2id$: m= */
+	uint8_t argon_lanes, argon_len; /* $argon2id$: p=, and its hash's length */
 	unsigned char salt[PW_SALT_MAX];
 	size_t salt_len;
 	unsigned char hash[PW_HASH_LEN]; /* pw_hash_len(kind) bytes of it */
@@ -96,7 +103,7 @@ int pw_random(unsigned char *out, size_t n);
  */
 int pw_pbkdf2(enum pw_kind kind, const void *password, size_t plen, const unsigned char *salt,
 	      size_t salt_len, uint32_t iterations, unsigned char *out);
-/* The length of kind's hash. */
+/* The length of kind's hash (Argon2id's varies: see pw_entry.argon_len). */
 size_t pw_hash_len(enum pw_kind kind);
 
 #endif

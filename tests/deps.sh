@@ -5,7 +5,7 @@ set -euo pipefail
 
 pkgs=(
 	gcc make autoconf automake libtool pkg-config
-	libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libsqlite3-dev libmbedtls-dev libssl-dev openssl
+	libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libsqlite3-dev libmbedtls-dev libssl-dev openssl libargon2-dev argon2
 	libcmocka-dev clang libclang-rt-14-dev
 	mosquitto mosquitto-clients python3 python3-paho-mqtt chromium libnss3-tools
 )

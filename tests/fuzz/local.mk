@@ -58,4 +58,4 @@ tests_fuzz_fuzz_access_SOURCES = tests/fuzz/fuzz_access.c $(FUZZ_CORE) \
 	src/passwd.c src/passwd.h src/acl.c src/acl.h src/linefile.c src/linefile.h
 tests_fuzz_fuzz_access_CFLAGS = $(FUZZ_COMPILE)
 tests_fuzz_fuzz_access_LDFLAGS = $(FUZZ_LINK)
-tests_fuzz_fuzz_access_LDADD = $(MBEDTLS_LIBS)
+tests_fuzz_fuzz_access_LDADD = $(MBEDTLS_LIBS) $(ARGON2_LIBS)

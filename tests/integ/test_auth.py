@@ -286,6 +286,29 @@ def test_auth_sha512_dollar6_line(t, version):
 	assert_refused(t, b, version, "no colon on this line", carol, "skipped line as user: ")
 
 
+def argon2id_line(user, password, salt=b"sluice-argon-salt"):
+	"""user:$argon2id$... (mosquitto 2.1's default hash) from Debian's argon2 tool."""
+	tool = shutil.which("argon2")
+	if not tool:
+		raise Skip("no argon2 tool (Debian package argon2)")
+	r = subprocess.run([tool, salt.decode(), "-id", "-t", "2", "-m", "10", "-p", "2", "-e"],
+			   input=password.encode(), stdout=subprocess.PIPE, timeout=10, check=True)
+	return "%s:%s" % (user, r.stdout.decode().strip())
+
+
+@param("version", [4, 5])
+def test_auth_argon2id_line(t, version):
+	"""An $argon2id$ line (the PHC string mosquitto 2.1 writes) beside $7$ ones."""
+	skip_on_mosquitto("mosquitto 2.0.11 reads no $argon2id$ lines")
+	dave = "d4ve-argon-pw"
+	b, _ = auth_broker(t, "false", users=[("alice", ALICE_PW)],
+			   more_lines=[argon2id_line("dave", dave)])
+	assert_accepted(t, b, version, "dave", dave, "$argon2id$ user ")
+	assert_accepted(t, b, version, "alice", ALICE_PW, "$7$ user ")
+	assert_refused(t, b, version, "dave", dave + "x", "$argon2id$ user, wrong password: ")
+	assert_refused(t, b, version, "dave", None, "$argon2id$ user, no password: ")
+
+
 # -- real clients --------------------------------------------------------------------------
 
 @param("version", [4, 5])

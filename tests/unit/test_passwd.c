@@ -63,6 +63,10 @@ static const struct vector vectors[] = {
 	 * b"sluice-salt!", 4096) */
 	{ "scram:$pbkdf2-sha256$4096$c2x1aWNlLXNhbHQh$jK/3rA8715N7Feqhrc30WjJILi6iX.1c4Zqjjmtev5s",
 	  "pencil", PW_PBKDF2_SHA256, 4096 },
+	/* Debian's argon2 tool: echo -n hunter2 | argon2 sluicesalt12 -id -t 2 -m 12 -p 1 -e */
+	{ "argon:$argon2id$v=19$m=4096,t=2,p=1$c2x1aWNlc2FsdDEy$"
+	  "wNcwC1CqsOl4rY27SJJexjvwgyOwL5T9RyQ+KK7POrs",
+	  "hunter2", PW_ARGON2ID, 2 },
 };
 #define NVECTORS (sizeof(vectors) / sizeof(vectors[0]))
 
@@ -339,6 +343,9 @@ struct bad {
 #define BAD_HASH32 "the hash is not base64 of 32 bytes"
 #define P256 "$pbkdf2-sha256$4096$c2x1aWNlLXNhbHQh$"
 #define HASH32 "jK/3rA8715N7Feqhrc30WjJILi6iX.1c4Zqjjmtev5s"
+#define ARGON_TAIL "c2x1aWNlc2FsdDEy$wNcwC1CqsOl4rY27SJJexjvwgyOwL5T9RyQ+KK7POrs"
+#define ARGON_PARAMS "$argon2id$: not v=19$m=KIB,t=PASSES,p=LANES$ (m 8..1048576, t >= 1, p 1..64)"
+#define ARGON_SIZES "$argon2id$: the salt must be unpadded base64 of 8 to 64 bytes, the hash of 4 to 64"
 #define NO_DOLLAR "no '$' between salt and hash"
 #define BAD_SALT "the salt is not base64 (of at most 64 bytes)"
 #define BAD_HASH "the hash is not base64 of 64 bytes"
@@ -412,6 +419,19 @@ static const struct bad bads[] = {
 	{ P256 HASH32 "AA", BAD_HASH32 },
 	{ P256 GOOD_B64_HASH, BAD_HASH32 }, /* 64 bytes, and '=' */
 	{ "$pbkdf2-sha512$4096$c2x1aWNlLXNhbHQh$" HASH32, NOT_HASH },
+	{ "$argon2id$v=16$m=4096,t=2,p=1$" ARGON_TAIL, ARGON_PARAMS },
+	{ "$argon2id$v=19$m=4,t=2,p=1$" ARGON_TAIL, ARGON_PARAMS },
+	{ "$argon2id$v=19$m=2097152,t=2,p=1$" ARGON_TAIL, ARGON_PARAMS },
+	{ "$argon2id$v=19$m=4096,t=0,p=1$" ARGON_TAIL, ARGON_PARAMS },
+	{ "$argon2id$v=19$m=4096,t=2,p=0$" ARGON_TAIL, ARGON_PARAMS },
+	{ "$argon2id$v=19$m=4096,t=2$" ARGON_TAIL, ARGON_PARAMS },
+	{ "$argon2id$v=19$t=2,m=4096,p=1$" ARGON_TAIL, ARGON_PARAMS },
+	{ "$argon2id$v=19$m=4096,t=2,p=1$c2x1aWNl$wNcwC1CqsOl4rY27SJJexjvwgyOwL5T9RyQ+KK7POrs",
+	  ARGON_SIZES }, /* a 6-byte salt */
+	{ "$argon2id$v=19$m=4096,t=2,p=1$c2x1aWNlc2FsdDEy$wNc", ARGON_SIZES },
+	{ "$argon2id$v=19$m=4096,t=2,p=1$c2x1aWNlc2FsdDEy$wNcwC1CqsOl4rY27SJJexjvwgyOwL5T9RyQ+KK7POrs=",
+	  ARGON_SIZES }, /* padded */
+	{ "$argon2i$v=19$m=4096,t=2,p=1$" ARGON_TAIL, NOT_HASH },
 };
 #define NBADS (sizeof(bads) / sizeof(bads[0]))
 
