@@ -345,7 +345,8 @@ struct bad {
 #define HASH32 "jK/3rA8715N7Feqhrc30WjJILi6iX.1c4Zqjjmtev5s"
 #define ARGON_TAIL "c2x1aWNlc2FsdDEy$wNcwC1CqsOl4rY27SJJexjvwgyOwL5T9RyQ+KK7POrs"
 #define ARGON_PARAMS "$argon2id$: not v=19$m=KIB,t=PASSES,p=LANES$ (m 8..1048576, t >= 1, p 1..64)"
-#define ARGON_SIZES "$argon2id$: the salt must be unpadded base64 of 8 to 64 bytes, the hash of 4 to 64"
+#define ARGON_SIZES \
+	"$argon2id$: the salt must be unpadded base64 of 8 to 64 bytes, the hash of 4 to 64"
 #define NO_DOLLAR "no '$' between salt and hash"
 #define BAD_SALT "the salt is not base64 (of at most 64 bytes)"
 #define BAD_HASH "the hash is not base64 of 64 bytes"
