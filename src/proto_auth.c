@@ -79,7 +79,7 @@ static bool same_method(const struct mqtt_props *pr, enum scram_mech m)
 
 /*
  * Reads the client-first-message and answers the server-first-message in an
- * AUTH 0x18. 0, or -1 with *why (c->scram freed).
+ * AUTH 0x18. 0, or -1 with *why (the caller ends the exchange: end_exchange).
  */
 static int first_step(struct conn *c, enum scram_mech m, const struct mqtt_bin *data,
 		      const char *username, size_t ulen, const char **why)
