@@ -275,8 +275,11 @@ int scram_client_first(struct scram *s, const char *msg, size_t len, const char 
 		*why = "client-first-message out of order";
 		return -1;
 	}
+	*why = "client-first-message: no GS2 header (\"n,,\")";
+	if (!msg || !len)
+		return -1; /* (no pointer arithmetic on NULL below) */
 	*why = "client-first-message: a NUL byte";
-	if (len && memchr(msg, '\0', len))
+	if (memchr(msg, '\0', len))
 		return -1;
 	h = gs2_header(msg, len, why);
 	if (h < 0 || first_bare(s, msg + h, msg + len, why) ||
@@ -427,7 +430,9 @@ int scram_client_final(struct scram *s, const char *msg, size_t len, struct buf 
 		return -1;
 	}
 	s->step = DONE;
-	if (len && memchr(msg, '\0', len)) {
+	if (!msg || !len) {
+		*why = "client-final-message: no c=, r= and p=";
+	} else if (memchr(msg, '\0', len)) {
 		*why = "client-final-message: a NUL byte";
 	} else if (!parse_final(s, msg, len, proof, &head, why, &err)) {
 		if (buf_put(&s->auth_msg, ",", 1) || buf_put(&s->auth_msg, msg, head)) {

@@ -223,6 +223,7 @@ static void test_nul_and_long_nonce(void **state)
 	struct scram *s = scram_new(SCRAM_SHA256);
 	const char *why;
 
+	assert_int_equal(scram_client_first(s, NULL, 0, &why), -1); /* no Authentication Data */
 	assert_int_equal(scram_client_first(s, "n,,n=u\0x,r=abc", 14, &why), -1);
 	assert_string_equal(why, "client-first-message: a NUL byte");
 	scram_free(s);
@@ -305,6 +306,7 @@ static void test_steps_in_order(void **state)
 	buf_reset(&out);
 	assert_int_equal(scram_client_final(s, FINAL256, strlen(FINAL256), &out, &why), 0);
 	/* one exchange authenticates once */
+	assert_int_equal(scram_client_final(s, NULL, 0, &out, &why), -1);
 	assert_int_equal(scram_client_final(s, FINAL256, strlen(FINAL256), &out, &why), -1);
 	buf_free(&out);
 	scram_free(s);
