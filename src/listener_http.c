@@ -152,10 +152,11 @@ static int write_body(struct lws *wsi, struct http_reply *r)
 /*
  * Slow-loris: a connection must have sent its request (an HTTP request, or
  * the WebSocket upgrade) within connect_timeout of its accept, as an MQTT
- * client its CONNECT. lws's own header timeouts restart at every byte, so
- * a wsi timer runs from the accept; the request's end (or the upgrade)
- * puts it off. After an upgrade the timer would reach the "mqtt"
- * protocol's callback, which ignores it.
+ * client its CONNECT. lws's header-table timeout (timeout_secs_ah_idle)
+ * cuts such a connection too, but it hangs on how lws holds its header
+ * tables; a wsi timer from the accept makes the rule ours, and logged. The
+ * request's end (or the upgrade) puts it off; after an upgrade it would
+ * reach the "mqtt" protocol's callback, which ignores it.
  */
 static void arm_request_timer(struct lws *wsi)
 {
