@@ -265,6 +265,18 @@ bool auth_connect(unsigned realm, const char *username, size_t ulen, const void 
 	return true;
 }
 
+bool auth_password_ok(unsigned realm, const char *username, size_t ulen, const void *password,
+		      size_t plen)
+{
+	const struct realm *r = realm_of(realm);
+
+	if (!r->table) {
+		pw_verify(NULL, "", 0); /* the same time as a check */
+		return false;
+	}
+	return pw_verify(pw_find(r->table, username, ulen), password, plen);
+}
+
 /* The reason e cannot serve m (NULL: it can). */
 static const char *no_scram(const struct realm *r, const struct pw_entry *e, enum scram_mech m)
 {

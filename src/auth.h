@@ -46,6 +46,14 @@ bool auth_connect(unsigned realm, const char *username, size_t ulen, const void 
 const char *auth_scram_cred(unsigned realm, enum scram_mech m, const char *username, size_t ulen,
 			    struct scram_cred *out);
 
+/*
+ * Is password right for username in realm's password file (there must be
+ * one: allow_anonymous lets nobody in here)? For the HTTP API's Basic
+ * credentials; the same constant-time check as a CONNECT's.
+ */
+bool auth_password_ok(unsigned realm, const char *username, size_t ulen, const void *password,
+		      size_t plen);
+
 /* Is an ACL file in force in any realm (else every check below allows)? */
 bool auth_acl_active(void);
 /* May the client (username NULL: none) read or write topic? */

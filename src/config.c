@@ -38,7 +38,7 @@
 #include <unistd.h>
 
 #define LINE_MAX_BYTES 4096 /* content, not counting the line ending */
-#define MAX_WORDS 4 /* name + the most values any directive takes + one extra */
+#define MAX_WORDS 66 /* name + the most values any directive takes (http_api_users: 64) + one */
 
 /* The largest MQTT packet: 1 byte fixed header, 4 length bytes, 268435455 of body. */
 #define PACKET_SIZE_MAX 268435460
@@ -181,6 +181,7 @@ static int set_acl_file(struct parser *p, const struct directive *d, char **argv
 static int set_allow_anonymous(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_per_listener(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_max_connections(struct parser *p, const struct directive *d, char **argv, int argc);
+static int set_api_users(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_tls_file(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_tls_str(struct parser *p, const struct directive *d, char **argv, int argc);
 static int set_tls_bool(struct parser *p, const struct directive *d, char **argv, int argc);
@@ -289,6 +290,7 @@ static const struct directive directives[] = {
 	/* plugins */
 	{ .name = "plugin", .kind = K_CALL, .set = set_plugin, .max_args = 1 },
 	{ .name = "allow_anonymous", .kind = K_CALL, .set = set_allow_anonymous, .max_args = 1 },
+	{ .name = "http_api_users", .kind = K_CALL, .set = set_api_users, .max_args = 64 },
 	{ .name = "per_listener_settings", .kind = K_CALL, .set = set_per_listener, .max_args = 1 },
 	{ .name = "password_file", .kind = K_CALL, .set = set_password_file, .max_args = 1 },
 	{ .name = "acl_file", .kind = K_CALL, .set = set_acl_file, .max_args = 1 },
@@ -412,6 +414,9 @@ void config_free(struct config *c)
 	mem_free(c->plugins);
 	free_string(&c->plugin_dir);
 	free_security(&c->security);
+	for (size_t i = 0; i < c->n_http_api_users; i++)
+		mem_free(c->http_api_users[i]);
+	mem_free(c->http_api_users);
 	free_string(&c->persistence_file);
 	free_string(&c->auto_id_prefix);
 	free_string(&c->log_dest);
@@ -795,6 +800,24 @@ static int set_allow_anonymous(struct parser *p, const struct directive *d, char
 	if (apply_bool(p, d, &sc->allow_anonymous, argv[1]))
 		return -1;
 	sc->allow_anonymous_set = true;
+	return 0;
+}
+
+/* http_api_users NAME...: adds the names (the line may repeat). */
+static int set_api_users(struct parser *p, const struct directive *d, char **argv, int argc)
+{
+	struct config *c = p->c;
+	char **a = mem_realloc(c->http_api_users,
+			       (c->n_http_api_users + (size_t)argc - 1) * sizeof(*a));
+
+	if (!a)
+		return fail(p, "%s: out of memory", d->name);
+	c->http_api_users = a;
+	for (int i = 1; i < argc; i++) {
+		if (!(a[c->n_http_api_users] = mem_strdup(argv[i])))
+			return fail(p, "%s: out of memory", d->name);
+		c->n_http_api_users++;
+	}
 	return 0;
 }
 

@@ -128,6 +128,8 @@ struct config {
 	/* security: for every listener, or (per_listener_settings) for the local only mode's */
 	struct security_conf security;
 	bool per_listener_settings; /* each listener has its own security (listener_conf) */
+	char **http_api_users; /* who may use the HTTP API (HTTP Basic, the password file) */
+	size_t n_http_api_users; /* 0: the API answers on loopback listeners only */
 
 	/* operation */
 	uint32_t sys_interval; /* seconds; 0 = no $SYS */

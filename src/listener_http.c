@@ -1,6 +1,7 @@
 /*
  * listener_http.c - the HTTP side of the websockets and http listeners:
- * GET /metrics (Prometheus text, metrics.c), beside the files of http_dir
+ * GET /metrics (Prometheus text, metrics.c), the HTTP API under /api/v1
+ * (api.c; who may use it is decided here), beside the files of http_dir
  * that lws serves itself, and the connect_timeout of a request or upgrade.
  *
  * Owns: the mounts of each listener (a callback mount for /metrics, in
@@ -18,8 +19,13 @@
 #include "listener_http.h"
 
 #include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "api.h"
+#include "auth.h"
 #include "base.h"
 #include "buf.h"
 #include "log.h"
@@ -27,19 +33,23 @@
 #include "metrics.h"
 
 #define CHUNK 16384 /* bytes of body per writable callback */
+#define ARG_MAX 1024 /* bytes of one query argument ("prefix=..."), as lws copies it */
 
 /* Per HTTP connection (lws zeroes it). */
 struct http_reply {
 	struct buf body;
 	size_t sent;
 	bool active; /* body holds a reply not yet all sent */
+	bool basic_challenge; /* a 401: ask for HTTP Basic credentials */
 };
 
-static struct lws_http_mount *mounts; /* two per listener: /metrics, then http_dir's / */
+#define MOUNTS 3 /* per listener: /metrics, /api/v1, then http_dir's / */
+
+static struct lws_http_mount *mounts;
 
 int http_mounts_init(size_t n_listeners)
 {
-	mounts = mem_calloc(n_listeners * 2, sizeof(*mounts));
+	mounts = mem_calloc(n_listeners * MOUNTS, sizeof(*mounts));
 	return mounts ? 0 : -1;
 }
 
@@ -51,19 +61,23 @@ void http_mounts_free(void)
 
 const struct lws_http_mount *http_mounts(const struct listener_conf *l, size_t i)
 {
-	struct lws_http_mount *m = &mounts[2 * i], *files = &mounts[2 * i + 1];
+	struct lws_http_mount *m = &mounts[MOUNTS * i], *api = m + 1, *files = m + 2;
 
 	m->mountpoint = "/metrics";
 	m->mountpoint_len = 8;
 	m->origin = "http"; /* the protocol whose callback answers */
 	m->origin_protocol = LWSMPRO_CALLBACK;
+	*api = *m;
+	api->mountpoint = "/api/v1";
+	api->mountpoint_len = 7;
+	m->mount_next = api;
 	if (l->http_dir) {
 		files->mountpoint = "/";
 		files->mountpoint_len = 1;
 		files->origin = l->http_dir;
 		files->origin_protocol = LWSMPRO_FILE;
 		files->def = "index.html";
-		m->mount_next = files;
+		api->mount_next = files;
 	}
 	return m;
 }
@@ -82,43 +96,143 @@ static void reply_free(struct http_reply *r)
 	r->sent = 0;
 }
 
-/* Is the request exactly GET /metrics (a query string allowed)? */
-static bool is_metrics(struct lws *wsi)
+/* The request's method and path (its query apart, lws keeps that aside). */
+static enum api_method request(struct lws *wsi, char *uri, size_t len)
 {
-	char uri[16];
-	int n = lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI);
-
-	return n == 8 && !memcmp(uri, "/metrics", 8);
+	if (lws_hdr_copy(wsi, uri, (int)len, WSI_TOKEN_GET_URI) > 0)
+		return API_GET;
+	if (lws_hdr_copy(wsi, uri, (int)len, WSI_TOKEN_DELETE_URI) > 0)
+		return API_DELETE;
+	if (lws_hdr_copy(wsi, uri, (int)len, WSI_TOKEN_POST_URI) <= 0 &&
+	    lws_hdr_copy(wsi, uri, (int)len, WSI_TOKEN_PUT_URI) <= 0)
+		uri[0] = '\0';
+	return API_OTHER;
 }
 
-static int status(struct lws *wsi, unsigned code)
+/*
+ * A query argument ("offset") as a number, or def. The buffer holds any
+ * argument of the query: lws gives up on the first that does not fit.
+ */
+static size_t arg_num(struct lws *wsi, const char *name, size_t def, size_t max)
 {
-	if (lws_return_http_status(wsi, code, NULL))
-		return -1;
-	return lws_http_transaction_completed(wsi) ? -1 : 0;
+	char key[24], buf[ARG_MAX];
+	const char *v;
+	char *end;
+	unsigned long n;
+
+	snprintf(key, sizeof(key), "%s=", name);
+	v = lws_get_urlarg_by_name(wsi, key, buf, sizeof(buf));
+	if (!v || !*v)
+		return def;
+	n = strtoul(v, &end, 10);
+	return *end || n > max ? def : (size_t)n;
+}
+
+static bool is_loopback(const struct listener_conf *l)
+{
+	const char *a = l ? l->bind_address : NULL;
+
+	return a && (!strncmp(a, "127.", 4) || !strcmp(a, "::1") || !strcmp(a, "localhost"));
+}
+
+static bool api_user(const char *name, size_t n)
+{
+	for (size_t i = 0; i < base.cfg->n_http_api_users; i++)
+		if (strlen(base.cfg->http_api_users[i]) == n &&
+		    !memcmp(base.cfg->http_api_users[i], name, n))
+			return true;
+	return false;
+}
+
+/*
+ * May this request use the API? With http_api_users: HTTP Basic credentials
+ * of one of them, checked against the listener's password file; without:
+ * only on a listener bound to a loopback address. 0, or the HTTP status.
+ */
+static int api_access(struct lws *wsi, const struct listener_conf *l, const char **why)
+{
+	char hdr[512], plain[384], *colon;
+	int n;
+
+	if (!base.cfg->n_http_api_users) {
+		*why = "the HTTP API is served on loopback listeners only until http_api_users is set";
+		return is_loopback(l) ? 0 : 403;
+	}
+	*why = "HTTP Basic credentials of a user in http_api_users needed";
+	n = lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION);
+	if (n <= 6 || strncasecmp(hdr, "Basic ", 6))
+		return 401;
+	n = lws_b64_decode_string(hdr + 6, plain, sizeof(plain) - 1);
+	if (n <= 0 || !(colon = memchr(plain, ':', (size_t)n)))
+		return 401;
+	plain[n] = '\0';
+	if (!auth_password_ok(
+		    (unsigned)auth_realm_of_listener(base.cfg, (size_t)(l - base.cfg->listeners)),
+		    plain, (size_t)(colon - plain), colon + 1, (size_t)(plain + n - colon - 1)) ||
+	    !api_user(plain, (size_t)(colon - plain))) {
+		explicit_bzero(plain, sizeof(plain));
+		return 401;
+	}
+	explicit_bzero(plain, sizeof(plain));
+	return 0;
+}
+
+/* /api/v1/...: access, then api.c's answer. The HTTP status; the body in r. */
+static int api_request(struct lws *wsi, struct http_reply *r, enum api_method m, const char *path)
+{
+	const struct listener_conf *l = lws_get_vhost_user(lws_get_vhost(wsi));
+	struct api_request rq = { m, path, 0, 100, -1, NULL };
+	char prefix[ARG_MAX];
+	const char *why;
+	int st = api_access(wsi, l, &why);
+
+	if (st) {
+		r->basic_challenge = st == 401;
+		return api_error(&r->body, st, why);
+	}
+	rq.offset = arg_num(wsi, "offset", 0, SIZE_MAX / 2);
+	rq.limit = arg_num(wsi, "limit", 100, 10000);
+	rq.connected = (int)arg_num(wsi, "connected", (size_t)-1, 1);
+	rq.prefix = lws_get_urlarg_by_name(wsi, "prefix=", prefix, sizeof(prefix));
+	return api_handle(&rq, &r->body);
 }
 
 static int start_reply(struct lws *wsi, struct http_reply *r)
 {
 	unsigned char head[LWS_PRE + 512], *start = head + LWS_PRE, *p = start,
 					   *end = head + sizeof(head) - 1;
+	char uri[1024];
+	enum api_method m = request(wsi, uri, sizeof(uri));
+	const char *type = "application/json";
+	int st;
 
-	if (!is_metrics(wsi))
-		return status(wsi, lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI)
-					   ? HTTP_STATUS_NOT_FOUND
-					   : HTTP_STATUS_METHOD_NOT_ALLOWED);
 	reply_free(r);
 	buf_init(&r->body);
-	if (metrics_render(&r->body)) {
-		log_warn("GET /metrics: out of memory");
-		reply_free(r);
-		return status(wsi, HTTP_STATUS_INTERNAL_SERVER_ERROR);
+	r->basic_challenge = false;
+	if (!strncmp(uri, "/api/v1/", 8) || !strcmp(uri, "/api/v1")) {
+		st = api_request(wsi, r, m, uri + 7);
+	} else if (!strcmp(uri, "/metrics")) {
+		type = "text/plain; version=0.0.4";
+		st = m != API_GET ? 405 : metrics_render(&r->body) ? 500 : 200;
+		if (st != 200) {
+			buf_reset(&r->body);
+			type = "text/plain";
+			buf_put(&r->body, st == 405 ? "method not allowed\n" : "out of memory\n",
+				st == 405 ? 19 : 14);
+		}
+	} else {
+		type = "text/plain";
+		st = 404;
+		buf_put(&r->body, "not found\n", 10);
 	}
 	r->active = true;
-	if (lws_add_http_common_headers(wsi, HTTP_STATUS_OK, "text/plain; version=0.0.4",
-					r->body.len, &p, end) ||
+	if (lws_add_http_common_headers(wsi, (unsigned)st, type, r->body.len, &p, end) ||
 	    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL,
 					 (const unsigned char *)"no-store", 8, &p, end) ||
+	    (r->basic_challenge &&
+	     lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_WWW_AUTHENTICATE,
+					  (const unsigned char *)"Basic realm=\"sluice\"", 20, &p,
+					  end)) ||
 	    lws_finalize_write_http_header(wsi, start, &p, end))
 		return -1;
 	lws_callback_on_writable(wsi);
@@ -204,6 +318,13 @@ int http_callback(struct lws *wsi, int reason, void *user, void *in, size_t len,
 		if (r && r->active)
 			return write_body(wsi, r);
 		break;
+	case LWS_CALLBACK_HTTP_BODY:
+		return 0; /* a request body (POST, PUT) is read and dropped: nothing takes one */
+	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+		/* lws writes nothing of a request with a body before it is all read */
+		if (r && r->active)
+			lws_callback_on_writable(wsi);
+		return 0;
 	case LWS_CALLBACK_CLOSED_HTTP:
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 		reply_free(r);

@@ -344,6 +344,7 @@ static int accept_connect(struct conn *c, const struct mqtt_connect *p, struct c
 	}
 	s->version = c->version;
 	s->realm = c->realm;
+	s->connected_wall = clock_wall_ms();
 	session_set_expiry(s, plan->expiry);
 	session_attach(s, c);
 	c->session = s;

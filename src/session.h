@@ -56,6 +56,7 @@ struct session {
 	struct timer will_timer;
 	char *username; /* of its last CONNECT, or NULL */
 	uint16_t realm; /* the security rules of its last connection's listener (auth.h) */
+	uint64_t connected_wall; /* when its connection was accepted (wall ms); 0 never */
 
 	uint32_t expiry_interval; /* seconds; UINT32_MAX = never */
 	uint32_t n_subs;
