@@ -1,14 +1,16 @@
 /*
  * api.c - the HTTP API's answers (/api/v1/...): the broker's figures, its
- * clients (paged and filtered), one client with its subscriptions, and
- * kicking one, as JSON (json.c). listener_http.c owns HTTP, access and
+ * clients (paged and filtered), one client with its subscriptions, kicking
+ * one, retained messages (listed by filter, deleted), shared groups, as
+ * JSON (json.c). listener_http.c owns HTTP, access and
  * paging parameters; this file only answers a parsed request.
  *
  * Owns no state. Loop thread only (every answer reads the live tables).
  *
  * Invariants: every answer is a JSON object, errors too ({"error": ...}
  * with a 4xx status); a request never changes anything but what its
- * method says (GET reads, DELETE of a client disconnects it).
+ * method says (GET reads; DELETE of a client disconnects it, of a retained
+ * message removes it from memory and the store).
  */
 #include "autoconfig.h"
 #include "api.h"
@@ -22,6 +24,10 @@
 #include "mqtt.h"
 #include "router.h"
 #include "session.h"
+#include "sys_topics.h"
+#include "topic.h"
+#include "utf8.h"
+#include "msg.h"
 
 static int error(struct buf *out, int status, const char *why)
 {
@@ -178,10 +184,105 @@ static int client(const struct api_request *rq, const char *id, struct buf *out)
 	return rq->method == API_GET ? one_client(s, out) : error(out, 405, "method not allowed");
 }
 
+struct retained_page {
+	const struct api_request *rq;
+	struct json *j;
+	size_t matched;
+};
+
+static void retained_one(const struct msg *m, void *arg)
+{
+	struct retained_page *pg = arg;
+	bool text = !utf8_check((const char *)m->payload, m->payload_len);
+
+	if (pg->matched >= pg->rq->offset && pg->matched - pg->rq->offset < pg->rq->limit) {
+		json_open(pg->j, NULL, '{');
+		json_str(pg->j, "topic", m->topic, m->topic_len);
+		json_u64(pg->j, "qos", m->qos);
+		json_u64(pg->j, "payload_bytes", m->payload_len);
+		json_str(pg->j, "payload", text ? (const char *)m->payload : NULL, m->payload_len);
+		json_str(pg->j, "publisher", m->sender, m->sender_len);
+		json_close(pg->j, '}');
+	}
+	pg->matched++;
+}
+
+/* GET /retained?filter=&offset=&limit=: the payload as text when it is UTF-8, else null. */
+static int retained(const struct api_request *rq, struct buf *out)
+{
+	const char *f = rq->filter && *rq->filter ? rq->filter : "#";
+	struct json j;
+	struct retained_page pg = { rq, &j, 0 };
+
+	if (!topic_filter_valid(f, strlen(f)))
+		return error(out, 400, "filter is not a valid topic filter");
+	json_init(&j, out);
+	json_open(&j, NULL, '{');
+	json_open(&j, "items", '[');
+	router_retained_each(f, strlen(f), retained_one, &pg);
+	json_close(&j, ']');
+	json_u64(&j, "total", pg.matched);
+	json_u64(&j, "offset", rq->offset);
+	json_u64(&j, "limit", rq->limit);
+	json_close(&j, '}');
+	return j.err ? error(out, 500, "out of memory") : 200;
+}
+
+/* DELETE /retained/TOPIC: gone, without a message to subscribers. */
+static int retained_delete(const char *topic, struct buf *out)
+{
+	struct json j;
+
+	if (!topic_name_valid(topic, strlen(topic)))
+		return error(out, 400, "not a valid topic name");
+	if (!router_retained_clear(topic, strlen(topic)))
+		return error(out, 404, "no retained message on that topic");
+	json_init(&j, out);
+	json_open(&j, NULL, '{');
+	json_cstr(&j, "topic", topic);
+	json_bool(&j, "deleted", true);
+	json_close(&j, '}');
+	return j.err ? error(out, 500, "out of memory") : 200;
+}
+
+static void group_item(const struct sys_group *g, void *arg)
+{
+	struct json *j = arg;
+
+	json_open(j, NULL, '{');
+	json_cstr(j, "group", g->name);
+	json_u64(j, "queued", g->queued);
+	json_u64(j, "members", g->members);
+	json_u64(j, "delivered", g->delivered);
+	json_close(j, '}');
+}
+
+/* GET /groups: every shared group name with its backlog, members and deliveries. */
+static int groups(struct buf *out)
+{
+	struct json j;
+
+	json_init(&j, out);
+	json_open(&j, NULL, '{');
+	json_open(&j, "items", '[');
+	sys_topics_groups(group_item, &j);
+	json_close(&j, ']');
+	json_close(&j, '}');
+	return j.err ? error(out, 500, "out of memory") : 200;
+}
+
 int api_handle(const struct api_request *rq, struct buf *out)
 {
 	const char *p = rq->path;
 
+	if (!strcmp(p, "/retained"))
+		return rq->method == API_GET ? retained(rq, out)
+					     : error(out, 405, "method not allowed");
+	if (!strncmp(p, "/retained/", 10) && p[10])
+		return rq->method == API_DELETE ? retained_delete(p + 10, out)
+						: error(out, 405, "method not allowed");
+	if (!strcmp(p, "/groups"))
+		return rq->method == API_GET ? groups(out) : error(out, 405, "method not allowed");
 	if (!strcmp(p, "/broker"))
 		return rq->method == API_GET ? broker_info(out)
 					     : error(out, 405, "method not allowed");

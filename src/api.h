@@ -17,6 +17,7 @@ struct api_request {
 	size_t offset, limit; /* paging of lists */
 	int connected; /* -1 any, 0 offline only, 1 connected only */
 	const char *prefix; /* client ids starting with it, or NULL */
+	const char *filter; /* retained messages matching it, or NULL ("#") */
 };
 
 /* Answers rq into out (a JSON object): the HTTP status (200, 4xx, 500). */

@@ -181,8 +181,8 @@ static int api_access(struct lws *wsi, const struct listener_conf *l, const char
 static int api_request(struct lws *wsi, struct http_reply *r, enum api_method m, const char *path)
 {
 	const struct listener_conf *l = lws_get_vhost_user(lws_get_vhost(wsi));
-	struct api_request rq = { m, path, 0, 100, -1, NULL };
-	char prefix[ARG_MAX];
+	struct api_request rq = { m, path, 0, 100, -1, NULL, NULL };
+	char prefix[ARG_MAX], filter[ARG_MAX];
 	const char *why;
 	int st = api_access(wsi, l, &why);
 
@@ -194,6 +194,7 @@ static int api_request(struct lws *wsi, struct http_reply *r, enum api_method m,
 	rq.limit = arg_num(wsi, "limit", 100, 10000);
 	rq.connected = (int)arg_num(wsi, "connected", (size_t)-1, 1);
 	rq.prefix = lws_get_urlarg_by_name(wsi, "prefix=", prefix, sizeof(prefix));
+	rq.filter = lws_get_urlarg_by_name(wsi, "filter=", filter, sizeof(filter));
 	return api_handle(&rq, &r->body);
 }
 

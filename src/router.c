@@ -689,8 +689,7 @@ static void update_retained(struct msg *m)
 	bool sys = m->topic_len && m->topic[0] == '$' && !strncmp(m->topic, "$SYS/", 5);
 
 	if (!m->payload_len) {
-		if (!retain_tree_clear(retained, m->topic, m->topic_len) && !sys)
-			store_retained_del(m->topic, m->topic_len);
+		router_retained_clear(m->topic, m->topic_len);
 		return;
 	}
 	if (retain_tree_set(retained, m->topic, m->topic_len, msg_ref(m))) {
@@ -944,6 +943,39 @@ void router_send_retained(struct session *s, const char *filter, size_t len, uin
 	struct retained_send r = { s, options & MQTT_SUBOPT_QOS_MASK, subid };
 
 	retain_tree_match(retained, filter, len, on_retained, &r);
+}
+
+struct retained_walk {
+	void (*fn)(const struct msg *m, void *arg);
+	void *arg;
+};
+
+static void each_retained(const char *topic, void *value, void *arg)
+{
+	struct retained_walk *w = arg;
+
+	(void)topic;
+	w->fn(value, w->arg);
+}
+
+void router_retained_each(const char *filter, size_t len,
+			  void (*fn)(const struct msg *m, void *arg), void *arg)
+{
+	struct retained_walk w = { fn, arg };
+
+	if (retained)
+		retain_tree_match(retained, filter, len, each_retained, &w);
+}
+
+bool router_retained_clear(const char *topic, size_t len)
+{
+	bool sys = len >= 5 && !strncmp(topic, "$SYS/", 5); /* never stored */
+
+	if (!retained || retain_tree_clear(retained, topic, len))
+		return false;
+	if (!sys)
+		store_retained_del(topic, len);
+	return true;
 }
 
 size_t router_retained_count(void)

@@ -75,6 +75,11 @@ int router_restore_retained(struct msg *m);
 void router_groups_restored(void);
 
 size_t router_retained_count(void);
+/* Calls fn for every retained message matching filter (a valid filter, len bytes). */
+void router_retained_each(const char *filter, size_t len,
+			  void (*fn)(const struct msg *m, void *arg), void *arg);
+/* Removes the retained message of topic (from the store too), without publishing: was there one? */
+bool router_retained_clear(const char *topic, size_t len);
 size_t router_subscription_count(void);
 /* Shared groups with members; the members of one ("group\0filter"). */
 size_t router_group_count(void);

@@ -129,3 +129,51 @@ def test_api_only_on_loopback_without_api_users(t):
 	c.request("GET", "/metrics")
 	assert c.getresponse().status == 200
 	c.close()
+
+
+def test_api_retained_list_and_delete(t):
+	skip_on_mosquitto("the HTTP API is sluice's")
+	b = t.fresh_broker()
+	p = connect(t, b, t.cid("ret"))
+	p.send(R.publish("api/r/a", b"text", 1, True, pid=1))
+	p.expect(R.PUBACK)
+	p.send(R.publish("api/r/b", b"\x00\xff", 0, True))
+	p.send(R.publish("other/x", b"x", 0, True))
+	p.send(R.pingreq())
+	p.expect(R.PINGRESP)
+	st, _, out = call(b.ws_port, "GET", "/api/v1/retained?filter=api/r/%23")
+	assert st == 200 and out["total"] == 2, out
+	items = {i["topic"]: i for i in out["items"]}
+	assert items["api/r/a"]["payload"] == "text" and items["api/r/a"]["qos"] == 1
+	assert items["api/r/b"]["payload"] is None and items["api/r/b"]["payload_bytes"] == 2
+	assert call(b.ws_port, "GET", "/api/v1/retained?filter=a/%23/b")[0] == 400
+	st, _, out = call(b.ws_port, "DELETE", "/api/v1/retained/api/r/a")
+	assert st == 200 and out == {"topic": "api/r/a", "deleted": True}, out
+	assert call(b.ws_port, "DELETE", "/api/v1/retained/api/r/a")[0] == 404
+	# gone for a new subscriber, and no empty message went out for it
+	s = connect(t, b, t.cid("sub"))
+	s.send(R.subscribe(1, [("api/r/#", R.sub_opts(0))]))
+	s.expect(R.SUBACK)
+	got = [s.expect(R.PUBLISH).publish()["topic"]]
+	assert s.recv_or_none(0.5) is None
+	assert got == ["api/r/b"], got
+	# and gone after a restart (the store too)
+	b.restart()
+	_, _, out = call(b.ws_port, "GET", "/api/v1/retained?filter=api/r/%23")
+	assert [i["topic"] for i in out["items"]] == ["api/r/b"], out
+
+
+def test_api_groups(t):
+	skip_on_mosquitto("the HTTP API is sluice's")
+	b = t.fresh_broker()
+	g = "apig" + t.tag[-6:]
+	m = connect(t, b, t.cid("m1"))
+	m.send(R.subscribe(1, [("$share/%s/api/g/#" % g, R.sub_opts(1))]))
+	m.expect(R.SUBACK)
+	p = connect(t, b, t.cid("p"))
+	p.send(R.publish("api/g/x", b"x", 1, pid=1))
+	p.expect(R.PUBACK)
+	m.expect(R.PUBLISH)
+	st, _, out = call(b.ws_port, "GET", "/api/v1/groups")
+	mine = [i for i in out["items"] if i["group"] == g]
+	assert st == 200 and mine and mine[0]["members"] == 1, out
