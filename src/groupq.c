@@ -212,6 +212,7 @@ void groupq_end(struct groupq *g)
 			   "dropped",
 			   g->name, (unsigned long long)n);
 	base.stats.pub_dropped += n;
+	base.stats.dropped[DROP_NO_MEMBER] += n; /* by cause too: /metrics and $SYS agree */
 	if (g->sid)
 		store_session_del(g->sid); /* its deliveries go with it */
 	unlink_queue(g);
