@@ -16,7 +16,7 @@ struct sys_group {
 	const char *name;
 	uint64_t queued, members, delivered;
 };
-/* Calls fn once per shared group name (for $SYS and /metrics alike). */
+/* Calls fn once per shared group name, in name order (for $SYS and /metrics alike). */
 void sys_topics_groups(void (*fn)(const struct sys_group *g, void *arg), void *arg);
 
 #endif
