@@ -110,18 +110,31 @@ void prom_u64(struct prom *p, const char *name, const char *type, const char *he
 	puts_(p, num);
 }
 
+/*
+ * A histogram's _sum exactly: a whole number below 2^53 (a sum of batch
+ * sizes: operations) in all its digits, anything else with the 17
+ * significant digits that give the same double back. ("%.9g" wrote
+ * 1234567891 as 1.23456789e+09, so the operations counted no longer added
+ * up once past a billion.)
+ */
+static void format_sum(double sum, char *out, size_t len)
+{
+	if (sum >= 0 && sum < 9007199254740992.0 && (double)(uint64_t)sum == sum)
+		snprintf(out, len, "%" PRIu64, (uint64_t)sum);
+	else
+		snprintf(out, len, "%.17g", sum);
+}
+
 void prom_histogram(struct prom *p, const char *name, const char *help, const double *bounds,
 		    const uint64_t *counts, size_t n, double sum)
 {
-	char line[PROM_NAME_MAX + 96];
+	char line[PROM_NAME_MAX + 96], le[32];
 	uint64_t total = 0;
 
 	if (!prom_name_ok(name, false))
 		return;
 	family(p, name, "histogram", help);
 	for (size_t i = 0; i <= n; i++) {
-		char le[32];
-
 		total += counts[i];
 		if (i < n)
 			snprintf(le, sizeof(le), "%g", bounds[i]);
@@ -130,6 +143,7 @@ void prom_histogram(struct prom *p, const char *name, const char *help, const do
 		snprintf(line, sizeof(line), "%s_bucket{le=\"%s\"} %" PRIu64 "\n", name, le, total);
 		puts_(p, line);
 	}
-	snprintf(line, sizeof(line), "%s_sum %.9g\n%s_count %" PRIu64 "\n", name, sum, name, total);
+	format_sum(sum, le, sizeof(le));
+	snprintf(line, sizeof(line), "%s_sum %s\n%s_count %" PRIu64 "\n", name, le, name, total);
 	puts_(p, line);
 }

@@ -97,6 +97,25 @@ static void test_histogram(void **state)
 	buf_free(&b);
 }
 
+/* A _sum is written exactly: every digit of a whole number, a fraction to the last bit. */
+static void test_histogram_sum_exact(void **state)
+{
+	static const double bounds[1] = { 1 };
+	static const uint64_t counts[2] = { 0, 1 };
+	struct buf b;
+	struct prom p;
+
+	buf_init(&b);
+	prom_init(&p, &b);
+	prom_histogram(&p, "sluice_a", "A.", bounds, counts, 1, 1234567891.0);
+	prom_histogram(&p, "sluice_b", "B.", bounds, counts, 1, 9007199254740991.0);
+	prom_histogram(&p, "sluice_c", "C.", bounds, counts, 1, 0.1);
+	assert_non_null(strstr(as_text(&b), "\nsluice_a_sum 1234567891\n"));
+	assert_non_null(strstr(as_text(&b), "\nsluice_b_sum 9007199254740991\n"));
+	assert_non_null(strstr(as_text(&b), "\nsluice_c_sum 0.10000000000000001\n"));
+	buf_free(&b);
+}
+
 static void test_out_of_memory(void **state)
 {
 	struct buf b;
@@ -116,6 +135,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_family_once),	  cmocka_unit_test(test_label_escaping),
 		cmocka_unit_test(test_bad_names_skipped), cmocka_unit_test(test_histogram),
+		cmocka_unit_test(test_histogram_sum_exact),
 		cmocka_unit_test(test_out_of_memory),
 	};
 
