@@ -882,12 +882,15 @@ def test_metrics_shared_groups(t):
 	"""A group whose one member is offline (persistent) queues the QoS 1
 	messages for it: sluice_group_queued_messages{group} and
 	sluice_queued_messages{queue="group"} 3, sluice_group_members{group} 1,
-	as $SYS/broker/groups/{group}/ says; a group with two live members
-	shows sluice_group_members 2 once a message waited for it; sluice_groups
-	counts both. The group name has a quote and a backslash (escaped in the
-	label). When the offline member's session ends, the group ends and its 3
-	messages count as no_group_member, and the group is gone from the
-	exposition; the sum of the drops is $SYS/broker/messages/dropped."""
+	as $SYS/broker/groups/{group}/ says. A second group name serves two
+	filters, one with two live members and a message waiting (max_inflight
+	1), one with a live member that got a QoS 0 message: one series for the
+	name, the two filters added up (members 3, queued 1); sluice_groups
+	counts the three groups. The first name has a quote and a backslash
+	(escaped in the label). When the offline member's session ends, its
+	group ends and its 3 messages count as no_group_member, and the name is
+	gone from the exposition; the sum of the drops is
+	$SYS/broker/messages/dropped."""
 	b = metrics_broker(t, ["max_inflight_messages 1"])
 	tag = t.tag[-4:]
 	off_name, live_name = 'q"g\\%s' % tag, "live%s" % tag
@@ -899,22 +902,28 @@ def test_metrics_shared_groups(t):
 		r.send(R.subscribe(1, [(group_of(t, live_name, tp + "/live"), 1)], version=5))
 		r.expect(R.SUBACK)
 		members.append(r)
+	zero = t.raw_connected(b, version=5)
+	zero.send(R.subscribe(1, [(group_of(t, live_name, tp + "/zero"), 0)], version=5))
+	zero.expect(R.SUBACK)
 	pub = t.raw_connected(b, version=5)
 	publish_all(pub, tp + "/off", [b"a", b"b", b"c"], 1)
 	# max_inflight_messages 1: the third message waits in the live group's queue
 	publish_all(pub, tp + "/live", [b"1", b"2", b"3"], 1, pid0=10)
+	publish_all(pub, tp + "/zero", [b"0"], 0)
+	assert zero.expect(R.PUBLISH).publish()["payload"] == b"0"
 	e = scrape(b.ws_port)
 	assert e.value("sluice_group_queued_messages", group=off_name) == 3
 	assert e.value("sluice_group_members", group=off_name) == 1
 	assert e.value("sluice_group_queued_messages", group=live_name) == 1
-	assert e.value("sluice_group_members", group=live_name) == 2
+	assert e.value("sluice_group_members", group=live_name) == 3
+	assert len(e.series("sluice_group_members")) == 2
 	assert e.value("sluice_queued_messages", queue="group") == 4
-	assert e.value("sluice_groups") == 2
+	assert e.value("sluice_groups") == 3
 	assert ('group="q\\"g\\\\%s"' % tag) in e.text, "the group's label is not escaped"
 	watch = SysWatch(t, b, "groups/")
 	watch.wait({"groups/%s/queued" % off_name: "3", "groups/%s/members" % off_name: "1",
-		    "groups/%s/members" % live_name: "2", "groups/queued": "4",
-		    "groups/count": "2"}, "the groups")
+		    "groups/%s/members" % live_name: "3", "groups/queued": "4",
+		    "groups/count": "3"}, "the groups")
 
 	e0 = scrape(b.ws_port)
 	r = t.raw(b, version=5)
@@ -923,9 +932,9 @@ def test_metrics_shared_groups(t):
 	e1 = scrape(b.ws_port)
 	assert delta(e0, e1, "sluice_messages_dropped_total", cause="no_group_member") == 3
 	assert not e1.has("sluice_group_members", group=off_name), e1.text
-	assert e1.value("sluice_groups") == 1
+	assert e1.value("sluice_groups") == 2
 	dropped = sum(e1.value("sluice_messages_dropped_total", cause=c) for c in DROP_CAUSES)
-	watch.wait({"groups/count": "1"}, "the group's end")
+	watch.wait({"groups/count": "2"}, "the group's end")
 	SysWatch(t, b, "messages/").wait({"messages/dropped": "%d" % dropped}, "messages dropped")
 
 
