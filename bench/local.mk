@@ -22,4 +22,4 @@ bench_sluice_bench_CFLAGS = $(AM_CFLAGS) $(OPENSSL_CFLAGS)
 bench_sluice_bench_LDFLAGS = $(AM_LDFLAGS)
 bench_sluice_bench_LDADD = $(OPENSSL_LIBS)
 
-EXTRA_DIST += bench/README.md bench/RESULTS.md bench/compare.sh
+EXTRA_DIST += bench/README.md bench/RESULTS.md bench/compare.sh bench/metrics-scrape.sh
