@@ -212,8 +212,13 @@ def write(target, name, data):
         f.write(data)
 
 
+# The corpora this script makes; corpus/fuzz_access and corpus/fuzz_broker are not its own.
+TARGETS = ("fuzz_codec", "fuzz_props", "fuzz_framer", "fuzz_topic", "fuzz_config")
+
+
 def main():
-    shutil.rmtree(OUT, ignore_errors=True)
+    for target in TARGETS:
+        shutil.rmtree(os.path.join(OUT, target), ignore_errors=True)
     for name, (version, data) in CODEC.items():
         write("fuzz_codec", name, bytes([version]) + data)
     for name, (ctx, data) in PROPS.items():
