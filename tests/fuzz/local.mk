@@ -1,10 +1,11 @@
-# tests/fuzz/local.mk - libFuzzer targets, one per parser (see tests/fuzz/README.md).
+# tests/fuzz/local.mk - libFuzzer targets, one per parser and one for the whole broker
+# (see tests/fuzz/README.md).
 #
 # Included at the end of Makefile.am. With ./configure --enable-fuzz (clang
 # only) `make` builds the targets and `make check` runs tests/fuzz/smoke.sh,
 # which fuzzes each one for FUZZ_SECONDS (default 20) over a temporary copy of
-# its seed corpus. Each target compiles the pure modules it exercises itself,
-# so that they carry libFuzzer's coverage instrumentation; src/libbroker.la is
+# its seed corpus. Each target compiles the modules it exercises itself, so
+# that they carry libFuzzer's coverage instrumentation; src/libbroker.la is
 # not involved.
 
 FUZZ_TARGETS = \
@@ -13,7 +14,8 @@ FUZZ_TARGETS = \
 	tests/fuzz/fuzz_props \
 	tests/fuzz/fuzz_topic \
 	tests/fuzz/fuzz_config \
-	tests/fuzz/fuzz_access
+	tests/fuzz/fuzz_access \
+	tests/fuzz/fuzz_broker
 
 FUZZ_CORE = tests/fuzz/fuzz.h src/mem.c src/mem.h src/buf.c src/buf.h src/mqtt.h src/topic.c src/topic.h \
 	src/utf8.c src/utf8.h
@@ -22,7 +24,7 @@ FUZZ_COMPILE = $(AM_CFLAGS) $(FUZZ_CFLAGS)
 FUZZ_LINK = $(AM_LDFLAGS) $(FUZZ_LDFLAGS)
 
 EXTRA_DIST += tests/fuzz/README.md tests/fuzz/smoke.sh tests/fuzz/gen_corpus.py \
-	tests/fuzz/corpus
+	tests/fuzz/gen_broker_corpus.py tests/fuzz/corpus
 
 if ENABLE_FUZZ
 noinst_PROGRAMS = $(FUZZ_TARGETS)
@@ -59,3 +61,22 @@ tests_fuzz_fuzz_access_SOURCES = tests/fuzz/fuzz_access.c $(FUZZ_CORE) \
 tests_fuzz_fuzz_access_CFLAGS = $(FUZZ_COMPILE)
 tests_fuzz_fuzz_access_LDFLAGS = $(FUZZ_LINK)
 tests_fuzz_fuzz_access_LDADD = $(MBEDTLS_LIBS) $(ARGON2_LIBS)
+
+# The whole broker but its listener and clock, which fuzz_broker.c is.
+tests_fuzz_fuzz_broker_SOURCES = tests/fuzz/fuzz_broker.c $(FUZZ_CORE) $(FUZZ_CODEC) \
+	src/log.c src/log.h src/timers.c src/timers.h src/linefile.c src/linefile.h \
+	src/config.c src/config.h src/base.c src/base.h src/framer.c src/framer.h \
+	src/topic_level.c src/topic_level.h src/topic_tree.c src/topic_tree.h \
+	src/retain_tree.c src/retain_tree.h src/msg.c src/msg.h src/kvspace.c src/kvspace.h \
+	src/passwd.c src/passwd.h src/scram.c src/scram.h src/acl.c src/acl.h \
+	src/auth.c src/auth.h src/promtext.c src/promtext.h \
+	src/store.c src/store.h src/store_db.c src/store_internal.h src/conn.c src/conn.h \
+	src/outq.c src/outq.h src/groupq.c src/groupq.h src/session.c src/session.h \
+	src/plugin.c src/plugin.h include/sluice_plugin.h src/holds.c src/holds.h \
+	src/router.c src/router.h src/plugin_host.c src/plugin_host.h \
+	src/proto.h src/proto.c src/proto_auth.c src/proto_connect.c src/proto_publish.c \
+	src/proto_subscribe.c src/proto_misc.c src/broker.c src/broker.h \
+	src/sys_topics.c src/sys_topics.h src/listener.h src/clock.h
+tests_fuzz_fuzz_broker_CFLAGS = $(FUZZ_COMPILE) $(SQLITE_CFLAGS)
+tests_fuzz_fuzz_broker_LDFLAGS = $(FUZZ_LINK)
+tests_fuzz_fuzz_broker_LDADD = $(SQLITE_LIBS) $(MBEDTLS_LIBS) $(ARGON2_LIBS) -lpthread

@@ -15,7 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 srcdir=${SLUICE_SRCDIR:-$(cd "$here/../.." && pwd)}
 bindir=${FUZZ_BINDIR:-$PWD/tests/fuzz}
 secs=${FUZZ_SECONDS:-20}
-targets=${FUZZ_TARGETS:-"fuzz_codec fuzz_framer fuzz_props fuzz_topic fuzz_config fuzz_access"}
+targets=${FUZZ_TARGETS:-"fuzz_codec fuzz_framer fuzz_props fuzz_topic fuzz_config fuzz_access fuzz_broker"}
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/sluice-fuzz.XXXXXX") || exit 1
 failed=0
