@@ -43,6 +43,7 @@ struct connect_plan {
 
 static int send_connack(struct conn *c, bool present, uint8_t reason, const struct buf *props)
 {
+	struct buf *out = conn_out(c);
 	struct mqtt_connack a;
 
 	memset(&a, 0, sizeof(a));
@@ -52,7 +53,7 @@ static int send_connack(struct conn *c, bool present, uint8_t reason, const stru
 		a.props.raw = props->data;
 		a.props.raw_len = props->len;
 	}
-	if (codec_encode_connack(conn_out(c), c->version, &a))
+	if (!out || codec_encode_connack(out, c->version, &a))
 		return -1;
 	conn_flush(c);
 	return 0;
@@ -356,7 +357,11 @@ static int accept_connect(struct conn *c, const struct mqtt_connect *p, struct c
 	apply_client_limits(c, p);
 	c->keep_alive = plan->keep_alive;
 	build_connack_props(c, p, plan, ok, &base.scratch);
-	send_connack(c, present, MQTT_RC_SUCCESS, &base.scratch);
+	if (send_connack(c, present, MQTT_RC_SUCCESS, &base.scratch)) {
+		/* No CONNACK, no MQTT connection: the session goes offline at the close. */
+		conn_close(c, MQTT_RC_SERVER_BUSY, "out of memory for the CONNACK");
+		return -1;
+	}
 	base.stats.connects++;
 	c->state = CONN_ACTIVE;
 	if (c->keep_alive)

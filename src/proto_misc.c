@@ -32,8 +32,12 @@ uint8_t proto_codec_reason(int codec_err)
 
 int proto_pingreq(struct conn *c)
 {
-	if (codec_encode_empty(conn_out(c), MQTT_PINGRESP))
+	struct buf *out = conn_out(c);
+
+	if (!out || codec_encode_empty(out, MQTT_PINGRESP)) {
+		conn_close(c, MQTT_RC_SERVER_BUSY, "out of memory for a PINGRESP");
 		return -1;
+	}
 	conn_flush(c);
 	return 0;
 }

@@ -154,6 +154,7 @@ static void reply_send(void *arg, int status)
 	struct sub_reply *r = arg;
 	struct conn *c = r->c;
 	struct mqtt_suback ack;
+	struct buf *out;
 	size_t i;
 
 	if (conn_usable(c) && c->session) {
@@ -163,8 +164,16 @@ static void reply_send(void *arg, int status)
 		ack.packet_id = r->packet_id;
 		ack.reasons = r->codes;
 		ack.count = r->count;
-		if (!codec_encode_suback(conn_out(c), c->version, r->type, &ack))
-			conn_flush(c);
+		out = conn_out(c);
+		if (!out || codec_encode_suback(out, c->version, r->type, &ack)) {
+			/* The client would wait for the acknowledgement forever. */
+			conn_close(c, MQTT_RC_SERVER_BUSY,
+				   r->type == MQTT_SUBACK ? "out of memory for a SUBACK"
+							  : "out of memory for an UNSUBACK");
+			reply_free(r);
+			return;
+		}
+		conn_flush(c);
 		for (i = 0; r->type == MQTT_SUBACK && i < r->count; i++)
 			if (r->codes[i] < 0x80)
 				send_retained(c->session, &r->res[i], r->subid);

@@ -7,10 +7,10 @@ then operations. Together they reach every part of the broker once - QoS 0,
 1 and 2 both ways, retained messages, shared groups, wills with and without
 a delay, takeover, keep alive, offline queues, topic aliases, the ACL, $SYS,
 slow readers, packets split byte by byte - so that the fuzzer starts from
-inputs that get past CONNECT. Only the seed-* files are written; the other
-files of the directory are the minimised corpus of the long run
-(tests/fuzz/README.md), left as they are. Run again after changing a seed:
-    python3 tests/fuzz/gen_broker_corpus.py
+inputs that get past CONNECT; and the inputs that found bugs (regress-*).
+Only those files are written; the others in the directory are the minimised
+corpus of the long run (tests/fuzz/README.md), left as they are. Run again
+after changing a seed:  python3 tests/fuzz/gen_broker_corpus.py
 """
 import os
 import sys
@@ -260,11 +260,23 @@ SEEDS = {
 }
 
 
+# Inputs that found bugs, kept so that the smoke run replays them (regress-*).
+REGRESSIONS = {
+    # conn_out() returning NULL (out of memory) was handed to the encoders:
+    # the CONNACK of an accepted CONNECT, a PINGRESP, a SUBACK, an UNSUBACK.
+    "oom_connack": header((1,)) + oom(1, connect(0)),
+    "oom_pingresp": header((0,)) + oom(0, op(0, PING)),
+    "oom_suback": header((0,)) + oom(1, subscribe(0, "a")),
+    "oom_unsuback": header((0,)) + subscribe(0, "a") + oom(1, unsubscribe(0, "a")),
+}
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
-    for name, data in SEEDS.items():
-        with open(os.path.join(OUT, "seed-" + name), "wb") as f:
-            f.write(data)
+    for prefix, inputs in (("seed-", SEEDS), ("regress-", REGRESSIONS)):
+        for name, data in inputs.items():
+            with open(os.path.join(OUT, prefix + name), "wb") as f:
+                f.write(data)
 
 
 if __name__ == "__main__":
