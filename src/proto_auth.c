@@ -58,8 +58,10 @@ static void auth_props(struct buf *b, enum scram_mech m, const struct buf *data)
 		props_put_str(b, MQTT_PROP_AUTH_DATA, data->data, data->len);
 }
 
-static void send_auth(struct conn *c, uint8_t reason, enum scram_mech m, const struct buf *data)
+/* An AUTH packet: 0, or -1 when out of memory (nothing sent). */
+static int send_auth(struct conn *c, uint8_t reason, enum scram_mech m, const struct buf *data)
 {
+	struct buf *out = conn_out(c);
 	struct mqtt_auth a;
 
 	auth_props(&base.scratch, m, data);
@@ -67,8 +69,10 @@ static void send_auth(struct conn *c, uint8_t reason, enum scram_mech m, const s
 	a.reason = reason;
 	a.props.raw = base.scratch.data;
 	a.props.raw_len = base.scratch.len;
-	codec_encode_auth(conn_out(c), &a);
+	if (!out || codec_encode_auth(out, &a))
+		return -1;
 	conn_flush(c);
+	return 0;
 }
 
 static bool same_method(const struct mqtt_props *pr, enum scram_mech m)
@@ -106,10 +110,9 @@ static int first_step(struct conn *c, enum scram_mech m, const struct mqtt_bin *
 	c->auth_cred_why = auth_scram_cred(c->realm, m, user, got, &cred);
 	buf_init(&out);
 	*why = "out of memory";
-	if (!scram_make_nonce(snonce) && !scram_server_first(c->scram, &cred, snonce, &out)) {
-		send_auth(c, MQTT_RC_CONTINUE_AUTH, m, &out);
+	if (!scram_make_nonce(snonce) && !scram_server_first(c->scram, &cred, snonce, &out) &&
+	    !send_auth(c, MQTT_RC_CONTINUE_AUTH, m, &out))
 		rc = 0;
-	}
 	buf_free(&out);
 	memset(&cred, 0, sizeof(cred));
 	return rc;
@@ -257,9 +260,11 @@ static int finish_reauth(struct conn *c, const struct mqtt_auth *a)
 		log_refusal(c, c->client_id, strlen(c->client_id), m, why);
 		conn_close(c, MQTT_RC_NOT_AUTHORIZED, "re-authentication failed");
 		rc = -1;
+	} else if (send_auth(c, MQTT_RC_SUCCESS, m, &out)) {
+		conn_close(c, MQTT_RC_SERVER_BUSY, "out of memory for the AUTH");
+		rc = -1;
 	} else {
 		log_info("client '%s' re-authenticated (%s)", c->client_id, scram_mech_name(m));
-		send_auth(c, MQTT_RC_SUCCESS, m, &out);
 	}
 	buf_free(&out);
 	end_exchange(c);
