@@ -1089,7 +1089,7 @@ static void configure(struct config *cfg, uint8_t a, uint8_t b)
 
 	config_defaults(cfg);
 	cfg->persistence = false;
-	cfg->allow_anonymous = true;
+	cfg->security.allow_anonymous = true;
 	cfg->log_level = LOG_DEBUG;
 	cfg->max_inflight_messages = windows[a & 3];
 	if (a & 4)
@@ -1101,7 +1101,7 @@ static void configure(struct config *cfg, uint8_t a, uint8_t b)
 		cfg->max_qos = 1;
 	cfg->retain_available = !(a & 64);
 	if (a & 128)
-		fuzz_check((cfg->acl_file = mem_strdup(acl_path)) != NULL);
+		fuzz_check((cfg->security.acl_file = mem_strdup(acl_path)) != NULL);
 	if (b & 1)
 		cfg->max_packet_size = 200;
 	cfg->max_topic_alias = aliases[b >> 1 & 3];
