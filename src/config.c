@@ -26,6 +26,7 @@
  * limit instead of being read whole.
  */
 #include "config.h"
+#include "config_bridge.h"
 #include "linefile.h"
 #include "mem.h"
 
@@ -421,6 +422,7 @@ void config_free(struct config *c)
 	free_string(&c->auto_id_prefix);
 	free_string(&c->log_dest);
 	free_string(&c->log_file);
+	config_bridge_free(c);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -445,16 +447,12 @@ struct listener_conf *config_add_listener(struct config *c, int port)
 /* Writes "FILE:LINE: message" into the error buffer; returns -1. */
 __attribute__((format(printf, 2, 3))) static int fail(struct parser *p, const char *fmt, ...)
 {
+	char prefix[PATH_MAX + 16];
 	va_list ap;
-	int n;
 
-	if (!p->err || !p->errlen)
-		return -1;
-	n = snprintf(p->err, p->errlen, "%s:%d: ", p->file ? p->file : "-", p->lineno);
-	if (n < 0 || (size_t)n >= p->errlen)
-		return -1;
+	snprintf(prefix, sizeof(prefix), "%s:%d", p->file ? p->file : "-", p->lineno);
 	va_start(ap, fmt);
-	vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+	config_bridge_verr(p->err, p->errlen, prefix, fmt, ap);
 	va_end(ap);
 	return -1;
 }
@@ -954,12 +952,25 @@ static int split_words(char *s, char **argv)
 	return argc;
 }
 
+/* A bridge directive (config_bridge.c): 0, -1 after an error, or 1 when argv is none. */
+static int bridge_line(struct parser *p, char **argv, int argc)
+{
+	char *where = where_of(p);
+	int rc;
+
+	if (!where)
+		return fail(p, "out of memory");
+	rc = config_bridge_line(p->c, argv, argc, where, p->err, p->errlen);
+	mem_free(where);
+	return rc;
+}
+
 static int parse_line(struct parser *p, const char *line)
 {
 	char buf[LINE_MAX_BYTES + 1];
 	char *argv[MAX_WORDS];
 	const struct directive *d;
-	int argc, max_args;
+	int argc, max_args, rc;
 
 	if (strlen(line) > LINE_MAX_BYTES)
 		return fail(p, "line longer than %d bytes", LINE_MAX_BYTES);
@@ -967,6 +978,9 @@ static int parse_line(struct parser *p, const char *line)
 	argc = split_words(buf, argv);
 	if (argc == 0 || argv[0][0] == '#')
 		return 0;
+	rc = bridge_line(p, argv, argc);
+	if (rc <= 0)
+		return rc;
 	d = find_directive(argv[0]);
 	if (!d)
 		return fail(p, "unknown directive '%s'", argv[0]);
@@ -1015,5 +1029,7 @@ int config_load(struct config *c, const char *path, char *err, size_t errlen)
 	if (rc == 0 && ferror(f))
 		rc = fail(&p, "read error: %s", strerror(errno));
 	fclose(f);
+	if (rc == 0)
+		rc = config_bridge_check(c, err, errlen);
 	return rc;
 }

@@ -71,6 +71,48 @@ struct plugin_conf {
 	size_t n_opts;
 };
 
+/* A bridge's topic line (mosquitto's "topic PATTERN [out|in|both] [QOS] [LOCAL] [REMOTE]"). */
+enum bridge_dir {
+	BRIDGE_OUT = 1, /* local to remote */
+	BRIDGE_IN = 2, /* remote to local */
+	BRIDGE_BOTH = 3,
+};
+
+struct bridge_topic {
+	char *pattern; /* a filter; "" when the prefixes are the whole topics */
+	uint8_t dir; /* enum bridge_dir */
+	uint8_t qos; /* the most it is forwarded with */
+	char *local_prefix, *remote_prefix; /* "" = none */
+};
+
+struct bridge_addr {
+	char *host;
+	int port; /* default 1883 */
+};
+
+enum bridge_start {
+	BRIDGE_START_AUTOMATIC = 0, /* the only one accepted so far */
+};
+
+/* One "connection NAME" block (config_bridge.c); NULL strings are unset (defaults there). */
+struct bridge_conf {
+	char *name;
+	char *where; /* "FILE:LINE" of its connection line */
+	struct bridge_addr *addrs; /* tried in turn */
+	size_t n_addrs;
+	struct bridge_topic *topics;
+	size_t n_topics;
+	char *remote_clientid, *local_clientid, *remote_username, *remote_password;
+	char *notification_topic;
+	bool cleansession; /* default false */
+	bool notifications; /* default true */
+	bool try_private; /* default true */
+	uint8_t protocol_version; /* 4 (mqttv311, default) or 5 (mqttv50) */
+	uint16_t keepalive; /* seconds, 5..65535, default 60 */
+	uint32_t restart_base, restart_cap; /* seconds; cap 0 = a constant restart_base */
+	uint8_t start_type; /* enum bridge_start */
+};
+
 enum persist_sync {
 	PERSIST_SYNC_NORMAL = 0, /* survives a process crash (WAL, synchronous=NORMAL) */
 	PERSIST_SYNC_FULL = 1, /* also survives power loss (fsync per commit) */
@@ -130,6 +172,10 @@ struct config {
 	bool per_listener_settings; /* each listener has its own security (listener_conf) */
 	char **http_api_users; /* who may use the HTTP API (HTTP Basic, the password file) */
 	size_t n_http_api_users; /* 0: the API answers on loopback listeners only */
+
+	/* bridges, in file order */
+	struct bridge_conf *bridges;
+	size_t n_bridges;
 
 	/* operation */
 	uint32_t sys_interval; /* seconds; 0 = no $SYS */

@@ -783,6 +783,160 @@ static void test_load_unknown_directive(void **state)
 	assert_non_null(strstr(err, ":3: unknown directive 'foo'"));
 }
 
+static void test_bridge_block(void **state)
+{
+	struct config *c = *state;
+	const struct bridge_conf *b;
+
+	parse_ok(c, "connection cloud");
+	parse_ok(c, "address 127.0.0.1:1884 backup.example");
+	parse_ok(c, "topic sensors/# out 1 site/ remote/");
+	parse_ok(c, "topic cmd/+ in");
+	parse_ok(c, "topic \"\" both 2 local/state remote/state");
+	parse_ok(c, "topic a/b both 0 \"\" up/");
+	parse_ok(c, "max_qos 1"); /* a global directive inside a block keeps its meaning */
+	parse_ok(c, "remote_clientid r1");
+	parse_ok(c, "local_clientid l1");
+	parse_ok(c, "remote_username u");
+	parse_ok(c, "remote_password p");
+	parse_ok(c, "cleansession true");
+	parse_ok(c, "bridge_protocol_version mqttv50");
+	parse_ok(c, "keepalive_interval 5");
+	parse_ok(c, "restart_timeout 10 60");
+	parse_ok(c, "notifications false");
+	parse_ok(c, "notification_topic bridges/cloud");
+	parse_ok(c, "try_private false");
+	parse_ok(c, "start_type automatic");
+	assert_int_equal(c->max_qos, 1);
+	assert_int_equal(c->n_bridges, 1);
+	b = &c->bridges[0];
+	assert_string_equal(b->name, "cloud");
+	assert_string_equal(b->where, "t.conf:7");
+	assert_int_equal(b->n_addrs, 2);
+	assert_string_equal(b->addrs[0].host, "127.0.0.1");
+	assert_int_equal(b->addrs[0].port, 1884);
+	assert_string_equal(b->addrs[1].host, "backup.example");
+	assert_int_equal(b->addrs[1].port, 1883);
+	assert_int_equal(b->n_topics, 4);
+	assert_string_equal(b->topics[0].pattern, "sensors/#");
+	assert_int_equal(b->topics[0].dir, BRIDGE_OUT);
+	assert_int_equal(b->topics[0].qos, 1);
+	assert_string_equal(b->topics[0].local_prefix, "site/");
+	assert_string_equal(b->topics[0].remote_prefix, "remote/");
+	assert_int_equal(b->topics[1].dir, BRIDGE_IN);
+	assert_int_equal(b->topics[1].qos, 0);
+	assert_string_equal(b->topics[1].local_prefix, "");
+	assert_string_equal(b->topics[2].pattern, "");
+	assert_int_equal(b->topics[2].dir, BRIDGE_BOTH);
+	assert_string_equal(b->topics[2].local_prefix, "local/state");
+	assert_string_equal(b->topics[3].local_prefix, "");
+	assert_string_equal(b->topics[3].remote_prefix, "up/");
+	assert_string_equal(b->remote_clientid, "r1");
+	assert_string_equal(b->local_clientid, "l1");
+	assert_string_equal(b->remote_username, "u");
+	assert_string_equal(b->remote_password, "p");
+	assert_true(b->cleansession);
+	assert_int_equal(b->protocol_version, 5);
+	assert_int_equal(b->keepalive, 5);
+	assert_int_equal(b->restart_base, 10);
+	assert_int_equal(b->restart_cap, 60);
+	assert_false(b->notifications);
+	assert_string_equal(b->notification_topic, "bridges/cloud");
+	assert_false(b->try_private);
+}
+
+static void test_bridge_defaults(void **state)
+{
+	struct config *c = *state;
+	const struct bridge_conf *b;
+
+	parse_ok(c, "connection a");
+	parse_ok(c, "restart_timeout 7");
+	b = &c->bridges[0];
+	assert_null(b->remote_clientid);
+	assert_null(b->local_clientid);
+	assert_null(b->notification_topic);
+	assert_false(b->cleansession);
+	assert_true(b->notifications);
+	assert_true(b->try_private);
+	assert_int_equal(b->protocol_version, 4);
+	assert_int_equal(b->keepalive, 60);
+	assert_int_equal(b->restart_base, 7);
+	assert_int_equal(b->restart_cap, 0);
+	assert_int_equal(b->start_type, BRIDGE_START_AUTOMATIC);
+}
+
+static void test_bridge_bad_lines(void **state)
+{
+	struct config *c = *state;
+
+	parse_bad(c, "address 127.0.0.1", "no connection yet");
+	parse_bad(c, "topic a/# out", "no connection yet");
+	parse_bad(c, "connection", "missing value");
+	parse_bad(c, "connection a/b", "may not contain");
+	parse_ok(c, "connection a");
+	parse_bad(c, "connection a", "already defined at t.conf:7");
+	parse_bad(c, "connection a b", "unexpected 'b'");
+	parse_bad(c, "address h:0", "must be 1..65535");
+	parse_bad(c, "address h:x", "expected a number");
+	parse_bad(c, "address :1883", "has no host");
+	parse_bad(c, "address a b c d e f g h i", "at most 8");
+	parse_bad(c, "topic a/# sideways", "expected out, in or both");
+	parse_bad(c, "topic a/# out 3", "must be 0..2");
+	parse_bad(c, "topic a/#/b", "not a valid topic filter");
+	parse_bad(c, "topic a+/b", "not a valid topic filter");
+	parse_bad(c, "topic a/# out 1 x/+ y/", "prefix may not contain");
+	parse_bad(c, "topic \"\" out 1 \"\" \"\"", "needs a local or a remote prefix");
+	parse_bad(c, "topic a out 1 l r extra", "unexpected 'extra'");
+	parse_bad(c, "cleansession yes", "expected true or false");
+	parse_bad(c, "bridge_protocol_version mqttv31", "not supported yet");
+	parse_bad(c, "bridge_protocol_version 5", "expected mqttv311 or mqttv50");
+	parse_bad(c, "keepalive_interval 4", "must be 5..65535");
+	parse_bad(c, "restart_timeout 30 10", "below the base");
+	parse_bad(c, "restart_timeout 0", "must be 1..86400");
+	parse_bad(c, "start_type lazy", "not supported yet");
+	parse_bad(c, "start_type once", "not supported yet");
+	parse_bad(c, "notification_topic a/#", "not a topic name");
+	parse_bad(c, "bridge_cafile /etc/ssl/ca.pem", "bridge_cafile: not supported yet");
+	parse_bad(c, "bridge_insecure true", "not supported yet");
+	parse_bad(c, "bridge_max_packet_size 1000", "not supported yet");
+	parse_bad(c, "bridge_receive_maximum 10", "not supported yet");
+	parse_bad(c, "local_username u", "not supported yet");
+}
+
+/* A whole block is checked after the last line; the error names its connection line. */
+static void check_block_fails(struct config *c, const char *text, const char *what)
+{
+	char path[64], want[160];
+
+	write_temp(path, text);
+	assert_int_equal(config_load(c, path, err, sizeof(err)), -1);
+	unlink(path);
+	snprintf(want, sizeof(want), "%s:2: connection b %s", path, what);
+	assert_string_equal(err, want);
+	config_free(c);
+	config_defaults(c);
+}
+
+static void test_bridge_block_checks(void **state)
+{
+	struct config *c = *state;
+	char path[64];
+
+	check_block_fails(c, "listener 1883\nconnection b\ntopic a out\n", "has no address line");
+	check_block_fails(c, "listener 1883\nconnection b\naddress h\n", "has no topic line");
+	check_block_fails(c, "\nconnection b\naddress h\ntopic a\nremote_password p\n",
+			  "has remote_password without remote_username");
+	check_block_fails(c,
+			  "\nconnection b\naddress h\ntopic a\nremote_clientid x\n"
+			  "local_clientid x\n",
+			  "has the same local_clientid and remote_clientid");
+	write_temp(path, "\nconnection b\naddress h\ntopic a\nconnection c\naddress h\ntopic b\n");
+	assert_int_equal(config_load(c, path, err, sizeof(err)), 0);
+	unlink(path);
+	assert_int_equal(c->n_bridges, 2);
+}
+
 static void shipped_conf_path(char *path, size_t size)
 {
 	const char *srcdir = getenv("SLUICE_SRCDIR");
@@ -1101,6 +1255,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_load_nul_byte, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_missing_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_load_unknown_directive, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bridge_block, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bridge_defaults, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bridge_bad_lines, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bridge_block_checks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shipped_conf, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_shipped_conf_examples, setup, teardown),
 		cmocka_unit_test(test_load_oom),
