@@ -26,6 +26,7 @@
  */
 #include "autoconfig.h"
 #include "broker.h"
+#include "bridge.h"
 
 #include <inttypes.h>
 #include <string.h>
@@ -150,6 +151,10 @@ int broker_init(const struct config *cfg)
 	/* Timers armed before the listener existed (restore, heartbeat) need its wake-up. */
 	listener_timer_changed(timers_loop_next());
 	sys_topics_start();
+	if (bridge_start_all(cfg)) {
+		log_err("out of memory starting the bridges");
+		return -1;
+	}
 	log_notice("sluice %s running", PACKAGE_VERSION);
 	return 0;
 }
@@ -188,6 +193,7 @@ void broker_shutdown(void)
 	base.stopping = true;
 	mem_set_limit(0); /* shutdown allocates a little, and must not fail for the limit */
 	sys_topics_stop();
+	bridge_stop_all(); /* their local sessions go offline gracefully, as a client's would */
 	conn_close_all(MQTT_RC_SERVER_SHUTTING_DOWN);
 	until = clock_now_ms() + 500;
 	while (conn_count() && clock_now_ms() < until) {

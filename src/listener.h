@@ -18,6 +18,8 @@ void listener_wake(void);
 /* The earliest timer moved to due_ms (monotonic ms, UINT64_MAX = none). */
 void listener_timer_changed(uint64_t due_ms);
 void listener_stop(void);
+/* The loop (libuv's) that listener_start created, for other handles on it (bridge_net.c). */
+struct uv_loop_s *listener_loop(void);
 /* SIGHUP: TLS listeners read their certificates again (the old stay if the new fail). */
 void listener_reload(void);
 

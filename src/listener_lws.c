@@ -562,6 +562,11 @@ int listener_service(void)
 	return 0;
 }
 
+struct uv_loop_s *listener_loop(void)
+{
+	return &loop;
+}
+
 void listener_wake(void)
 {
 	if (loop_ready)

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "bridge.h"
 #include "broker.h"
 #include "config.h"
 #include "log.h"
@@ -171,10 +172,8 @@ static int load_config(struct config *cfg, const struct options *o)
 		fprintf(stderr, "sluice: %s\n", err);
 		return -1;
 	}
-	if (cfg->n_bridges) {
-		/* Read and checked (config_bridge.c), but nothing runs a bridge yet. */
-		fprintf(stderr, "sluice: %s: connection %s: bridges are not supported yet\n",
-			cfg->bridges[0].where, cfg->bridges[0].name);
+	if (bridge_check(cfg, err, sizeof(err))) {
+		fprintf(stderr, "sluice: %s\n", err);
 		return -1;
 	}
 	if ((o->port || !cfg->n_listeners) && local_only(cfg, o->port ? o->port : 1883)) {

@@ -24,7 +24,7 @@
 
 static struct timer sys_timer;
 
-static void publish_str(const char *topic, const char *value)
+void sys_topics_publish_retained(const char *topic, const char *value)
 {
 	struct msg_spec spec;
 	struct msg *m;
@@ -47,7 +47,7 @@ static void publish_u64(const char *topic, uint64_t v)
 	char s[32];
 
 	snprintf(s, sizeof(s), "%" PRIu64, v);
-	publish_str(topic, s);
+	sys_topics_publish_retained(topic, s);
 }
 
 static void publish_groups(void);
@@ -59,9 +59,9 @@ void sys_topics_publish(void)
 	uint64_t total = session_count();
 	char s[64];
 
-	publish_str("$SYS/broker/version", "sluice " PACKAGE_VERSION);
+	sys_topics_publish_retained("$SYS/broker/version", "sluice " PACKAGE_VERSION);
 	snprintf(s, sizeof(s), "%" PRIu64 " seconds", up);
-	publish_str("$SYS/broker/uptime", s);
+	sys_topics_publish_retained("$SYS/broker/uptime", s);
 	publish_u64("$SYS/broker/clients/connected", st->clients_connected);
 	publish_u64("$SYS/broker/clients/disconnected", total - st->clients_connected);
 	publish_u64("$SYS/broker/clients/total", total);

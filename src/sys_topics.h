@@ -8,6 +8,8 @@ int sys_topics_start(void);
 void sys_topics_stop(void);
 /* Publishes every $SYS topic now (also used at start-up). */
 void sys_topics_publish(void);
+/* Publishes value, retained at QoS 0, from the broker itself (also bridge.c's state). */
+void sys_topics_publish_retained(const char *topic, const char *value);
 
 #include <stdint.h>
 
