@@ -71,6 +71,12 @@ struct bridge {
 	struct timer retry_timer, ping_timer;
 	uint64_t last_tx_ms;
 	struct buf scratch;
+	/*
+	 * PUBLISH packets from the remote that came before the local side was
+	 * up (a persistent remote session's backlog follows its CONNACK at
+	 * once): replayed when it is, so none waits for the next connection.
+	 */
+	struct buf held;
 };
 
 static struct bridge *bridges;
@@ -266,6 +272,31 @@ static void remote_publish(struct bridge *b, const struct mqtt_publish *p)
 
 static void local_ack(struct bridge *b, uint16_t id);
 
+#define HELD_MAX (16u << 20) /* bytes held at most; beyond, the remote redelivers later */
+
+static void hold(struct bridge *b, const uint8_t *pkt, size_t len)
+{
+	if (b->held.len + len <= HELD_MAX && buf_put(&b->held, pkt, len) == 0)
+		return;
+	log_warn("bridge %s: a message from the remote waits for the next connection",
+		 b->conf->name);
+}
+
+static int remote_packet(void *arg, const uint8_t *pkt, size_t len);
+
+/* The local side is up: what the remote sent meanwhile is published now. */
+static void replay_held(struct bridge *b)
+{
+	struct framer f;
+	struct buf held = b->held;
+
+	buf_init(&b->held);
+	framer_init(&f, 0);
+	framer_feed(&f, held.data, held.len, remote_packet, b);
+	framer_free(&f);
+	buf_free(&held);
+}
+
 static int remote_packet(void *arg, const uint8_t *pkt, size_t len)
 {
 	struct bridge *b = arg;
@@ -277,6 +308,8 @@ static int remote_packet(void *arg, const uint8_t *pkt, size_t len)
 	}
 	if (p.type == MQTT_CONNACK)
 		remote_connack(b, &p.u.connack);
+	else if (p.type == MQTT_PUBLISH && b->rstate == UP && b->lstate != UP)
+		hold(b, pkt, len);
 	else if (p.type == MQTT_PUBLISH && b->rstate == UP)
 		remote_publish(b, &p.u.publish);
 	else if (p.type == MQTT_PUBACK)
@@ -348,6 +381,8 @@ static void remote_down(struct bridge *b, const char *why)
 	if (b->rstate == UP)
 		notify(b, "0");
 	b->rstate = DOWN;
+	buf_free(&b->held); /* unacknowledged: the remote sends them again */
+	buf_init(&b->held);
 	bridge_net_close(b->net);
 	b->net = NULL;
 	timer_disarm(&b->ping_timer);
@@ -487,6 +522,8 @@ static void local_connack(struct bridge *b, const struct mqtt_connack *a)
 	}
 	b->lstate = UP;
 	send_local_subscribe(b);
+	if (b->rstate == UP)
+		replay_held(b);
 }
 
 static void remote_ack_of_local(struct bridge *b, uint16_t id)
@@ -583,6 +620,7 @@ static void start_one(struct bridge *b, const struct bridge_conf *bc)
 	b->conf = bc;
 	names(b);
 	buf_init(&b->scratch);
+	buf_init(&b->held);
 	framer_init(&b->lframer, 0);
 	framer_init(&b->rframer, 0);
 	timer_init(&b->local_timer, local_run, b);
@@ -629,6 +667,7 @@ void bridge_stop_all(void)
 		framer_free(&b->lframer);
 		framer_free(&b->rframer);
 		buf_free(&b->scratch);
+		buf_free(&b->held);
 	}
 	mem_free(bridges);
 	bridges = NULL;
