@@ -55,7 +55,7 @@ enum side_state { DOWN, CONNECTING, UP };
 
 struct bridge {
 	const struct bridge_conf *conf;
-	char remote_id[300], local_id[320], notif_topic[400];
+	char remote_id[300], local_id[320], notif_topic[400], peer[300];
 	struct conn *local;
 	uint8_t lstate; /* enum side_state of the local side */
 	bool local_close_due; /* the broker asked to close it: conn_on_closed soon */
@@ -69,7 +69,7 @@ struct bridge {
 	size_t addr_i; /* the address to try next */
 	uint32_t backoff_s;
 	struct timer retry_timer, ping_timer;
-	uint64_t last_tx_ms;
+	uint64_t last_tx_ms, last_rx_ms;
 	struct buf scratch;
 	/*
 	 * PUBLISH packets from the remote that came before the local side was
@@ -225,7 +225,13 @@ static void ping_due(struct timer *t, void *arg)
 
 	if (b->rstate != UP)
 		return;
-	if (now - b->last_tx_ms >= every / 2 && !codec_encode_empty(&b->scratch, MQTT_PINGREQ))
+	if (now - b->last_rx_ms >= every * 3 / 2) { /* not even a PINGRESP: the link is dead */
+		remote_down(b, "no packet from the remote within 1.5 keep alive intervals");
+		return;
+	}
+	/* Idle either way: a PINGREQ, whose PINGRESP shows the remote is still there. */
+	if ((now - b->last_tx_ms >= every / 2 || now - b->last_rx_ms >= every / 2) &&
+	    !codec_encode_empty(&b->scratch, MQTT_PINGREQ))
 		remote_send(b);
 	timer_arm(&b->ping_timer, now + every / 2);
 }
@@ -323,6 +329,7 @@ static void on_net_connected(void *arg)
 {
 	struct bridge *b = arg;
 
+	b->last_rx_ms = clock_now_ms();
 	send_remote_connect(b);
 }
 
@@ -330,6 +337,7 @@ static void on_net_data(void *arg, const uint8_t *p, size_t n)
 {
 	struct bridge *b = arg;
 
+	b->last_rx_ms = clock_now_ms();
 	if (framer_feed(&b->rframer, p, n, remote_packet, b) < 0)
 		remote_down(b, "a malformed packet from the remote");
 }
@@ -456,7 +464,7 @@ static void local_connect(struct bridge *b)
 {
 	if (b->local)
 		return;
-	b->local = conn_new(&local_ops, b, false, b->conf->name, 0);
+	b->local = conn_new(&local_ops, b, false, b->peer, 0);
 	if (!b->local) {
 		log_err("bridge %s: out of memory for the local connection", b->conf->name);
 		return;
@@ -607,6 +615,7 @@ static void names(struct bridge *b)
 		snprintf(b->local_id, sizeof(b->local_id), "%s", bc->local_clientid);
 	else
 		snprintf(b->local_id, sizeof(b->local_id), "local.%s", b->remote_id);
+	snprintf(b->peer, sizeof(b->peer), "bridge %s", bc->name);
 	if (bc->notification_topic)
 		snprintf(b->notif_topic, sizeof(b->notif_topic), "%s", bc->notification_topic);
 	else

@@ -244,3 +244,15 @@ def test_bridge_sluice_to_sluice_mqttv50_both_does_not_loop(t):
 	b = bridged(t, m, ["s/# both 1"], ["bridge_protocol_version mqttv50"])
 	wait_linked(b, m)
 	assert_each_once(t, b, m, "s", 5)
+
+
+@timeout(30)
+def test_bridge_keepalive_pings_the_remote(t):
+	"""An idle bridge sends PINGREQ within its keepalive_interval, and stays up."""
+	skip_on_mosquitto("a sluice bridge")
+	m = remote_broker(t)
+	b = bridged(t, m, ["a/# out 0"], ["keepalive_interval 5"])
+	wait_linked(b, m, remote_subscribes=False)
+	assert m.wait_log(r"Received PINGREQ from " + REMOTE_ID, 15), m.log_text()
+	assert m.wait_log(r"Sending PINGRESP to " + REMOTE_ID, 5), m.log_text()
+	assert not b.wait_log(r"bridge up: remote down", 0), b.log_text()
