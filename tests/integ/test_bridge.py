@@ -102,21 +102,25 @@ def wait_linked(b, remote, remote_subscribes=True):
 DIRECTIONS = {
 	"out": ("a/# out 1 loc/ rem/", "loc/a/x", "rem/a/x"),
 	"in": ("b/# in 1 lin/ rin/", "lin/b/z", "rin/b/z"),
+	# an empty pattern: the prefixes are the whole topics (mosquitto's remapping)
+	"out-exact": ('"" out 1 loc/state rem/site7/state', "loc/state", "rem/site7/state"),
+	"in-exact": ('"" in 1 lin/cmd rin/site7/cmd', "lin/cmd", "rin/site7/cmd"),
 }
 
 
-@param("direction", ["out", "in"])
+@param("direction", ["out", "in", "out-exact", "in-exact"])
 @param("qos", [0, 1])
 def test_bridge_forwards_with_prefixes(t, direction, qos):
 	"""A message under one side's prefix reaches the other side under its
 	prefix, once, with its QoS (capped by the topic line)."""
 	skip_on_mosquitto("a sluice bridge")
 	line, local_topic, remote_topic = DIRECTIONS[direction]
+	out = direction.startswith("out")
 	m = remote_broker(t)
 	b = bridged(t, m, [line])
-	wait_linked(b, m, remote_subscribes=direction == "in")
-	src, dst = (b, m) if direction == "out" else (m, b)
-	sent, want = (local_topic, remote_topic) if direction == "out" else (remote_topic, local_topic)
+	wait_linked(b, m, remote_subscribes=not out)
+	src, dst = (b, m) if out else (m, b)
+	sent, want = (local_topic, remote_topic) if out else (remote_topic, local_topic)
 	sub = t.client(dst, version=4)
 	sub.subscribe("#" if dst is m else "lin/#", qos=1)
 	t.client(src, version=4).publish(sent, b"hello", qos=qos)
