@@ -52,7 +52,8 @@ tests_fuzz_fuzz_topic_CFLAGS = $(FUZZ_COMPILE)
 tests_fuzz_fuzz_topic_LDFLAGS = $(FUZZ_LINK)
 
 tests_fuzz_fuzz_config_SOURCES = tests/fuzz/fuzz_config.c $(FUZZ_CORE) \
-	src/config.c src/config.h src/linefile.c src/linefile.h src/log.c src/log.h
+	src/config.c src/config.h src/config_bridge.c src/config_bridge.h \
+	src/linefile.c src/linefile.h src/log.c src/log.h
 tests_fuzz_fuzz_config_CFLAGS = $(FUZZ_COMPILE)
 tests_fuzz_fuzz_config_LDFLAGS = $(FUZZ_LINK)
 
@@ -65,7 +66,8 @@ tests_fuzz_fuzz_access_LDADD = $(MBEDTLS_LIBS) $(ARGON2_LIBS)
 # The whole broker but its listener and clock, which fuzz_broker.c is.
 tests_fuzz_fuzz_broker_SOURCES = tests/fuzz/fuzz_broker.c $(FUZZ_CORE) $(FUZZ_CODEC) \
 	src/log.c src/log.h src/timers.c src/timers.h src/linefile.c src/linefile.h \
-	src/config.c src/config.h src/base.c src/base.h src/framer.c src/framer.h \
+	src/config.c src/config.h src/config_bridge.c src/config_bridge.h \
+	src/base.c src/base.h src/framer.c src/framer.h \
 	src/topic_level.c src/topic_level.h src/topic_tree.c src/topic_tree.h \
 	src/retain_tree.c src/retain_tree.h src/msg.c src/msg.h src/kvspace.c src/kvspace.h \
 	src/passwd.c src/passwd.h src/scram.c src/scram.h src/acl.c src/acl.h \
@@ -76,7 +78,8 @@ tests_fuzz_fuzz_broker_SOURCES = tests/fuzz/fuzz_broker.c $(FUZZ_CORE) $(FUZZ_CO
 	src/router.c src/router.h src/plugin_host.c src/plugin_host.h \
 	src/proto.h src/proto.c src/proto_auth.c src/proto_connect.c src/proto_publish.c \
 	src/proto_subscribe.c src/proto_misc.c src/broker.c src/broker.h \
+	src/bridge.c src/bridge.h src/bridge_net.c src/bridge_net.h \
 	src/sys_topics.c src/sys_topics.h src/listener.h src/clock.h
-tests_fuzz_fuzz_broker_CFLAGS = $(FUZZ_COMPILE) $(SQLITE_CFLAGS)
+tests_fuzz_fuzz_broker_CFLAGS = $(FUZZ_COMPILE) $(SQLITE_CFLAGS) $(UV_CFLAGS)
 tests_fuzz_fuzz_broker_LDFLAGS = $(FUZZ_LINK)
-tests_fuzz_fuzz_broker_LDADD = $(SQLITE_LIBS) $(MBEDTLS_LIBS) $(ARGON2_LIBS) -lpthread
+tests_fuzz_fuzz_broker_LDADD = $(SQLITE_LIBS) $(MBEDTLS_LIBS) $(ARGON2_LIBS) $(UV_LIBS) -lpthread
